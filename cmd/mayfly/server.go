@@ -1,0 +1,251 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mayfly-run/mayfly/internal/api"
+	blobfs "github.com/mayfly-run/mayfly/internal/blob/fs"
+	"github.com/mayfly-run/mayfly/internal/driver/docker"
+	"github.com/mayfly-run/mayfly/internal/id"
+	"github.com/mayfly-run/mayfly/internal/runner"
+	"github.com/mayfly-run/mayfly/internal/service"
+	"github.com/mayfly-run/mayfly/internal/stack"
+	"github.com/mayfly-run/mayfly/internal/store/sqlite"
+)
+
+// serverConfig is everything `mayfly server` can be told.
+type serverConfig struct {
+	Listen           string
+	DataDir          string
+	Runner           bool
+	RunnerCapacity   int
+	RunnerClusters   []string
+	TaskMemoryMB     int64
+	TaskPids         int64
+	TaskNetwork      bool
+	StopGrace        time.Duration
+	DrainGrace       time.Duration
+	LeaseDuration    time.Duration
+	MaxAttempts      int
+	MaxPayloadBytes  int64
+	MaxCodeBytes     int64
+	MaxUnpackedBytes int64
+	MaxPackageFiles  int
+	MaxLogBytes      int64
+	DefaultTimeout   int
+	MaxTimeout       int
+	MaxDelay         int
+	BootstrapProject string
+	BootstrapToken   string
+	LogLevel         string
+	LogFormat        string
+}
+
+func newServerCmd() *cobra.Command {
+	var c serverConfig
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the Mayfly server: API, durable queue and an embedded runner",
+		Long: `Run the Mayfly server: the IronWorker v2 REST API, the durable task queue
+(SQLite in --data-dir), code package storage (files in --data-dir) and, unless
+--runner=false, an embedded runner that starts one Docker container per task.
+
+On an empty store the server creates a project and an admin token and prints
+them; MAYFLY_BOOTSTRAP_PROJECT and MAYFLY_BOOTSTRAP_TOKEN fix them instead.
+Every flag can also be set by the environment variable named in its help.
+SIGTERM or SIGINT drains: no new tasks are taken, running ones get
+--drain-grace to finish, and the rest run again after a restart.`,
+		Example: `  mayfly server
+  MAYFLY_LISTEN=0.0.0.0:8080 MAYFLY_DATA_DIR=/var/lib/mayfly mayfly server --runner-capacity 8`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runServer(ctx, c, cmd.OutOrStdout())
+		},
+	}
+	f := cmd.Flags()
+	d := service.DefaultConfig()
+	f.StringVar(&c.Listen, "listen", envStr("MAYFLY_LISTEN", "127.0.0.1:8080"), "address to serve HTTP on (MAYFLY_LISTEN)")
+	f.StringVar(&c.DataDir, "data-dir", envStr("MAYFLY_DATA_DIR", "data"), "where the SQLite store and code packages live (MAYFLY_DATA_DIR)")
+	f.BoolVar(&c.Runner, "runner", envBool("MAYFLY_RUNNER", true), "run tasks in this process too (MAYFLY_RUNNER)")
+	f.IntVar(&c.RunnerCapacity, "runner-capacity", envInt("MAYFLY_RUNNER_CAPACITY", 4), "tasks the embedded runner runs at once (MAYFLY_RUNNER_CAPACITY)")
+	f.StringSliceVar(&c.RunnerClusters, "runner-clusters", envList("MAYFLY_RUNNER_CLUSTERS", []string{""}), "clusters the embedded runner serves; empty is the default cluster (MAYFLY_RUNNER_CLUSTERS)")
+	f.Int64Var(&c.TaskMemoryMB, "task-memory-mb", envInt64("MAYFLY_TASK_MEMORY_MB", 512), "memory limit of a task container in MiB (MAYFLY_TASK_MEMORY_MB)")
+	f.Int64Var(&c.TaskPids, "task-pids", envInt64("MAYFLY_TASK_PIDS", 512), "process limit of a task container (MAYFLY_TASK_PIDS)")
+	f.BoolVar(&c.TaskNetwork, "task-network", envBool("MAYFLY_TASK_NETWORK", false), "give task containers a network (MAYFLY_TASK_NETWORK)")
+	f.DurationVar(&c.StopGrace, "stop-grace", envDuration("MAYFLY_STOP_GRACE", 10*time.Second), "SIGTERM to SIGKILL when a task is cancelled (MAYFLY_STOP_GRACE)")
+	f.DurationVar(&c.DrainGrace, "drain-grace", envDuration("MAYFLY_DRAIN_GRACE", 30*time.Second), "how long running tasks may finish on shutdown (MAYFLY_DRAIN_GRACE)")
+	f.DurationVar(&c.LeaseDuration, "lease-duration", envDuration("MAYFLY_LEASE_DURATION", d.LeaseDuration), "a runner that is silent this long loses its task (MAYFLY_LEASE_DURATION)")
+	f.IntVar(&c.MaxAttempts, "max-attempts", envInt("MAYFLY_MAX_ATTEMPTS", d.MaxAttempts), "leases a task may lose before it ends killed (MAYFLY_MAX_ATTEMPTS)")
+	f.Int64Var(&c.MaxPayloadBytes, "max-payload-bytes", envInt64("MAYFLY_MAX_PAYLOAD_BYTES", d.MaxPayloadBytes), "largest task payload (MAYFLY_MAX_PAYLOAD_BYTES)")
+	f.Int64Var(&c.MaxCodeBytes, "max-code-bytes", envInt64("MAYFLY_MAX_CODE_BYTES", d.MaxCodeBytes), "largest code package zip (MAYFLY_MAX_CODE_BYTES)")
+	f.Int64Var(&c.MaxUnpackedBytes, "max-unpacked-bytes", envInt64("MAYFLY_MAX_UNPACKED_BYTES", d.Package.MaxUnpackedBytes), "largest unpacked code package (MAYFLY_MAX_UNPACKED_BYTES)")
+	f.IntVar(&c.MaxPackageFiles, "max-package-files", envInt("MAYFLY_MAX_PACKAGE_FILES", d.Package.MaxFiles), "most entries in a code package (MAYFLY_MAX_PACKAGE_FILES)")
+	f.Int64Var(&c.MaxLogBytes, "max-log-bytes", envInt64("MAYFLY_MAX_LOG_BYTES", d.MaxLogBytes), "log kept per task; the rest is cut with a marker (MAYFLY_MAX_LOG_BYTES)")
+	f.IntVar(&c.DefaultTimeout, "default-timeout", envInt("MAYFLY_DEFAULT_TIMEOUT", d.DefaultTimeout), "task timeout in seconds when none is given (MAYFLY_DEFAULT_TIMEOUT)")
+	f.IntVar(&c.MaxTimeout, "max-timeout", envInt("MAYFLY_MAX_TIMEOUT", d.MaxTimeout), "largest task timeout in seconds, 0 = no limit (MAYFLY_MAX_TIMEOUT)")
+	f.IntVar(&c.MaxDelay, "max-delay", envInt("MAYFLY_MAX_DELAY", 0), "largest task delay in seconds, 0 = no limit (MAYFLY_MAX_DELAY)")
+	f.StringVar(&c.LogLevel, "log-level", envStr("MAYFLY_LOG_LEVEL", "info"), "debug, info, warn or error (MAYFLY_LOG_LEVEL)")
+	f.StringVar(&c.LogFormat, "log-format", envStr("MAYFLY_LOG_FORMAT", "text"), "text or json (MAYFLY_LOG_FORMAT)")
+	c.BootstrapProject = os.Getenv("MAYFLY_BOOTSTRAP_PROJECT")
+	c.BootstrapToken = os.Getenv("MAYFLY_BOOTSTRAP_TOKEN")
+	return cmd
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", level, err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: use text or json", format)
+}
+
+func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte) (int, error) }) error {
+	if len(envErrs) > 0 {
+		return errors.Join(envErrs...)
+	}
+	log, err := newLogger(c.LogLevel, c.LogFormat)
+	if err != nil {
+		return err
+	}
+	if c.RunnerCapacity < 1 {
+		return fmt.Errorf("--runner-capacity must be at least 1")
+	}
+	if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	st, err := sqlite.Open(ctx, filepath.Join(c.DataDir, "mayfly.db"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	blobs, err := blobfs.New(filepath.Join(c.DataDir, "blobs"))
+	if err != nil {
+		return err
+	}
+	svc := service.New(st, blobs, service.Config{
+		MaxPayloadBytes: c.MaxPayloadBytes, MaxCodeBytes: c.MaxCodeBytes,
+		DefaultTimeout: c.DefaultTimeout, MaxTimeout: c.MaxTimeout, MaxDelay: c.MaxDelay,
+		MaxLogBytes: c.MaxLogBytes, LeaseDuration: c.LeaseDuration, MaxAttempts: c.MaxAttempts,
+		KnownStacks: stack.Names(),
+	}.WithPackageLimits(c.MaxPackageFiles, c.MaxUnpackedBytes), log)
+
+	boot, err := svc.EnsureBootstrap(ctx, c.BootstrapProject, c.BootstrapToken)
+	if err != nil {
+		return err
+	}
+	if boot.Created {
+		fmt.Fprintf(out, "Created project and admin token (shown once):\n  MAYFLY_PROJECT=%s\n  MAYFLY_TOKEN=%s\n", boot.ProjectID, boot.Token)
+	}
+
+	var drv *docker.Driver
+	if c.Runner {
+		drv, err = docker.New(ctx)
+		if err != nil {
+			return fmt.Errorf("embedded runner needs Docker (or start with --runner=false): %w", err)
+		}
+		defer drv.Close()
+	}
+	handler := api.New(svc, api.Options{Version: version, Log: log, Stacks: func(ctx context.Context) ([]string, error) {
+		if drv == nil {
+			return []string{}, nil
+		}
+		return stack.Installed(ctx)
+	}})
+
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", c.Listen, err)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	fmt.Fprintf(out, "Mayfly %s listening on http://%s\n", version, ln.Addr())
+	log.Info("server started", "listen", ln.Addr().String(), "data_dir", c.DataDir, "runner", c.Runner)
+
+	bg, stopBg := context.WithCancel(context.Background())
+	defer stopBg()
+	go svc.RunMaintenance(bg, time.Second)
+
+	var run *runner.Runner
+	runCtx, stopRunner := context.WithCancel(ctx)
+	defer stopRunner()
+	runDone := make(chan struct{})
+	if c.Runner {
+		rid, err := runnerID(c.DataDir)
+		if err != nil {
+			return err
+		}
+		run, err = runner.New(runner.Config{
+			ID: rid, Capacity: c.RunnerCapacity, Clusters: c.RunnerClusters,
+			CacheDir: filepath.Join(c.DataDir, "cache", "packages"), StackImage: stack.Image,
+			IsLeaseLost: func(err error) bool { return errors.Is(err, service.ErrLeaseLost) },
+			StopGrace:   c.StopGrace, MemoryBytes: c.TaskMemoryMB << 20, PidsLimit: c.TaskPids,
+			Network: c.TaskNetwork, Log: log,
+		}, svc, drv)
+		if err != nil {
+			return err
+		}
+		go func() { defer close(runDone); _ = run.Run(runCtx) }()
+	} else {
+		close(runDone)
+	}
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: draining running tasks", "grace", c.DrainGrace)
+	stopRunner()
+	<-runDone
+	if run != nil {
+		dctx, cancel := context.WithTimeout(context.Background(), c.DrainGrace)
+		if err := run.Drain(dctx); err != nil {
+			log.Warn("drain incomplete", "err", err)
+		}
+		cancel()
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("http shutdown", "err", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// runnerID keeps the embedded runner's id across restarts, so a restarted
+// server recognises and removes its own orphaned containers.
+func runnerID(dataDir string) (string, error) {
+	p := filepath.Join(dataDir, "runner-id")
+	if b, err := os.ReadFile(p); err == nil && id.Valid(strings.TrimSpace(string(b))) {
+		return strings.TrimSpace(string(b)), nil
+	}
+	rid := id.New()
+	if err := os.WriteFile(p, []byte(rid+"\n"), 0o640); err != nil {
+		return "", fmt.Errorf("save runner id: %w", err)
+	}
+	return rid, nil
+}

@@ -1,0 +1,202 @@
+// Package api serves Mayfly's HTTP interface: the IronWorker v2 REST API
+// under /2/, the runner protocol under /runner/, and /version, /healthz and
+// /readyz. Handlers return errors; one function turns them into the
+// {"msg": ...} body and status IronWorker clients expect.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/mayfly-run/mayfly/internal/service"
+	"github.com/mayfly-run/mayfly/internal/store"
+	"github.com/mayfly-run/mayfly/internal/wire"
+)
+
+// Options configure the API beyond the service.
+type Options struct {
+	Version string
+	// Stacks lists the stacks installed on the runners.
+	Stacks func(ctx context.Context) ([]string, error)
+	// MaxRequestBytes bounds JSON request bodies.
+	MaxRequestBytes int64
+	Log             *slog.Logger
+}
+
+// API is the HTTP handler.
+type API struct {
+	svc  *service.Service
+	opts Options
+	mux  *http.ServeMux
+	log  *slog.Logger
+}
+
+// New returns the handler.
+func New(svc *service.Service, opts Options) *API {
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	if opts.MaxRequestBytes <= 0 {
+		// A batch of tasks may each carry a full payload.
+		opts.MaxRequestBytes = 64 << 20
+	}
+	a := &API{svc: svc, opts: opts, mux: http.NewServeMux(), log: opts.Log}
+	a.routes()
+	return a
+}
+
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+// httpError carries a status chosen by the API itself.
+type httpError struct {
+	status int
+	msg    string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func errStatus(status int, msg string) error { return &httpError{status: status, msg: msg} }
+
+// handler is an HTTP handler that reports failure by returning an error.
+type handler func(w http.ResponseWriter, r *http.Request) error
+
+// serve wraps a handler with error writing.
+func (a *API) serve(h handler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			a.writeError(w, r, err)
+		}
+	}
+}
+
+func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status, msg := http.StatusInternalServerError, "Internal error"
+	var he *httpError
+	var se *service.Error
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &he):
+		status, msg = he.status, he.msg
+	case errors.As(err, &mbe):
+		status, msg = http.StatusRequestEntityTooLarge, "Request body is larger than the limit of "+itoa(mbe.Limit)+" bytes"
+	case errors.As(err, &se):
+		msg = se.Msg
+		switch {
+		case errors.Is(se.Kind, service.ErrInvalid):
+			status = http.StatusBadRequest
+		case errors.Is(se.Kind, service.ErrUnauthorized):
+			status = http.StatusUnauthorized
+		case errors.Is(se.Kind, service.ErrForbidden):
+			status = http.StatusForbidden
+		case errors.Is(se.Kind, service.ErrNotFound):
+			status = http.StatusNotFound
+		case errors.Is(se.Kind, service.ErrConflict):
+			status = http.StatusConflict
+		case errors.Is(se.Kind, service.ErrTooLarge):
+			status = http.StatusRequestEntityTooLarge
+		}
+	case errors.Is(err, service.ErrLeaseLost):
+		status, msg = http.StatusConflict, err.Error()
+	case errors.Is(err, context.Canceled):
+		status, msg = 499, "Request cancelled"
+	}
+	if status >= 500 {
+		a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	writeJSONStatus(w, status, wire.Error{Msg: msg})
+}
+
+func writeJSONStatus(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeJSON answers 200: the official clients treat any other success
+// status as an error.
+func writeJSON(w http.ResponseWriter, v any) error {
+	writeJSONStatus(w, http.StatusOK, v)
+	return nil
+}
+
+// readJSON decodes a bounded JSON body into v, with errors a user can act
+// on.
+func (a *API) readJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	body := http.MaxBytesReader(w, r.Body, a.opts.MaxRequestBytes)
+	dec := json.NewDecoder(body)
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
+		if errors.Is(err, io.EOF) {
+			return errStatus(http.StatusBadRequest, "Request body is empty; JSON expected")
+		}
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &se):
+			return errStatus(http.StatusBadRequest, "Malformed JSON at byte "+itoa(se.Offset)+": "+se.Error())
+		case errors.As(err, &te):
+			return errStatus(http.StatusBadRequest, "Wrong JSON type for field '"+te.Field+"': expected "+te.Type.String())
+		}
+		return errStatus(http.StatusBadRequest, "Malformed JSON: "+err.Error())
+	}
+	return nil
+}
+
+// token finds the caller's token: "OAuth X", "Bearer X" or ?oauth=X.
+func token(r *http.Request) string {
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, rest, ok := strings.Cut(h, " ")
+		if ok && (strings.EqualFold(scheme, "OAuth") || strings.EqualFold(scheme, "Bearer") || strings.EqualFold(scheme, "Token")) {
+			return strings.TrimSpace(rest)
+		}
+		return ""
+	}
+	return r.URL.Query().Get("oauth")
+}
+
+type ctxKey int
+
+const projectKey ctxKey = 0
+
+// project authenticates the caller and checks its right to the project in
+// the path, then runs h.
+func (a *API) project(h handler) http.HandlerFunc {
+	return a.serve(func(w http.ResponseWriter, r *http.Request) error {
+		tok, err := a.svc.Authenticate(r.Context(), token(r))
+		if err != nil {
+			return err
+		}
+		p, err := a.svc.Authorize(r.Context(), tok, r.PathValue("project"))
+		if err != nil {
+			return err
+		}
+		return h(w, r.WithContext(context.WithValue(r.Context(), projectKey, p)))
+	})
+}
+
+// runner authenticates a runner-protocol call.
+func (a *API) runner(h handler) http.HandlerFunc {
+	return a.serve(func(w http.ResponseWriter, r *http.Request) error {
+		tok, err := a.svc.Authenticate(r.Context(), token(r))
+		if err != nil {
+			return err
+		}
+		if err := a.svc.AuthorizeRunner(tok); err != nil {
+			return err
+		}
+		return h(w, r)
+	})
+}
+
+func projectOf(r *http.Request) store.Project {
+	p, _ := r.Context().Value(projectKey).(store.Project)
+	return p
+}

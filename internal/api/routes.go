@@ -1,0 +1,153 @@
+package api
+
+import (
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mayfly-run/mayfly/internal/store"
+	"github.com/mayfly-run/mayfly/internal/wire"
+)
+
+func (a *API) routes() {
+	m := a.mux
+	const p = "/2/projects/{project}"
+	m.HandleFunc("GET "+p, a.project(a.getProject))
+	m.HandleFunc("POST "+p+"/codes", a.project(a.uploadCode))
+	m.HandleFunc("GET "+p+"/codes", a.project(a.listCodes))
+	m.HandleFunc("GET "+p+"/codes/{id}", a.project(a.getCode))
+	m.HandleFunc("DELETE "+p+"/codes/{id}", a.project(a.deleteCode))
+	m.HandleFunc("GET "+p+"/codes/{id}/revisions", a.project(a.codeRevisions))
+	m.HandleFunc("GET "+p+"/codes/{id}/download", a.project(a.downloadCode))
+	m.HandleFunc("POST "+p+"/tasks", a.project(a.queueTasks))
+	m.HandleFunc("GET "+p+"/tasks", a.project(a.listTasks))
+	m.HandleFunc("POST "+p+"/tasks/webhook", a.project(a.webhook))
+	m.HandleFunc("GET "+p+"/tasks/{id}", a.project(a.getTask))
+	m.HandleFunc("GET "+p+"/tasks/{id}/log", a.project(a.taskLog))
+	m.HandleFunc("POST "+p+"/tasks/{id}/cancel", a.project(a.cancelTask))
+	m.HandleFunc("GET /2/stacks", a.serve(a.stacks))
+	m.HandleFunc("GET /version", a.serve(a.version))
+	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	m.HandleFunc("GET /readyz", a.serve(a.ready))
+
+	m.HandleFunc("POST /runner/lease", a.runner(a.lease))
+	m.HandleFunc("POST /runner/tasks/{id}/started", a.runner(a.started))
+	m.HandleFunc("POST /runner/tasks/{id}/heartbeat", a.runner(a.heartbeat))
+	m.HandleFunc("POST /runner/tasks/{id}/log", a.runner(a.appendLog))
+	m.HandleFunc("POST /runner/tasks/{id}/finish", a.runner(a.finish))
+	m.HandleFunc("GET /runner/packages/{revision}", a.runner(a.pkg))
+
+	m.HandleFunc("/", a.serve(func(w http.ResponseWriter, r *http.Request) error {
+		return errStatus(http.StatusNotFound, "No route for "+r.Method+" "+r.URL.Path)
+	}))
+}
+
+func itoa[T ~int | ~int64](v T) string { return strconv.FormatInt(int64(v), 10) }
+
+func (a *API) getProject(w http.ResponseWriter, r *http.Request) error {
+	p := projectOf(r)
+	return writeJSON(w, wire.Project{ID: p.ID, Name: p.Name, CreatedAt: p.CreatedAt, UpdatedAt: p.CreatedAt})
+}
+
+// page reads IronWorker's 0-based page and per_page (default 30, max 100).
+func page(r *http.Request) (store.Page, error) {
+	q := r.URL.Query()
+	p := store.Page{PerPage: 30}
+	if v := q.Get("page"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return p, errStatus(http.StatusBadRequest, "page must be a whole number from 0")
+		}
+		p.Page = n
+	}
+	if v := q.Get("per_page"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return p, errStatus(http.StatusBadRequest, "per_page must be a whole number from 1 to 100")
+		}
+		p.PerPage = min(n, 100)
+	}
+	return p, nil
+}
+
+func (a *API) stacks(w http.ResponseWriter, r *http.Request) error {
+	names := []string{}
+	if a.opts.Stacks != nil {
+		got, err := a.opts.Stacks(r.Context())
+		if err != nil {
+			return err
+		}
+		names = append(names, got...)
+	}
+	return writeJSON(w, names)
+}
+
+func (a *API) version(w http.ResponseWriter, r *http.Request) error {
+	return writeJSON(w, wire.Version{Version: a.opts.Version})
+}
+
+func (a *API) ready(w http.ResponseWriter, r *http.Request) error {
+	if err := a.svc.Ready(r.Context()); err != nil {
+		return errStatus(http.StatusServiceUnavailable, "Not ready: "+err.Error())
+	}
+	_, err := io.WriteString(w, "ok\n")
+	return err
+}
+
+// parseTime accepts unix seconds (IronWorker's from_time/to_time) or RFC
+// 3339.
+func parseTime(name, v string) (*time.Time, error) {
+	if v == "" {
+		return nil, nil
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		t := time.Unix(n, 0).UTC()
+		return &t, nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return nil, errStatus(http.StatusBadRequest, name+" must be unix seconds or an RFC 3339 time")
+	}
+	t = t.UTC()
+	return &t, nil
+}
+
+var statusFlags = []string{store.StatusQueued, store.StatusPreparing, store.StatusRunning, store.StatusComplete,
+	store.StatusError, store.StatusTimeout, store.StatusKilled, store.StatusCancelled}
+
+// taskFilter reads GET tasks' query. A status flag counts when present,
+// whatever its value, as the official clients send them.
+func taskFilter(r *http.Request, projectID string) (store.TaskFilter, error) {
+	q := r.URL.Query()
+	pg, err := page(r)
+	if err != nil {
+		return store.TaskFilter{}, err
+	}
+	f := store.TaskFilter{ProjectID: projectID, CodeName: q.Get("code_name"), Label: q.Get("label"), Page: pg}
+	for _, s := range statusFlags {
+		if q.Has(s) {
+			f.Statuses = append(f.Statuses, s)
+		}
+	}
+	if f.FromTime, err = parseTime("from_time", q.Get("from_time")); err != nil {
+		return f, err
+	}
+	if f.ToTime, err = parseTime("to_time", q.Get("to_time")); err != nil {
+		return f, err
+	}
+	return f, nil
+}
+
+func intParam(r *http.Request, name string) (*int, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return nil, nil
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil {
+		return nil, errStatus(http.StatusBadRequest, name+" must be a whole number")
+	}
+	return &n, nil
+}

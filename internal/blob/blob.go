@@ -1,0 +1,21 @@
+// Package blob stores code packages by key. The embedded default keeps them
+// in a local directory (fs); S3-compatible storage can follow behind the same
+// interface, chosen by configuration alone.
+package blob
+
+import (
+	"context"
+	"errors"
+	"io"
+)
+
+// ErrNotFound is returned by Get and Delete for a key that holds nothing.
+var ErrNotFound = errors.New("blob not found")
+
+// Store keeps immutable blobs. Put of an existing key replaces it whole;
+// readers never see a partial blob.
+type Store interface {
+	Put(ctx context.Context, key string, r io.Reader) (size int64, err error)
+	Get(ctx context.Context, key string) (io.ReadCloser, error)
+	Delete(ctx context.Context, key string) error
+}

@@ -1,0 +1,189 @@
+package docker
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"io"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mayfly-run/mayfly/internal/driver"
+)
+
+func TestContainerConfig(t *testing.T) {
+	t.Parallel()
+	spec := driver.Spec{
+		TaskID: "t1", RunnerID: "r1", Image: "img", Cmd: []string{"run"},
+		Env: []string{"A=1"}, WorkDir: "/mnt/task", User: "65534:65534",
+		MemoryBytes: 1 << 20, PidsLimit: 5, NanoCPUs: 5e8,
+		Labels: map[string]string{"x": "y", driver.LabelManaged: "false"},
+		Output: io.Discard,
+	}
+	cfg, host := containerConfig(spec)
+	if cfg.Image != "img" || !slices.Equal(cfg.Cmd, []string{"run"}) || cfg.Entrypoint != nil ||
+		cfg.WorkingDir != "/mnt/task" || cfg.User != "65534:65534" || !slices.Equal(cfg.Env, []string{"A=1"}) {
+		t.Errorf("config %+v", cfg)
+	}
+	if cfg.Tty || cfg.OpenStdin || cfg.StopSignal != "SIGTERM" {
+		t.Errorf("tty %v, stdin %v, stop signal %q", cfg.Tty, cfg.OpenStdin, cfg.StopSignal)
+	}
+	wantLabels := map[string]string{"x": "y", driver.LabelManaged: "true", driver.LabelRunner: "r1", driver.LabelTask: "t1"}
+	if len(cfg.Labels) != len(wantLabels) {
+		t.Errorf("labels %v, want %v", cfg.Labels, wantLabels)
+	}
+	for k, v := range wantLabels {
+		if cfg.Labels[k] != v {
+			t.Errorf("label %s = %q, want %q", k, cfg.Labels[k], v)
+		}
+	}
+	if spec.Labels[driver.LabelManaged] != "false" {
+		t.Errorf("the spec's labels were modified")
+	}
+	if host.NetworkMode != "none" || !slices.Equal(host.CapDrop, []string{"ALL"}) ||
+		!slices.Equal(host.SecurityOpt, []string{"no-new-privileges"}) || host.LogConfig.Type != "none" || host.AutoRemove {
+		t.Errorf("host config %+v", host)
+	}
+	if host.Memory != 1<<20 || host.MemorySwap != 1<<20 || host.PidsLimit == nil || *host.PidsLimit != 5 || host.NanoCPUs != 5e8 {
+		t.Errorf("limits: memory %d swap %d pids %v cpus %d", host.Memory, host.MemorySwap, host.PidsLimit, host.NanoCPUs)
+	}
+
+	spec.Network, spec.MemoryBytes, spec.PidsLimit = true, 0, 0
+	spec.Entrypoint = []string{}
+	cfg, host = containerConfig(spec)
+	if host.NetworkMode != "" || host.Memory != 0 || host.MemorySwap != 0 || host.PidsLimit != nil {
+		t.Errorf("network/unlimited: %+v", host)
+	}
+	if cfg.Entrypoint == nil || len(cfg.Entrypoint) != 0 {
+		t.Errorf("empty entrypoint became %#v; want empty, not nil", cfg.Entrypoint)
+	}
+}
+
+func TestStopTimeout(t *testing.T) {
+	t.Parallel()
+	for grace, want := range map[time.Duration]int{
+		-time.Second: 0, 0: 0, time.Millisecond: 1, time.Second: 1,
+		1500 * time.Millisecond: 2, 10 * time.Second: 10,
+	} {
+		if got := stopTimeout(grace); got != want {
+			t.Errorf("stopTimeout(%v) = %d, want %d", grace, got, want)
+		}
+	}
+}
+
+func TestNumericUser(t *testing.T) {
+	t.Parallel()
+	for user, want := range map[string][2]int{
+		"": {0, 0}, "65534:65534": {65534, 65534}, "1000": {1000, 0},
+		"1000:users": {1000, 0}, "nobody": {0, 0}, "-1:-1": {0, 0},
+	} {
+		if uid, gid := numericUser(user); uid != want[0] || gid != want[1] {
+			t.Errorf("numericUser(%q) = %d, %d; want %v", user, uid, gid, want)
+		}
+	}
+}
+
+func TestContainerName(t *testing.T) {
+	t.Parallel()
+	valid := regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
+	for _, id := range []string{"6b084834bb374b04c61b97f1", "", "a/b c", strings.Repeat("x", 300)} {
+		name := containerName(id)
+		if !valid.MatchString(name) || len(name) > 100 {
+			t.Errorf("containerName(%q) = %q, not a valid container name", id, name)
+		}
+	}
+	if containerName("t") == containerName("t") {
+		t.Errorf("two containers of one task got the same name")
+	}
+}
+
+type tarEntry struct {
+	name     string
+	typ      byte
+	mode     int64
+	uid, gid int
+	body     string
+}
+
+func readTar(t *testing.T, r io.Reader) []tarEntry {
+	t.Helper()
+	var out []tarEntry
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(tr)
+		out = append(out, tarEntry{hdr.Name, hdr.Typeflag, hdr.Mode, hdr.Uid, hdr.Gid, string(body)})
+	}
+}
+
+func TestWriteTarMergesArchiveAndFiles(t *testing.T) {
+	t.Parallel()
+	var archive bytes.Buffer
+	tw := tar.NewWriter(&archive)
+	long := "mnt/task/" + strings.Repeat("d", 120) + "/file" // beyond ustar's 100 bytes
+	for _, e := range []tarEntry{
+		{"mnt/task/", tar.TypeDir, 0o755, 65534, 65534, ""},
+		{"mnt/task/code.sh", tar.TypeReg, 0o755, 1, 2, "echo hi\n"},
+		{long, tar.TypeReg, 0o600, 0, 0, "x"},
+	} {
+		if err := tw.WriteHeader(&tar.Header{Name: e.name, Typeflag: e.typ, Mode: e.mode, Uid: e.uid, Gid: e.gid, Size: int64(len(e.body))}); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = tw.Write([]byte(e.body))
+	}
+	_ = tw.Close()
+	files := []driver.File{
+		{Path: "/mnt/task/payload.json", Data: []byte("{}")},
+		{Path: "/mnt/task/out/"},
+		{Path: "/mnt/task/cfg", Dir: true, Mode: 0o700},
+	}
+	want := []tarEntry{
+		{"mnt/task/", tar.TypeDir, 0o755, 65534, 65534, ""},
+		{"mnt/task/code.sh", tar.TypeReg, 0o755, 1, 2, "echo hi\n"},
+		{long, tar.TypeReg, 0o600, 0, 0, "x"},
+		{"mnt/task/payload.json", tar.TypeReg, 0o644, 7, 8, "{}"},
+		{"mnt/task/out/", tar.TypeDir, 0o755, 7, 8, ""},
+		{"mnt/task/cfg/", tar.TypeDir, 0o700, 7, 8, ""},
+	}
+
+	plain := archive.Bytes()
+	var zipped bytes.Buffer
+	zw := gzip.NewWriter(&zipped)
+	_, _ = zw.Write(plain)
+	_ = zw.Close()
+	for name, in := range map[string][]byte{"plain": plain, "gzip": zipped.Bytes()} {
+		var out bytes.Buffer
+		if err := writeTar(&out, bytes.NewReader(in), files, 7, 8); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got := readTar(t, &out); !slices.Equal(got, want) {
+			t.Errorf("%s: merged tar\n%+v\nwant\n%+v", name, got, want)
+		}
+	}
+
+	var out bytes.Buffer
+	if err := writeTar(&out, nil, files[:1], 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := readTar(t, &out); len(got) != 1 || got[0].name != "mnt/task/payload.json" {
+		t.Errorf("files only: %+v", got)
+	}
+	for _, bad := range []string{"relative/path", "/"} {
+		if err := writeTar(io.Discard, nil, []driver.File{{Path: bad}}, 0, 0); err == nil {
+			t.Errorf("file path %q accepted", bad)
+		}
+	}
+	if err := writeTar(io.Discard, strings.NewReader("not a tar at all, not at all, no"), nil, 0, 0); err == nil {
+		t.Errorf("a broken archive was accepted")
+	}
+}

@@ -1,0 +1,148 @@
+// Package docker is the driver that runs each task in a fresh container of a
+// Docker engine, through the engine API with version negotiation (Debian's
+// docker.io speaks API 1.41 while the client defaults to newer).
+//
+// A container goes through
+//
+//	create -> copy files in -> attach + register wait -> start -> exit -> remove
+//	   \________________ any error: force remove _____/
+//
+// Attaching and registering the wait before the start is what makes the
+// output and the exit status impossible to miss, however short the task.
+// Start makes no other round trip (no image or container inspect): the
+// runner checks images once, not per task.
+package docker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/client"
+
+	"github.com/mayfly-run/mayfly/internal/driver"
+)
+
+// Driver starts task containers on one Docker engine. It is safe for
+// concurrent use.
+type Driver struct {
+	cli *client.Client
+}
+
+var _ driver.Driver = (*Driver)(nil)
+
+// New connects to the engine named by the environment (DOCKER_HOST etc.,
+// else the local socket) and checks that it answers.
+func New(ctx context.Context) (*Driver, error) {
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, fmt.Errorf("docker driver: create client: %w", err)
+	}
+	if _, err := cli.Ping(ctx); err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("docker driver: engine at %s does not answer: %w", cli.DaemonHost(), err)
+	}
+	return &Driver{cli: cli}, nil
+}
+
+// Close releases the client's connections. Handles of started containers
+// must not be used after.
+func (d *Driver) Close() error {
+	return d.cli.Close()
+}
+
+// ImageExists reports whether image is available locally; it never pulls.
+func (d *Driver) ImageExists(ctx context.Context, image string) (bool, error) {
+	_, err := d.cli.ImageInspect(ctx, image)
+	if cerrdefs.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("inspect image %s: %w", image, err)
+	}
+	return true, nil
+}
+
+// ListManaged returns the ids of all containers, running or not, that carry
+// Mayfly's labels and runnerID ("" = any runner).
+func (d *Driver) ListManaged(ctx context.Context, runnerID string) ([]string, error) {
+	args := filters.NewArgs(filters.Arg("label", driver.LabelManaged+"=true"))
+	if runnerID != "" {
+		args.Add("label", driver.LabelRunner+"="+runnerID)
+	}
+	list, err := d.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: args})
+	if err != nil {
+		return nil, fmt.Errorf("list containers of runner %q: %w", runnerID, err)
+	}
+	ids := make([]string, 0, len(list))
+	for _, c := range list {
+		ids = append(ids, c.ID)
+	}
+	return ids, nil
+}
+
+// RemoveOrphans force-removes the managed containers of runnerID whose id is
+// not in keep. It goes on past a failed removal and reports all failures
+// together.
+func (d *Driver) RemoveOrphans(ctx context.Context, runnerID string, keep map[string]bool) (int, error) {
+	if runnerID == "" {
+		return 0, errors.New("remove orphans: empty runner id would match every runner's containers")
+	}
+	ids, err := d.ListManaged(ctx, runnerID)
+	if err != nil {
+		return 0, err
+	}
+	removed := 0
+	var errs []error
+	for _, id := range ids {
+		if keep[id] {
+			continue
+		}
+		gone, err := d.remove(ctx, id)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if gone {
+			removed++
+		}
+	}
+	return removed, errors.Join(errs...)
+}
+
+// remove force-removes container id with its anonymous volumes. It reports
+// whether this call removed it; a container already gone is no error.
+func (d *Driver) remove(ctx context.Context, id string) (bool, error) {
+	err := d.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	switch {
+	case err == nil:
+		return true, nil
+	case cerrdefs.IsNotFound(err):
+		return false, nil
+	case cerrdefs.IsConflict(err):
+		// "removal already in progress": someone else removes it; done
+		// once it is gone.
+		waitC, errC := d.cli.ContainerWait(ctx, id, container.WaitConditionRemoved)
+		select {
+		case <-waitC:
+			return false, nil
+		case werr := <-errC:
+			if cerrdefs.IsNotFound(werr) {
+				return false, nil
+			}
+			return false, fmt.Errorf("remove container %s: %w", shortID(id), err)
+		}
+	default:
+		return false, fmt.Errorf("remove container %s: %w", shortID(id), err)
+	}
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

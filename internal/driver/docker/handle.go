@@ -1,0 +1,210 @@
+package docker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/mayfly-run/mayfly/internal/driver"
+)
+
+const (
+	// drainTimeout bounds how long output may still arrive after the exit.
+	// The engine ends the attach stream once the container's pipes close,
+	// which they do when it exits; this only guards against an engine that
+	// never does.
+	drainTimeout = 10 * time.Second
+	// inspectTimeout bounds the one inspect after the exit.
+	inspectTimeout = 30 * time.Second
+)
+
+// handle is one started container. Its result is collected once, in the
+// background, so Wait can be called again after its context ended.
+type handle struct {
+	d   *Driver
+	cli *client.Client
+	id  string
+
+	// bg carries the requests that outlive Start's context: the wait
+	// registered before start, the inspect after the exit.
+	bg     context.Context
+	cancel context.CancelFunc
+
+	waitC  <-chan container.WaitResponse
+	waitE  <-chan error
+	attach *types.HijackedResponse // nil when nobody reads output
+	copied chan struct{}           // closed when the output stream ended
+
+	done   chan struct{} // closed when result and err are set
+	result driver.Result
+	err    error
+}
+
+func newHandle(d *Driver, id string) *handle {
+	bg, cancel := context.WithCancel(context.Background())
+	return &handle{d: d, cli: d.cli, id: id, bg: bg, cancel: cancel, copied: make(chan struct{}), done: make(chan struct{})}
+}
+
+func (h *handle) ID() string { return h.id }
+
+// prepare attaches to the output (if anyone wants it) and registers the wait
+// for the next exit; both must precede the start.
+func (h *handle) prepare(ctx context.Context, output, stderr io.Writer) error {
+	if output != nil || stderr != nil {
+		resp, err := h.cli.ContainerAttach(ctx, h.id, container.AttachOptions{
+			Stream: true,
+			Stdout: output != nil,
+			Stderr: true,
+		})
+		if err != nil {
+			close(h.copied)
+			return fmt.Errorf("attach to output: %w", err)
+		}
+		h.attach = &resp
+		go h.copyOutput(output, stderr)
+	} else {
+		close(h.copied)
+	}
+	// ContainerWait returns once the engine has registered the wait.
+	h.waitC, h.waitE = h.cli.ContainerWait(h.bg, h.id, container.WaitConditionNextExit)
+	select {
+	case err := <-h.waitE:
+		return fmt.Errorf("wait for exit: %w", err)
+	default:
+		return nil
+	}
+}
+
+// copyOutput demultiplexes the attach stream: stdout to output, stderr to
+// output and stderr, in the order the engine sent the frames.
+func (h *handle) copyOutput(output, stderr io.Writer) {
+	defer close(h.copied)
+	out := &keepGoing{w: output}
+	var errW io.Writer = out
+	if stderr != nil {
+		errW = io.MultiWriter(out, &keepGoing{w: stderr})
+	}
+	// The stream ends with an error only when the connection breaks or is
+	// closed under it; whatever arrived has been written.
+	_, _ = stdcopy.StdCopy(out, errW, h.attach.Reader)
+}
+
+// keepGoing passes writes to w until w fails once, and then drops them: a
+// failing log writer must not stop the copy, or the container would block
+// on a full pipe.
+type keepGoing struct {
+	w      io.Writer
+	failed bool
+}
+
+func (k *keepGoing) Write(p []byte) (int, error) {
+	if k.w != nil && !k.failed {
+		if _, err := k.w.Write(p); err != nil {
+			k.failed = true
+		}
+	}
+	return len(p), nil
+}
+
+// abandon releases a handle whose start failed.
+func (h *handle) abandon() {
+	h.cancel()
+	if h.attach != nil {
+		h.attach.Close()
+	}
+	<-h.copied
+}
+
+// collect waits for the exit, then for the end of the output, then inspects
+// the container for what the exit status does not say.
+func (h *handle) collect() {
+	defer close(h.done)
+	defer h.cancel()
+	var res driver.Result
+	var waitErr error
+	select {
+	case w := <-h.waitC:
+		res.ExitCode = int(w.StatusCode)
+		if w.Error != nil {
+			res.Err = w.Error.Message
+		}
+	case waitErr = <-h.waitE:
+	}
+
+	timer := time.NewTimer(drainTimeout)
+	select {
+	case <-h.copied:
+	case <-timer.C:
+	}
+	timer.Stop()
+	if h.attach != nil {
+		h.attach.Close()
+		<-h.copied
+	}
+
+	ctx, cancel := context.WithTimeout(h.bg, inspectTimeout)
+	defer cancel()
+	info, err := h.cli.ContainerInspect(ctx, h.id)
+	switch {
+	case err == nil && info.State != nil:
+		res.OOMKilled = info.State.OOMKilled
+		if res.Err == "" {
+			res.Err = info.State.Error
+		}
+		if waitErr != nil {
+			// The wait broke (the engine restarted, say): the state
+			// still tells how the container ended, if it did.
+			if info.State.Running {
+				h.err = fmt.Errorf("wait for container %s: %w", shortID(h.id), waitErr)
+				return
+			}
+			res.ExitCode = info.State.ExitCode
+		}
+	case waitErr != nil:
+		h.err = fmt.Errorf("wait for container %s: %w", shortID(h.id), errors.Join(waitErr, err))
+		return
+	case cerrdefs.IsNotFound(err):
+		// Destroyed right after its exit: the exit code is known, the
+		// OOM flag went with the container.
+	default:
+		h.err = fmt.Errorf("inspect container %s after exit: %w", shortID(h.id), err)
+		return
+	}
+	h.result = res
+}
+
+// Wait returns how the container ended once its output has been delivered.
+func (h *handle) Wait(ctx context.Context) (driver.Result, error) {
+	select {
+	case <-h.done:
+		return h.result, h.err
+	case <-ctx.Done():
+		return driver.Result{}, fmt.Errorf("wait for container %s: %w", shortID(h.id), ctx.Err())
+	}
+}
+
+// Stop sends SIGTERM and, after grace (rounded up to whole seconds),
+// SIGKILL. It returns once the container has stopped. A container that is
+// gone needs no stopping.
+func (h *handle) Stop(ctx context.Context, grace time.Duration) error {
+	timeout := stopTimeout(grace)
+	err := h.cli.ContainerStop(ctx, h.id, container.StopOptions{Signal: "SIGTERM", Timeout: &timeout})
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("stop container %s: %w", shortID(h.id), err)
+	}
+	return nil
+}
+
+// Destroy force-removes the container and its anonymous volumes.
+func (h *handle) Destroy(ctx context.Context) error {
+	_, err := h.d.remove(ctx, h.id)
+	return err
+}

@@ -1,0 +1,140 @@
+package docker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+
+	"github.com/mayfly-run/mayfly/internal/driver"
+)
+
+// cleanupTimeout bounds the removal of a container whose start failed; it
+// runs even when the caller's context is what failed.
+const cleanupTimeout = 30 * time.Second
+
+// Start creates the container of spec, copies its files in, attaches to its
+// output and starts it. On error the container is removed again.
+func (d *Driver) Start(ctx context.Context, spec driver.Spec) (_ driver.Handle, err error) {
+	cfg, hostCfg := containerConfig(spec)
+	created, err := d.cli.ContainerCreate(ctx, cfg, hostCfg, nil, nil, containerName(spec.TaskID))
+	if err != nil {
+		return nil, fmt.Errorf("create container for task %s from image %s: %w", spec.TaskID, spec.Image, err)
+	}
+	h := newHandle(d, created.ID)
+	defer func() {
+		if err != nil {
+			h.abandon()
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+			defer cancel()
+			if _, rerr := d.remove(rctx, created.ID); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+		}
+	}()
+
+	// The copy is the slow step (the engine mounts the root file system
+	// and unpacks in a chroot); attaching and registering the wait happen
+	// meanwhile.
+	copyErr := make(chan error, 1)
+	go func() { copyErr <- d.copyIn(ctx, created.ID, spec) }()
+	prepErr := h.prepare(ctx, spec.Output, spec.Stderr)
+	if err := errors.Join(<-copyErr, prepErr); err != nil {
+		return nil, fmt.Errorf("prepare container %s of task %s: %w", shortID(created.ID), spec.TaskID, err)
+	}
+	if err := d.cli.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+		return nil, fmt.Errorf("start container %s of task %s: %w", shortID(created.ID), spec.TaskID, err)
+	}
+	go h.collect()
+	return h, nil
+}
+
+// containerConfig maps a spec to the engine's create request, with the
+// isolation defaults of every task.
+func containerConfig(spec driver.Spec) (*container.Config, *container.HostConfig) {
+	labels := make(map[string]string, len(spec.Labels)+3)
+	for k, v := range spec.Labels {
+		labels[k] = v
+	}
+	labels[driver.LabelManaged] = "true"
+	labels[driver.LabelRunner] = spec.RunnerID
+	labels[driver.LabelTask] = spec.TaskID
+
+	cfg := &container.Config{
+		Image:        spec.Image,
+		Cmd:          spec.Cmd,
+		Env:          spec.Env,
+		WorkingDir:   spec.WorkDir,
+		User:         spec.User,
+		Labels:       labels,
+		AttachStdout: spec.Output != nil,
+		AttachStderr: spec.Output != nil || spec.Stderr != nil,
+		// API 1.41 drops the signal of a stop request and uses this one.
+		StopSignal: "SIGTERM",
+	}
+	if spec.Entrypoint != nil {
+		// An empty but non-nil list clears the image's entrypoint.
+		cfg.Entrypoint = append([]string{}, spec.Entrypoint...)
+	}
+
+	hostCfg := &container.HostConfig{
+		NetworkMode: "none",
+		CapDrop:     []string{"ALL"},
+		SecurityOpt: []string{"no-new-privileges"},
+		// Output is read through the attach stream; a log driver would
+		// only write a second copy to disk.
+		LogConfig:  container.LogConfig{Type: "none"},
+		AutoRemove: false,
+	}
+	if spec.Network {
+		hostCfg.NetworkMode = ""
+	}
+	if spec.MemoryBytes > 0 {
+		hostCfg.Memory = spec.MemoryBytes
+		// No swap on top: the limit is what the task gets.
+		hostCfg.MemorySwap = spec.MemoryBytes
+	}
+	if spec.PidsLimit > 0 {
+		pids := spec.PidsLimit
+		hostCfg.PidsLimit = &pids
+	}
+	hostCfg.NanoCPUs = spec.NanoCPUs
+	return cfg, hostCfg
+}
+
+var nameUnsafe = regexp.MustCompile(`[^a-zA-Z0-9_.-]`)
+
+// containerName makes `docker ps` tell which task a container runs. The
+// random suffix keeps names unique when a task runs again before its old
+// container is gone.
+func containerName(taskID string) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	id := nameUnsafe.ReplaceAllString(taskID, "_")
+	if len(id) > 64 {
+		id = id[:64]
+	}
+	if id == "" {
+		id = "task"
+	}
+	return "mayfly-" + id + "-" + hex.EncodeToString(b[:])
+}
+
+// stopTimeout is grace in whole seconds, rounded up: the engine takes
+// nothing finer, and rounding down could cut a task's grace short.
+func stopTimeout(grace time.Duration) int {
+	if grace <= 0 {
+		return 0
+	}
+	s := math.Ceil(grace.Seconds())
+	if s > math.MaxInt32 {
+		return math.MaxInt32
+	}
+	return int(s)
+}

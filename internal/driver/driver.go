@@ -1,0 +1,101 @@
+// Package driver is the contract between the runner and whatever starts
+// containers (docker now, oci later). A driver starts one fresh container per
+// task from a spec, streams its output, waits for it, stops it and destroys
+// it; everything about queues and leases stays in the runner.
+package driver
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// Labels put on every container a driver creates, so a restarted runner can
+// find and remove the ones nobody tracks any more.
+const (
+	LabelManaged = "io.mayfly.managed" // "true"
+	LabelRunner  = "io.mayfly.runner"  // runner id
+	LabelTask    = "io.mayfly.task"    // task id
+)
+
+// File is a file placed in the container before it starts.
+type File struct {
+	Path string // absolute path in the container
+	Mode int64  // permission bits; 0 = 0644, or 0755 for a directory
+	Data []byte
+	Dir  bool // a directory; so is a Path with a trailing slash
+}
+
+// Spec says what one task's container is.
+type Spec struct {
+	TaskID   string
+	RunnerID string
+	Image    string
+	// Cmd overrides the image's command; Entrypoint, when non-nil, its
+	// entrypoint (empty slice = none).
+	Entrypoint []string
+	Cmd        []string
+	Env        []string // KEY=VALUE
+	WorkDir    string
+	User       string // "uid:gid"; empty = the image's user
+	// Archive, when set, is a tar stream unpacked at / before start (the
+	// code package and task files). Owners and modes in its headers are
+	// kept, so a directory entry owned by User hands that directory to the
+	// task.
+	Archive io.Reader
+	// Files are written at / before start, after Archive, owned by User
+	// when it is numeric ("uid:gid"), else by root.
+	Files []File
+
+	Network     bool  // false = no network at all
+	MemoryBytes int64 // 0 = unlimited
+	PidsLimit   int64 // 0 = unlimited
+	NanoCPUs    int64 // 0 = unlimited
+	Labels      map[string]string
+
+	// Output receives stdout and stderr interleaved in the order written,
+	// as far as two pipes can tell: writes to the two streams within a few
+	// milliseconds of each other may swap. Stderr additionally receives
+	// stderr alone. Either may be nil. A writer that fails gets no more
+	// output; the task goes on.
+	Output io.Writer
+	Stderr io.Writer
+}
+
+// Result is how a container ended.
+type Result struct {
+	ExitCode  int
+	OOMKilled bool
+	Err       string // the engine's own error, if any
+}
+
+// Handle is one started container.
+type Handle interface {
+	ID() string
+	// Wait blocks until the container exits and its output has been
+	// delivered, or ctx ends.
+	Wait(ctx context.Context) (Result, error)
+	// Stop sends SIGTERM, then SIGKILL after grace.
+	Stop(ctx context.Context, grace time.Duration) error
+	// Destroy removes the container and everything it wrote. Safe to call
+	// more than once.
+	Destroy(ctx context.Context) error
+}
+
+// Driver starts containers.
+type Driver interface {
+	// Start creates, prepares and starts a container. On error nothing is
+	// left behind.
+	Start(ctx context.Context, spec Spec) (Handle, error)
+	// ImageExists reports whether the image is available locally.
+	ImageExists(ctx context.Context, image string) (bool, error)
+	// RemoveOrphans removes every container labelled as Mayfly's with the
+	// given runner id that is not in keep (container ids, as Handle.ID
+	// gives them), and returns how many it removed. runnerID must not be
+	// empty: one runner never sweeps another's containers.
+	RemoveOrphans(ctx context.Context, runnerID string, keep map[string]bool) (int, error)
+	// ListManaged returns the ids of containers labelled with runnerID
+	// ("" = any runner).
+	ListManaged(ctx context.Context, runnerID string) ([]string, error)
+	Close() error
+}

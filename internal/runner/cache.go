@@ -1,0 +1,84 @@
+package runner
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/mayfly-run/mayfly/internal/wire"
+)
+
+var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// packageCache keeps code packages on the runner's disk by checksum, so a
+// revision is fetched once however many of its tasks run here.
+type packageCache struct {
+	dir   string
+	queue Queue
+	group singleflight.Group
+}
+
+func newPackageCache(dir string, q Queue) (*packageCache, error) {
+	if dir == "" {
+		d, err := os.MkdirTemp("", "mayfly-packages-")
+		if err != nil {
+			return nil, fmt.Errorf("create package cache: %w", err)
+		}
+		dir = d
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("create package cache %s: %w", dir, err)
+	}
+	return &packageCache{dir: dir, queue: q}, nil
+}
+
+// path returns the local file of a job's package, fetching it if needed.
+func (c *packageCache) path(ctx context.Context, code wire.JobCode) (string, error) {
+	if !sha256Hex.MatchString(code.PackageSHA256) {
+		return "", fmt.Errorf("code revision %s has no valid package checksum", code.RevisionID)
+	}
+	p := filepath.Join(c.dir, code.PackageSHA256+".zip")
+	if _, err := os.Stat(p); err == nil {
+		return p, nil
+	}
+	_, err, _ := c.group.Do(code.PackageSHA256, func() (any, error) {
+		if _, err := os.Stat(p); err == nil {
+			return nil, nil
+		}
+		return nil, c.fetch(ctx, code, p)
+	})
+	return p, err
+}
+
+func (c *packageCache) fetch(ctx context.Context, code wire.JobCode, dst string) error {
+	rc, err := c.queue.OpenPackage(ctx, code.RevisionID)
+	if err != nil {
+		return fmt.Errorf("fetch package of revision %s: %w", code.RevisionID, err)
+	}
+	defer rc.Close()
+	f, err := os.CreateTemp(c.dir, ".fetch-*")
+	if err != nil {
+		return fmt.Errorf("cache package: %w", err)
+	}
+	defer os.Remove(f.Name())
+	h := sha256.New()
+	_, err = io.Copy(io.MultiWriter(f, h), rc)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("fetch package of revision %s: %w", code.RevisionID, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != code.PackageSHA256 {
+		return errors.New("package of revision " + code.RevisionID + " does not match its checksum (got " + got + ")")
+	}
+	return os.Rename(f.Name(), dst)
+}

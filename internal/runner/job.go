@@ -1,0 +1,381 @@
+package runner
+
+import (
+	"archive/zip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mayfly-run/mayfly/internal/codepkg"
+	"github.com/mayfly-run/mayfly/internal/driver"
+	"github.com/mayfly-run/mayfly/internal/store"
+	"github.com/mayfly-run/mayfly/internal/wire"
+)
+
+// The task contract's paths inside the container.
+const (
+	TaskDir     = "/mnt/task"
+	PayloadFile = "/mnt/mayfly/payload.json"
+	ConfigFile  = "/mnt/mayfly/config.json"
+)
+
+// errArchiveUnread ends the archive writer when the driver has stopped
+// reading it.
+var errArchiveUnread = errors.New("archive not read to its end")
+
+// outcome is how a task ended on this runner; abandon means report nothing.
+type outcome struct {
+	status   string
+	msg      string
+	exitCode *int
+	abandon  bool
+}
+
+func fail(format string, a ...any) outcome {
+	return outcome{status: store.StatusError, msg: fmt.Sprintf(format, a...)}
+}
+
+// runJob runs one leased task to its end and reports it.
+func (r *Runner) runJob(job wire.Job) {
+	log := r.log.With("task_id", job.TaskID, "code", job.CodeName)
+	ctx, cancel := context.WithCancel(r.hardCtx)
+	defer cancel()
+	out := r.execute(ctx, job)
+	if out.abandon {
+		log.Warn("task abandoned", "reason", out.msg)
+		return
+	}
+	r.finish(job, out)
+	log.Info("task ended", "status", out.status)
+}
+
+// finish reports the outcome, retrying passing errors for about a lease,
+// after which the server will have rescued the task anyway.
+func (r *Runner) finish(job wire.Job, out outcome) {
+	req := wire.FinishRequest{RunnerID: r.cfg.ID, Status: out.status, Msg: out.msg, ExitCode: out.exitCode}
+	deadline := time.Now().Add(time.Duration(max(job.LeaseMs, 1000)) * time.Millisecond)
+	wait := 100 * time.Millisecond
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := r.queue.Finish(ctx, job.TaskID, req)
+		cancel()
+		if err == nil || r.cfg.IsLeaseLost(err) {
+			if err != nil {
+				r.log.Warn("finish refused: lease lost", "task_id", job.TaskID, "err", err)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			r.log.Error("could not report task end; the server will retry it", "task_id", job.TaskID, "err", err)
+			return
+		}
+		time.Sleep(wait)
+		wait = min(wait*2, 5*time.Second)
+	}
+}
+
+func (r *Runner) execute(ctx context.Context, job wire.Job) outcome {
+	image := job.Code.Image
+	if image == "" {
+		image = r.cfg.StackImage(job.Code.Stack)
+	}
+	if err := r.checkImage(ctx, image, job); err != nil {
+		return fail("%v", err)
+	}
+
+	var zipPath string
+	hasRunner := false
+	if job.Code.PackageSHA256 != "" {
+		p, err := r.cache.path(ctx, job.Code)
+		if err != nil {
+			return fail("Could not fetch the code package: %v", err)
+		}
+		zipPath = p
+		if hasRunner, err = zipHas(p, "__runner__.sh"); err != nil {
+			return fail("Code package unreadable: %v", err)
+		}
+	}
+	entrypoint, cmd, err := command(job, hasRunner)
+	if err != nil {
+		return fail("%v", err)
+	}
+
+	logs := newLogShipper(r.queue, job.TaskID, r.cfg.ID, job.MaxLogBytes, r.log)
+	defer logs.Close()
+	tail := &tailBuffer{max: 2048}
+
+	uid, gid := userIDs(r.cfg.User)
+	archive, werr := r.archive(job, zipPath, uid, gid)
+	spec := driver.Spec{
+		TaskID: job.TaskID, RunnerID: r.cfg.ID, Image: image,
+		Entrypoint: entrypoint, Cmd: cmd, Env: env(job), WorkDir: TaskDir, User: r.cfg.User,
+		Archive: archive, Network: r.cfg.Network, MemoryBytes: r.cfg.MemoryBytes,
+		PidsLimit: r.cfg.PidsLimit, NanoCPUs: r.cfg.NanoCPUs,
+		Labels: map[string]string{"io.mayfly.code": job.CodeName, "io.mayfly.project": job.ProjectID},
+		Output: logs, Stderr: tail,
+	}
+	h, err := r.driver.Start(ctx, spec)
+	// Whatever the driver did not read, the writer must not wait for.
+	archive.CloseWithError(errArchiveUnread)
+	if err != nil {
+		if perr := <-werr; perr != nil && !errors.Is(perr, errArchiveUnread) {
+			return fail("Could not unpack the code package: %v", perr)
+		}
+		return fail("Could not start the container: %v", err)
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := h.Destroy(dctx); err != nil {
+			r.log.Warn("could not remove container", "task_id", job.TaskID, "container", h.ID(), "err", err)
+		}
+	}()
+	if perr := <-werr; perr != nil {
+		// The driver stopped reading early: the container did not get
+		// the whole package.
+		return fail("Could not unpack the code package: %v", perr)
+	}
+	if err := r.queue.Started(ctx, job.TaskID, r.cfg.ID); err != nil {
+		if r.cfg.IsLeaseLost(err) {
+			r.stop(h, 0)
+			return outcome{abandon: true, msg: err.Error()}
+		}
+		// The heartbeat below notices a lost lease; the status stays
+		// preparing until then, which is harmless.
+		r.log.Warn("could not mark task running", "task_id", job.TaskID, "err", err)
+	}
+
+	out := r.watch(ctx, job, h)
+	// Every byte the container wrote is in the log before the end is
+	// reported, so a client that sees the status can read the whole log.
+	logs.Close()
+	if out.status == store.StatusError && out.exitCode != nil {
+		if t := strings.TrimSpace(tail.String()); t != "" {
+			out.msg += ": " + t
+		}
+	}
+	return out
+}
+
+// watch waits for the container to end, renewing the lease, and stops it
+// on timeout, cancel, lost lease or shutdown.
+func (r *Runner) watch(ctx context.Context, job wire.Job, h driver.Handle) outcome {
+	waitCh := make(chan struct {
+		res driver.Result
+		err error
+	}, 1)
+	waitCtx, stopWait := context.WithCancel(context.Background())
+	defer stopWait()
+	go func() {
+		res, err := h.Wait(waitCtx)
+		waitCh <- struct {
+			res driver.Result
+			err error
+		}{res, err}
+	}()
+
+	interval := min(r.cfg.HeartbeatInterval, time.Duration(job.LeaseMs)*time.Millisecond/4)
+	interval = max(interval, 50*time.Millisecond)
+	beat := time.NewTicker(interval)
+	defer beat.Stop()
+	timeout := time.NewTimer(time.Duration(job.Timeout) * time.Second)
+	defer timeout.Stop()
+
+	for {
+		select {
+		case w := <-waitCh:
+			if w.err != nil {
+				return fail("Lost track of the container: %v", w.err)
+			}
+			code := w.res.ExitCode
+			switch {
+			case w.res.OOMKilled:
+				return outcome{status: store.StatusKilled, exitCode: &code,
+					msg: fmt.Sprintf("Out of memory: killed at the limit of %d MiB", r.cfg.MemoryBytes>>20)}
+			case code == 0:
+				return outcome{status: store.StatusComplete, exitCode: &code}
+			}
+			return outcome{status: store.StatusError, exitCode: &code, msg: "Exit code " + strconv.Itoa(code)}
+		case <-timeout.C:
+			r.stop(h, 0)
+			<-waitCh
+			return outcome{status: store.StatusTimeout, msg: fmt.Sprintf("Timed out after %d s", job.Timeout)}
+		case <-beat.C:
+			cancel, err := r.queue.Heartbeat(ctx, job.TaskID, r.cfg.ID)
+			if err != nil {
+				if r.cfg.IsLeaseLost(err) {
+					r.stop(h, 0)
+					<-waitCh
+					return outcome{abandon: true, msg: "lease lost: " + err.Error()}
+				}
+				r.log.Warn("heartbeat failed", "task_id", job.TaskID, "err", err)
+				continue
+			}
+			if cancel {
+				r.stop(h, r.cfg.StopGrace)
+				<-waitCh
+				return outcome{status: store.StatusCancelled, msg: "Cancelled"}
+			}
+		case <-ctx.Done():
+			r.stop(h, 0)
+			<-waitCh
+			return outcome{abandon: true, msg: "runner shut down before the task ended"}
+		}
+	}
+}
+
+func (r *Runner) stop(h driver.Handle, grace time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), grace+30*time.Second)
+	defer cancel()
+	if err := h.Stop(ctx, grace); err != nil {
+		r.log.Warn("could not stop container", "container", h.ID(), "err", err)
+	}
+}
+
+// checkImage makes sure the image is there, asking the engine only the
+// first time an image is seen.
+func (r *Runner) checkImage(ctx context.Context, image string, job wire.Job) error {
+	if _, ok := r.images.Load(image); ok {
+		return nil
+	}
+	ok, err := r.driver.ImageExists(ctx, image)
+	if err != nil {
+		return fmt.Errorf("Could not check image %s: %v", image, err)
+	}
+	if !ok {
+		if job.Code.Image != "" {
+			return fmt.Errorf("Image %s is not present on runner %s", image, r.cfg.ID)
+		}
+		return fmt.Errorf("Stack %q is not built on runner %s (run: mayfly stack build %s)", job.Code.Stack, r.cfg.ID, job.Code.Stack)
+	}
+	r.images.Store(image, struct{}{})
+	return nil
+}
+
+// archive streams the task's files (code package, payload, config) as a
+// tar; the returned channel carries the writer's error once it is done.
+func (r *Runner) archive(job wire.Job, zipPath string, uid, gid int) (*io.PipeReader, <-chan error) {
+	pr, pw := io.Pipe()
+	errc := make(chan error, 1)
+	go func() {
+		err := func() error {
+			tw := codepkg.NewTarWriter(pw, codepkg.TarOptions{Dir: TaskDir, UID: uid, GID: gid, Limits: codepkg.DefaultLimits})
+			if err := tw.Dir(TaskDir); err != nil {
+				return err
+			}
+			if zipPath != "" {
+				f, err := os.Open(zipPath)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				st, err := f.Stat()
+				if err != nil {
+					return err
+				}
+				if err := tw.Zip(f, st.Size()); err != nil {
+					return err
+				}
+			}
+			if err := tw.File(PayloadFile, 0o640, []byte(job.Payload)); err != nil {
+				return err
+			}
+			if err := tw.File(ConfigFile, 0o640, []byte(job.Code.Config)); err != nil {
+				return err
+			}
+			return tw.Close()
+		}()
+		pw.CloseWithError(err)
+		errc <- err
+	}()
+	return pr, errc
+}
+
+func zipHas(p, name string) (bool, error) {
+	zr, err := zip.OpenReader(p)
+	if err != nil {
+		return false, err
+	}
+	defer zr.Close()
+	for _, f := range zr.File {
+		if path.Clean(strings.ReplaceAll(f.Name, "\\", "/")) == name {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// interpreters run a code's file_name by runtime.
+var interpreters = map[string][]string{
+	"sh":     {"sh"},
+	"python": {"python3"},
+	"node":   {"node"},
+	"ruby":   {"ruby"},
+	"php":    {"php"},
+}
+
+// command decides what runs: the code's command (a shell line that gets
+// the task arguments as "$@"), else __runner__.sh, else the file by
+// runtime; image codes without a command run the image's own.
+func command(job wire.Job, hasRunner bool) (entrypoint, cmd []string, err error) {
+	args := []string{"-d", TaskDir, "-payload", PayloadFile, "-config", ConfigFile, "-id", job.TaskID}
+	c := job.Code
+	switch {
+	case c.Command != "":
+		return []string{}, append([]string{"/bin/sh", "-c", c.Command, "mayfly"}, args...), nil
+	case hasRunner:
+		return []string{}, append([]string{"/bin/sh", "__runner__.sh"}, args...), nil
+	case c.Image != "" && c.FileName == "":
+		return nil, nil, nil
+	case c.FileName == "":
+		return nil, nil, errors.New("Nothing to run: the code has no command, no __runner__.sh and no file_name")
+	case c.Runtime == "binary":
+		return []string{}, append([]string{"./" + c.FileName}, args...), nil
+	}
+	interp, ok := interpreters[c.Runtime]
+	if !ok {
+		if c.Runtime == "" {
+			interp = interpreters["sh"]
+		} else {
+			return nil, nil, fmt.Errorf("Unknown runtime %q: set a command", c.Runtime)
+		}
+	}
+	return []string{}, append(append(append([]string{}, interp...), c.FileName), args...), nil
+}
+
+// env is the task's environment: the code's env_vars, then the contract's
+// variables, which win.
+func env(job wire.Job) []string {
+	var e []string
+	for k, v := range job.Code.EnvVars {
+		e = append(e, k+"="+v)
+	}
+	e = append(e,
+		"PAYLOAD_FILE="+PayloadFile, "CONFIG_FILE="+ConfigFile, "TASK_ID="+job.TaskID,
+		"TASK_DIR="+TaskDir, "CODE_NAME="+job.CodeName, "PROJECT_ID="+job.ProjectID,
+		"HOME="+TaskDir,
+	)
+	if job.ScheduleID != "" {
+		e = append(e, "SCHEDULE_ID="+job.ScheduleID)
+	}
+	return e
+}
+
+func userIDs(user string) (int, int) {
+	u, g, _ := strings.Cut(user, ":")
+	uid, err := strconv.Atoi(u)
+	if err != nil {
+		return 0, 0
+	}
+	gid, err := strconv.Atoi(g)
+	if err != nil {
+		gid = uid
+	}
+	return uid, gid
+}

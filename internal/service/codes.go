@@ -1,0 +1,232 @@
+package service
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/mayfly-run/mayfly/internal/blob"
+	"github.com/mayfly-run/mayfly/internal/codepkg"
+	"github.com/mayfly-run/mayfly/internal/id"
+	"github.com/mayfly-run/mayfly/internal/store"
+	"github.com/mayfly-run/mayfly/internal/wire"
+)
+
+var codeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._\-/ ]{0,127}$`)
+
+// runtimeStacks maps a runtime to the stack it runs on when none is named.
+var runtimeStacks = map[string]string{
+	"sh":     "busybox",
+	"":       "busybox",
+	"binary": "binary",
+	"python": "python-3.11",
+	"node":   "node-18",
+	"ruby":   "ruby-3.1",
+	"php":    "php-8.2",
+}
+
+// unset reports IronWorker's "not given" markers.
+func unset(p *int) bool { return p == nil || *p <= -1000 }
+
+// UploadCode stores a new revision of a code. zip may be nil for image
+// codes.
+func (s *Service) UploadCode(ctx context.Context, projectID string, up wire.CodeUpload, zip io.Reader) (store.Code, error) {
+	up.Name = strings.TrimSpace(up.Name)
+	if up.Name == "" {
+		return store.Code{}, errorf(ErrInvalid, "Code name is required")
+	}
+	if !codeName.MatchString(up.Name) {
+		return store.Code{}, errorf(ErrInvalid, "Invalid code name %q: use letters, digits, '.', '_', '-', '/' and spaces, at most 128", up.Name)
+	}
+	rev := store.CodeRevision{
+		ID: id.New(), CodeID: id.New(), ProjectID: projectID, Name: up.Name,
+		Runtime: up.Runtime, FileName: up.FileName, Stack: up.Stack, Image: up.Image,
+		Command: up.Command, Config: up.Config, EnvVars: up.EnvVars, CreatedAt: s.now(),
+	}
+	if !unset(up.MaxConcurrency) {
+		if *up.MaxConcurrency < 0 {
+			return store.Code{}, errorf(ErrInvalid, "max_concurrency must be 0 (no limit) or more")
+		}
+		rev.MaxConcurrency = *up.MaxConcurrency
+	}
+	if !unset(up.Retries) {
+		if *up.Retries < 0 || *up.Retries > 100 {
+			return store.Code{}, errorf(ErrInvalid, "retries must be between 0 and 100")
+		}
+		rev.Retries = *up.Retries
+	}
+	if !unset(up.RetriesDelay) {
+		if *up.RetriesDelay < 0 {
+			return store.Code{}, errorf(ErrInvalid, "retries_delay must not be negative")
+		}
+		rev.RetriesDelay = *up.RetriesDelay
+	}
+	if !unset(up.DefaultPriority) {
+		if *up.DefaultPriority < 0 || *up.DefaultPriority > 2 {
+			return store.Code{}, errorf(ErrInvalid, "default_priority must be 0, 1 or 2")
+		}
+		rev.DefaultPriority = *up.DefaultPriority
+	}
+	for k := range up.EnvVars {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			return store.Code{}, errorf(ErrInvalid, "Invalid env_vars name %q", k)
+		}
+	}
+	if rev.Image == "" {
+		if zip == nil {
+			return store.Code{}, errorf(ErrInvalid, "A code needs a zip in the 'file' field, or an 'image'")
+		}
+		if rev.Stack == "" {
+			st, ok := runtimeStacks[rev.Runtime]
+			if !ok {
+				return store.Code{}, errorf(ErrInvalid, "Unknown runtime %q: name a 'stack' (known: %s)", rev.Runtime, strings.Join(s.cfg.KnownStacks, ", "))
+			}
+			rev.Stack = st
+		}
+		if len(s.cfg.KnownStacks) > 0 && !slices.Contains(s.cfg.KnownStacks, rev.Stack) {
+			return store.Code{}, errorf(ErrInvalid, "Unknown stack %q (known: %s)", rev.Stack, strings.Join(s.cfg.KnownStacks, ", "))
+		}
+	}
+	if zip != nil {
+		key := "packages/" + rev.ID + ".zip"
+		sum, size, err := s.storePackage(ctx, key, zip)
+		if err != nil {
+			return store.Code{}, err
+		}
+		rev.PackageKey, rev.PackageSHA256, rev.PackageSize = key, sum, size
+	}
+	code, err := s.store.PutCodeRevision(ctx, rev)
+	if err != nil {
+		if rev.PackageKey != "" {
+			_ = s.blobs.Delete(context.WithoutCancel(ctx), rev.PackageKey)
+		}
+		return store.Code{}, fmt.Errorf("store code %s: %w", rev.Name, err)
+	}
+	s.log.Info("code uploaded", "project_id", projectID, "code", code.Name, "code_id", code.CodeID, "rev", code.Rev, "size", rev.PackageSize)
+	return code, nil
+}
+
+// storePackage spools the zip to a temporary file (a zip is read from its
+// end, and it must be checked before anything is kept), checks it and puts
+// it in the blob store. It returns its sha256 and size.
+func (s *Service) storePackage(ctx context.Context, key string, r io.Reader) (string, int64, error) {
+	f, err := os.CreateTemp("", "mayfly-upload-*.zip")
+	if err != nil {
+		return "", 0, fmt.Errorf("spool upload: %w", err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(r, s.cfg.MaxCodeBytes+1))
+	if err != nil {
+		// The caller's reader decides what a read error means (the API
+		// turns a body over its limit into 413), so keep it wrapped.
+		return "", 0, fmt.Errorf("read uploaded code package: %w", err)
+	}
+	if n > s.cfg.MaxCodeBytes {
+		return "", 0, errorf(ErrTooLarge, "Code package is larger than %d bytes", s.cfg.MaxCodeBytes)
+	}
+	if n == 0 {
+		return "", 0, errorf(ErrInvalid, "The uploaded file is empty")
+	}
+	if _, err := codepkg.Check(f, n, s.cfg.Package); err != nil {
+		return "", 0, errorf(ErrInvalid, "Code package refused: %v", err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return "", 0, fmt.Errorf("rewind upload: %w", err)
+	}
+	if _, err := s.blobs.Put(ctx, key, f); err != nil {
+		return "", 0, fmt.Errorf("store code package: %w", err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+// GetCode returns a code of the project.
+func (s *Service) GetCode(ctx context.Context, projectID, codeID string) (store.Code, error) {
+	if !id.Valid(codeID) {
+		return store.Code{}, errorf(ErrNotFound, "Code not found")
+	}
+	c, err := s.store.GetCode(ctx, projectID, codeID)
+	return c, mapStoreErr(err, "Code")
+}
+
+// ListCodes lists a project's codes, most recently changed first.
+func (s *Service) ListCodes(ctx context.Context, projectID string, page store.Page) ([]store.Code, error) {
+	return s.store.ListCodes(ctx, projectID, page)
+}
+
+// DeleteCode removes a code, its revisions and their packages. Tasks keep
+// their records.
+func (s *Service) DeleteCode(ctx context.Context, projectID, codeID string) error {
+	if !id.Valid(codeID) {
+		return errorf(ErrNotFound, "Code not found")
+	}
+	revs, err := s.store.DeleteCode(ctx, projectID, codeID)
+	if err != nil {
+		return mapStoreErr(err, "Code")
+	}
+	for _, r := range revs {
+		if r.PackageKey == "" {
+			continue
+		}
+		if err := s.blobs.Delete(ctx, r.PackageKey); err != nil && !errors.Is(err, blob.ErrNotFound) {
+			s.log.Warn("could not remove code package", "key", r.PackageKey, "err", err)
+		}
+	}
+	return nil
+}
+
+// CodeRevisions lists a code's revisions, newest first.
+func (s *Service) CodeRevisions(ctx context.Context, projectID, codeID string, page store.Page) ([]store.CodeRevision, error) {
+	if _, err := s.GetCode(ctx, projectID, codeID); err != nil {
+		return nil, err
+	}
+	return s.store.ListCodeRevisions(ctx, projectID, codeID, page)
+}
+
+// OpenCodePackage opens the zip of a code's revision (0 = latest).
+func (s *Service) OpenCodePackage(ctx context.Context, projectID, codeID string, rev int) (io.ReadCloser, store.CodeRevision, error) {
+	code, err := s.GetCode(ctx, projectID, codeID)
+	if err != nil {
+		return nil, store.CodeRevision{}, err
+	}
+	r := code.CodeRevision
+	if rev > 0 && rev != code.Rev {
+		r, err = s.findRevision(ctx, projectID, codeID, rev)
+		if err != nil {
+			return nil, store.CodeRevision{}, err
+		}
+	}
+	if r.PackageKey == "" {
+		return nil, store.CodeRevision{}, errorf(ErrNotFound, "Revision %d of code %s has no package (image code)", r.Rev, code.Name)
+	}
+	rc, err := s.blobs.Get(ctx, r.PackageKey)
+	if err != nil {
+		return nil, store.CodeRevision{}, fmt.Errorf("open package of %s rev %d: %w", code.Name, r.Rev, err)
+	}
+	return rc, r, nil
+}
+
+func (s *Service) findRevision(ctx context.Context, projectID, codeID string, rev int) (store.CodeRevision, error) {
+	for page := 0; ; page++ {
+		revs, err := s.store.ListCodeRevisions(ctx, projectID, codeID, store.Page{Page: page, PerPage: 100})
+		if err != nil {
+			return store.CodeRevision{}, err
+		}
+		for _, r := range revs {
+			if r.Rev == rev {
+				return r, nil
+			}
+		}
+		if len(revs) < 100 {
+			return store.CodeRevision{}, errorf(ErrNotFound, "Revision %d not found", rev)
+		}
+	}
+}

@@ -1,0 +1,173 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/mayfly-run/mayfly/internal/store"
+	"github.com/mayfly-run/mayfly/internal/wire"
+)
+
+// leasePoll bounds how long a waiting runner sleeps before looking again,
+// so delayed tasks start close to their due time without a wake-up.
+const leasePoll = 250 * time.Millisecond
+
+// ErrLeaseLost tells a runner to abandon a task: its lease ran out and the
+// task was handed on, or it already ended.
+var ErrLeaseLost = errors.New("lease lost")
+
+// Lease hands up to req.Max tasks to a runner, waiting up to req.WaitMs for
+// one to become available.
+func (s *Service) Lease(ctx context.Context, req wire.LeaseRequest) ([]wire.Job, error) {
+	if req.RunnerID == "" {
+		return nil, errorf(ErrInvalid, "runner_id is required")
+	}
+	if req.Max <= 0 {
+		return nil, nil
+	}
+	clusters := req.Clusters
+	if len(clusters) == 0 {
+		clusters = []string{""}
+	}
+	deadline := time.Now().Add(time.Duration(req.WaitMs) * time.Millisecond)
+	for {
+		wake := s.wakeChan()
+		tasks, err := s.store.LeaseTasks(ctx, store.LeaseParams{
+			RunnerID: req.RunnerID, Max: req.Max, Clusters: clusters,
+			LeaseDuration: s.cfg.LeaseDuration, Now: s.now(),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("lease tasks for runner %s: %w", req.RunnerID, err)
+		}
+		if len(tasks) > 0 {
+			return s.jobs(ctx, tasks)
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return nil, nil
+		}
+		t := time.NewTimer(min(left, leasePoll))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-wake:
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Service) jobs(ctx context.Context, tasks []store.Task) ([]wire.Job, error) {
+	jobs := make([]wire.Job, 0, len(tasks))
+	revs := map[string]store.CodeRevision{}
+	for _, t := range tasks {
+		rev, ok := revs[t.CodeRevisionID]
+		if !ok {
+			var err error
+			rev, err = s.store.GetCodeRevision(ctx, t.CodeRevisionID)
+			if err != nil {
+				// The code was deleted after the task was queued: end the
+				// task rather than hand out something unrunnable.
+				now := s.now()
+				ferr := s.store.FinishTask(ctx, store.FinishParams{TaskID: t.ID, RunnerID: t.RunnerID,
+					Status: store.StatusError, Msg: "Code revision no longer exists: " + err.Error(), Now: now})
+				if ferr != nil {
+					return nil, fmt.Errorf("end task %s of a deleted code: %w", t.ID, ferr)
+				}
+				continue
+			}
+			revs[t.CodeRevisionID] = rev
+		}
+		jobs = append(jobs, wire.Job{
+			TaskID: t.ID, ProjectID: t.ProjectID, CodeID: t.CodeID, CodeName: t.CodeName,
+			Payload: t.Payload, Timeout: t.Timeout, Attempt: t.Attempt, ScheduleID: t.ScheduleID,
+			LeaseMs: s.cfg.LeaseDuration.Milliseconds(), MaxLogBytes: s.cfg.MaxLogBytes,
+			Code: wire.JobCode{
+				RevisionID: rev.ID, Rev: rev.Rev, Runtime: rev.Runtime, FileName: rev.FileName,
+				Stack: rev.Stack, Image: rev.Image, Command: rev.Command, Config: rev.Config,
+				EnvVars: rev.EnvVars, PackageSHA256: rev.PackageSHA256, PackageSize: rev.PackageSize,
+			},
+		})
+	}
+	return jobs, nil
+}
+
+func leaseErr(err error, taskID string) error {
+	if errors.Is(err, store.ErrLeaseLost) || errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("task %s: %w", taskID, ErrLeaseLost)
+	}
+	return err
+}
+
+// Started records that a leased task's container is running.
+func (s *Service) Started(ctx context.Context, taskID, runnerID string) error {
+	return leaseErr(s.store.MarkRunning(ctx, store.StartParams{TaskID: taskID, RunnerID: runnerID, Now: s.now()}), taskID)
+}
+
+// Heartbeat renews a lease and says whether the task should be cancelled.
+func (s *Service) Heartbeat(ctx context.Context, taskID, runnerID string) (bool, error) {
+	cancel, err := s.store.Heartbeat(ctx, store.HeartbeatParams{TaskID: taskID, RunnerID: runnerID,
+		LeaseDuration: s.cfg.LeaseDuration, Now: s.now()})
+	return cancel, leaseErr(err, taskID)
+}
+
+// AppendLog adds output to a task's log. Runners cut logs at the job's
+// MaxLogBytes themselves.
+func (s *Service) AppendLog(ctx context.Context, taskID, runnerID string, data []byte) error {
+	if len(data) == 0 {
+		return nil
+	}
+	return leaseErr(s.store.AppendLog(ctx, taskID, data), taskID)
+}
+
+// Finish records how a task ended.
+func (s *Service) Finish(ctx context.Context, taskID string, req wire.FinishRequest) error {
+	if !store.Terminal(req.Status) {
+		return errorf(ErrInvalid, "status %q is not a final status", req.Status)
+	}
+	err := s.store.FinishTask(ctx, store.FinishParams{TaskID: taskID, RunnerID: req.RunnerID,
+		Status: req.Status, Msg: req.Msg, ExitCode: req.ExitCode, Now: s.now()})
+	if err != nil {
+		return leaseErr(err, taskID)
+	}
+	s.log.Info("task finished", "task_id", taskID, "status", req.Status, "runner_id", req.RunnerID)
+	return nil
+}
+
+// OpenPackage opens the zip of a code revision for a runner.
+func (s *Service) OpenPackage(ctx context.Context, revisionID string) (io.ReadCloser, error) {
+	rev, err := s.store.GetCodeRevision(ctx, revisionID)
+	if err != nil {
+		return nil, mapStoreErr(err, "Code revision")
+	}
+	if rev.PackageKey == "" {
+		return nil, errorf(ErrNotFound, "Code revision %s has no package", revisionID)
+	}
+	return s.blobs.Get(ctx, rev.PackageKey)
+}
+
+// RunMaintenance rescues tasks whose lease ran out, every interval, until
+// ctx ends.
+func (s *Service) RunMaintenance(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		n, err := s.store.RescueExpired(ctx, store.RescueParams{Now: s.now(), MaxAttempts: s.cfg.MaxAttempts})
+		if err != nil && ctx.Err() == nil {
+			s.log.Error("rescue expired leases", "err", err)
+		}
+		if n > 0 {
+			s.log.Warn("rescued tasks whose runner stopped answering", "count", n)
+			s.notify()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,177 @@
+// Package service is Mayfly's domain: projects and tokens, codes and their
+// revisions, tasks and their state machine, and the lease protocol runners
+// use. The HTTP API and the embedded runner both call it; it alone talks to
+// the store and the blob store, so every rule lives in one place.
+//
+// A task moves queued -> preparing (leased; the runner prepares the image
+// and container) -> running (container started) -> one of complete, error,
+// timeout, killed, cancelled. A lease that runs out gives the task back to
+// the queue until its attempts are used up, then it ends killed.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/mayfly-run/mayfly/internal/blob"
+	"github.com/mayfly-run/mayfly/internal/codepkg"
+	"github.com/mayfly-run/mayfly/internal/store"
+)
+
+// Kinds of error the API turns into statuses; every error the service
+// returns to a caller wraps one of them.
+var (
+	ErrInvalid      = errors.New("invalid")
+	ErrUnauthorized = errors.New("unauthorized")
+	ErrForbidden    = errors.New("forbidden")
+	ErrNotFound     = errors.New("not found")
+	ErrConflict     = errors.New("conflict")
+	ErrTooLarge     = errors.New("too large")
+)
+
+// Error is a user-facing error: Msg is shown as is, Kind picks the status.
+type Error struct {
+	Kind error
+	Msg  string
+}
+
+func (e *Error) Error() string { return e.Msg }
+func (e *Error) Unwrap() error { return e.Kind }
+
+func errorf(kind error, format string, a ...any) error {
+	return &Error{Kind: kind, Msg: fmt.Sprintf(format, a...)}
+}
+
+// Config holds the limits and timings of the service. Zero values take the
+// defaults of DefaultConfig.
+type Config struct {
+	MaxPayloadBytes int64          // per task payload
+	MaxCodeBytes    int64          // uploaded zip
+	Package         codepkg.Limits // what a zip may unpack to
+	DefaultTimeout  int            // seconds, for timeout 0
+	MaxTimeout      int            // seconds; 0 = no limit
+	MaxDelay        int            // seconds; 0 = no limit
+	MaxTasksPerPost int
+	MaxLogBytes     int64 // per task; the rest is cut with a marker
+	LeaseDuration   time.Duration
+	MaxAttempts     int // leases a task may lose before it ends killed
+	// KnownStacks lists the stacks a code may name.
+	KnownStacks []string
+}
+
+// DefaultConfig is what a server runs with unless told otherwise.
+func DefaultConfig() Config {
+	return Config{
+		MaxPayloadBytes: 1 << 20,
+		MaxCodeBytes:    256 << 20,
+		Package:         codepkg.DefaultLimits,
+		DefaultTimeout:  3600,
+		MaxTimeout:      24 * 3600,
+		MaxTasksPerPost: 1000,
+		MaxLogBytes:     10 << 20,
+		LeaseDuration:   30 * time.Second,
+		MaxAttempts:     3,
+	}
+}
+
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.MaxPayloadBytes <= 0 {
+		c.MaxPayloadBytes = d.MaxPayloadBytes
+	}
+	if c.MaxCodeBytes <= 0 {
+		c.MaxCodeBytes = d.MaxCodeBytes
+	}
+	if c.Package.MaxFiles <= 0 {
+		c.Package.MaxFiles = d.Package.MaxFiles
+	}
+	if c.Package.MaxUnpackedBytes <= 0 {
+		c.Package.MaxUnpackedBytes = d.Package.MaxUnpackedBytes
+	}
+	if c.DefaultTimeout <= 0 {
+		c.DefaultTimeout = d.DefaultTimeout
+	}
+	if c.MaxTasksPerPost <= 0 {
+		c.MaxTasksPerPost = d.MaxTasksPerPost
+	}
+	if c.MaxLogBytes <= 0 {
+		c.MaxLogBytes = d.MaxLogBytes
+	}
+	if c.LeaseDuration <= 0 {
+		c.LeaseDuration = d.LeaseDuration
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = d.MaxAttempts
+	}
+	return c
+}
+
+// Service is safe for concurrent use.
+type Service struct {
+	store store.Store
+	blobs blob.Store
+	cfg   Config
+	log   *slog.Logger
+	now   func() time.Time
+
+	mu   sync.Mutex
+	wake chan struct{} // closed and replaced when tasks are queued
+}
+
+// New returns a service over the given stores.
+func New(st store.Store, blobs blob.Store, cfg Config, log *slog.Logger) *Service {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Service{store: st, blobs: blobs, cfg: cfg.withDefaults(), log: log,
+		now: func() time.Time { return time.Now().UTC() }, wake: make(chan struct{})}
+}
+
+// Config returns the effective configuration.
+func (s *Service) Config() Config { return s.cfg }
+
+// notify wakes every runner waiting in Lease.
+func (s *Service) notify() {
+	s.mu.Lock()
+	close(s.wake)
+	s.wake = make(chan struct{})
+	s.mu.Unlock()
+}
+
+func (s *Service) wakeChan() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.wake
+}
+
+// mapStoreErr turns store sentinels into user-facing errors about what.
+func mapStoreErr(err error, what string) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrNotFound):
+		return errorf(ErrNotFound, "%s not found", what)
+	case errors.Is(err, store.ErrConflict):
+		return errorf(ErrConflict, "%s: conflicting change", what)
+	}
+	return err
+}
+
+// Ready reports whether the store answers.
+func (s *Service) Ready(ctx context.Context) error {
+	if _, err := s.store.CountProjects(ctx); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return nil
+}
+
+// WithPackageLimits sets what a code package may unpack to; zero keeps the
+// default.
+func (c Config) WithPackageLimits(files int, unpackedBytes int64) Config {
+	c.Package.MaxFiles, c.Package.MaxUnpackedBytes = files, unpackedBytes
+	return c
+}

@@ -1,0 +1,138 @@
+package stack
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/build"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/client"
+)
+
+// engine is the little of the Docker API that stacks need.
+type engine struct {
+	cli *client.Client
+}
+
+func connect(ctx context.Context) (engine, error) {
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return engine{}, fmt.Errorf("docker client: %w", err)
+	}
+	if _, err := cli.Ping(ctx); err != nil {
+		cli.Close()
+		return engine{}, fmt.Errorf("connect to docker engine at %s: %w", cli.DaemonHost(), err)
+	}
+	return engine{cli: cli}, nil
+}
+
+func (e engine) close() { e.cli.Close() }
+
+// imageState is what is tagged as a stack's reference now; zero if nothing.
+type imageState struct {
+	id     string
+	digest string
+}
+
+func (e engine) digestOf(ctx context.Context, ref string) (imageState, error) {
+	img, err := e.cli.ImageInspect(ctx, ref)
+	if cerrdefs.IsNotFound(err) {
+		return imageState{}, nil
+	}
+	if err != nil {
+		return imageState{}, fmt.Errorf("inspect image %s: %w", ref, err)
+	}
+	st := imageState{id: img.ID}
+	if img.Config != nil {
+		st.digest = img.Config.Labels[LabelDigest]
+	}
+	return st, nil
+}
+
+func (e engine) build(ctx context.Context, buildContext io.Reader, ref string, labels map[string]string, noCache bool, out io.Writer) error {
+	resp, err := e.cli.ImageBuild(ctx, buildContext, build.ImageBuildOptions{
+		Tags:        []string{ref},
+		Labels:      labels,
+		Dockerfile:  "Dockerfile",
+		NoCache:     noCache,
+		PullParent:  false,
+		Remove:      true,
+		ForceRemove: true,
+		// RUN steps only shape the file system; they get no network.
+		NetworkMode: "none",
+		// BuildKit would need a session; the classic builder needs nothing.
+		Version: build.BuilderV1,
+	})
+	if err != nil {
+		return fmt.Errorf("start image build of %s: %w", ref, err)
+	}
+	defer resp.Body.Close()
+	return copyBuildStream(out, resp.Body)
+}
+
+// buildMessage is one line of the JSON stream the engine answers a build
+// with.
+type buildMessage struct {
+	Stream      string `json:"stream"`
+	Error       string `json:"error"`
+	ErrorDetail *struct {
+		Message string `json:"message"`
+	} `json:"errorDetail"`
+}
+
+// copyBuildStream prints the build's own output to out and returns the first
+// error the engine reports in the stream: a failed build still answers 200.
+func copyBuildStream(out io.Writer, stream io.Reader) error {
+	dec := json.NewDecoder(stream)
+	for {
+		var m buildMessage
+		err := dec.Decode(&m)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read build output: %w", err)
+		}
+		if m.ErrorDetail != nil && m.ErrorDetail.Message != "" {
+			return errors.New(m.ErrorDetail.Message)
+		}
+		if m.Error != "" {
+			return errors.New(m.Error)
+		}
+		if m.Stream != "" {
+			if _, err := io.WriteString(out, m.Stream); err != nil {
+				return fmt.Errorf("write build output: %w", err)
+			}
+		}
+	}
+}
+
+// removeUnused removes an image that a rebuild untagged. Failure is not an
+// error: a container may still use it, and it does no harm.
+func (e engine) removeUnused(ctx context.Context, id string) {
+	_, _ = e.cli.ImageRemove(ctx, id, image.RemoveOptions{PruneChildren: true})
+}
+
+func (e engine) installed(ctx context.Context) ([]string, error) {
+	imgs, err := e.cli.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("label", LabelStack))})
+	if err != nil {
+		return nil, fmt.Errorf("list stack images: %w", err)
+	}
+	var out []string
+	for _, img := range imgs {
+		name := img.Labels[LabelStack]
+		// Only the image the stack's reference points to counts; older
+		// builds may linger untagged.
+		if name != "" && slices.Contains(img.RepoTags, Image(name)) && !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}

@@ -1,0 +1,69 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+
+	"github.com/mayfly-run/mayfly/internal/store"
+)
+
+func (s *Store) CreateProject(ctx context.Context, p store.Project) error {
+	_, err := s.write().ExecContext(ctx,
+		`INSERT INTO projects (id, name, created_at) VALUES (?, ?, ?)`,
+		p.ID, p.Name, micros(p.CreatedAt))
+	if err != nil {
+		return fail(err, "create project %s", p.ID)
+	}
+	return nil
+}
+
+func (s *Store) GetProject(ctx context.Context, id string) (store.Project, error) {
+	var (
+		p       store.Project
+		created int64
+	)
+	err := s.read().QueryRowContext(ctx,
+		`SELECT id, name, created_at FROM projects WHERE id = ?`, id).
+		Scan(&p.ID, &p.Name, &created)
+	if err != nil {
+		return store.Project{}, fail(err, "get project %s", id)
+	}
+	p.CreatedAt = fromMicros(created)
+	return p, nil
+}
+
+func (s *Store) CountProjects(ctx context.Context) (int, error) {
+	var n int
+	if err := s.read().QueryRowContext(ctx, `SELECT COUNT(*) FROM projects`).Scan(&n); err != nil {
+		return 0, fail(err, "count projects")
+	}
+	return n, nil
+}
+
+func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
+	_, err := s.write().ExecContext(ctx,
+		`INSERT INTO tokens (id, hash, kind, project_id, name, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		t.ID, t.Hash, t.Kind, nullString(t.ProjectID), t.Name, micros(t.CreatedAt))
+	if err != nil {
+		return fail(err, "create %s token %s", t.Kind, t.ID)
+	}
+	return nil
+}
+
+func (s *Store) GetTokenByHash(ctx context.Context, hash string) (store.Token, error) {
+	var (
+		t       store.Token
+		project sql.NullString
+		created int64
+	)
+	err := s.read().QueryRowContext(ctx,
+		`SELECT id, hash, kind, project_id, name, created_at FROM tokens WHERE hash = ?`, hash).
+		Scan(&t.ID, &t.Hash, &t.Kind, &project, &t.Name, &created)
+	if err != nil {
+		// The hash stays out of the message: it identifies a secret.
+		return store.Token{}, fail(err, "get token by hash")
+	}
+	t.ProjectID = project.String
+	t.CreatedAt = fromMicros(created)
+	return t, nil
+}

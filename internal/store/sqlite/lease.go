@@ -1,0 +1,227 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/mayfly-run/mayfly/internal/store"
+)
+
+// Leasing reads the queue through the partial index tasks_queue on
+// (cluster, priority DESC, due_at, id). For each cluster asked for, a
+// queueCursor walks one priority level at a time with a range scan
+// (cluster = ? AND priority = ? AND due_at <= now), so tasks of other
+// clusters and tasks not yet due are never read; the cursors are merged
+// in Go into the global order priority DESC, due_at, id. Rows come in
+// bounded batches and the walk stops as soon as Max tasks are chosen, so a
+// lease costs about the same with a thousand queued tasks as with a
+// million, except when it has to step over tasks of codes that are paused
+// or at their max_concurrency.
+
+// candidate is a queued, due task as leasing sees it.
+type candidate struct {
+	id      string
+	codeID  string
+	prio    int64
+	due     int64
+	maxConc int
+}
+
+// before reports whether a comes before b in lease order.
+func (a candidate) before(b candidate) bool {
+	if a.prio != b.prio {
+		return a.prio > b.prio
+	}
+	if a.due != b.due {
+		return a.due < b.due
+	}
+	return a.id < b.id
+}
+
+// queueCursor yields one cluster's due tasks in lease order.
+type queueCursor struct {
+	tx      *querier
+	cluster string
+	now     int64
+	batch   int
+
+	started bool  // a priority level has been entered
+	inLevel bool  // the current level may still hold rows past the cursor
+	prio    int64 // current level
+	due     int64 // cursor within the level: last (due_at, id) read
+	id      string
+	done    bool
+	buf     []candidate
+}
+
+// head returns the next candidate without consuming it; ok is false when
+// the cluster has no more due tasks.
+func (c *queueCursor) head(ctx context.Context) (cand candidate, ok bool, err error) {
+	for len(c.buf) == 0 && !c.done {
+		if !c.inLevel {
+			if err := c.nextLevel(ctx); err != nil {
+				return candidate{}, false, err
+			}
+			continue
+		}
+		if err := c.fill(ctx); err != nil {
+			return candidate{}, false, err
+		}
+	}
+	if len(c.buf) == 0 {
+		return candidate{}, false, nil
+	}
+	return c.buf[0], true, nil
+}
+
+func (c *queueCursor) pop() { c.buf = c.buf[1:] }
+
+// nextLevel seeks the next lower priority that has queued tasks.
+func (c *queueCursor) nextLevel(ctx context.Context) error {
+	query := `SELECT priority FROM tasks WHERE status = 'queued' AND cluster = ?
+		ORDER BY priority DESC LIMIT 1`
+	args := []any{c.cluster}
+	if c.started {
+		query = `SELECT priority FROM tasks WHERE status = 'queued' AND cluster = ? AND priority < ?
+			ORDER BY priority DESC LIMIT 1`
+		args = append(args, c.prio)
+	}
+	var p int64
+	err := c.tx.QueryRowContext(ctx, query, args...).Scan(&p)
+	if errors.Is(err, sql.ErrNoRows) {
+		c.done = true
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("find next priority in cluster %q: %w", c.cluster, err)
+	}
+	c.started, c.inLevel = true, true
+	c.prio, c.due, c.id = p, math.MinInt64, ""
+	return nil
+}
+
+// fill reads the next batch of the current level. Tasks of paused codes are
+// filtered out here; concurrency limits are left to the caller, which also
+// counts what it chose in this call.
+func (c *queueCursor) fill(ctx context.Context) error {
+	rows, err := c.tx.QueryContext(ctx, `
+		SELECT t.id, t.code_id, t.priority, t.due_at, COALESCE(r.max_concurrency, 0)
+		FROM tasks t
+		LEFT JOIN code_revisions r ON r.id = t.code_revision_id
+		LEFT JOIN codes k ON k.id = t.code_id
+		WHERE t.status = 'queued' AND t.cluster = ? AND t.priority = ?
+			AND t.due_at <= ? AND (t.due_at, t.id) > (?, ?)
+			AND COALESCE(k.paused, 0) = 0
+		ORDER BY t.due_at, t.id
+		LIMIT ?`,
+		c.cluster, c.prio, c.now, c.due, c.id, c.batch)
+	if err != nil {
+		return fmt.Errorf("read queue of cluster %q: %w", c.cluster, err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var cand candidate
+		if err := rows.Scan(&cand.id, &cand.codeID, &cand.prio, &cand.due, &cand.maxConc); err != nil {
+			return fmt.Errorf("read queue of cluster %q: %w", c.cluster, err)
+		}
+		c.buf = append(c.buf, cand)
+		c.due, c.id = cand.due, cand.id
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read queue of cluster %q: %w", c.cluster, err)
+	}
+	if n < c.batch {
+		c.inLevel = false
+	}
+	return nil
+}
+
+func (s *Store) LeaseTasks(ctx context.Context, p store.LeaseParams) ([]store.Task, error) {
+	if p.Max <= 0 {
+		return nil, nil
+	}
+	clusters := p.Clusters
+	if len(clusters) == 0 {
+		clusters = []string{""}
+	}
+	batch := min(max(4*p.Max, 16), 1000)
+	now := micros(p.Now)
+	expires := micros(p.Now.Add(p.LeaseDuration))
+
+	var leased []store.Task
+	err := s.withTx(ctx, func(tx *querier) error {
+		var cursors []*queueCursor
+		seen := map[string]bool{}
+		for _, cl := range clusters {
+			if seen[cl] {
+				continue
+			}
+			seen[cl] = true
+			cursors = append(cursors, &queueCursor{tx: tx, cluster: cl, now: now, batch: batch})
+		}
+
+		// active counts, per code with a limit, its tasks in preparing or
+		// running across all runners plus those chosen so far.
+		active := map[string]int{}
+		var chosen []string
+		for len(chosen) < p.Max {
+			var (
+				best     *queueCursor
+				bestCand candidate
+			)
+			for _, c := range cursors {
+				cand, ok, err := c.head(ctx)
+				if err != nil {
+					return err
+				}
+				if ok && (best == nil || cand.before(bestCand)) {
+					best, bestCand = c, cand
+				}
+			}
+			if best == nil {
+				break
+			}
+			best.pop()
+			if bestCand.maxConc > 0 {
+				n, ok := active[bestCand.codeID]
+				if !ok {
+					if err := tx.QueryRowContext(ctx,
+						`SELECT COUNT(*) FROM tasks WHERE code_id = ? AND status IN ('preparing', 'running')`,
+						bestCand.codeID).Scan(&n); err != nil {
+						return fmt.Errorf("count active tasks of code %s: %w", bestCand.codeID, err)
+					}
+				}
+				if n >= bestCand.maxConc {
+					active[bestCand.codeID] = n
+					continue
+				}
+				active[bestCand.codeID] = n + 1
+			}
+			chosen = append(chosen, bestCand.id)
+		}
+
+		leased = make([]store.Task, 0, len(chosen))
+		for _, id := range chosen {
+			t, err := scanTask(tx.QueryRowContext(ctx, `UPDATE tasks
+				SET status = 'preparing', runner_id = ?, attempt = attempt + 1,
+					lease_expires_at = ?, updated_at = ?
+				WHERE id = ? AND status = 'queued'
+				RETURNING `+taskCols,
+				p.RunnerID, expires, now, id))
+			if err != nil {
+				return fmt.Errorf("mark task %s preparing: %w", id, err)
+			}
+			leased = append(leased, t)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fail(err, "lease tasks for runner %s", p.RunnerID)
+	}
+	return leased, nil
+}

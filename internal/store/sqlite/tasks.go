@@ -1,0 +1,326 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/mayfly-run/mayfly/internal/store"
+)
+
+const taskCols = `id, project_id, code_id, code_name, code_revision_id, code_rev, status,
+	priority, payload, timeout, delay, cluster, label, msg, exit_code, percent, attempt,
+	runner_id, lease_expires_at, cancel_request, retry_of, retry_at, retry_count,
+	schedule_id, log_size, created_at, updated_at, due_at, start_time, end_time`
+
+func scanTask(row rowScanner) (store.Task, error) {
+	var (
+		t                       store.Task
+		exitCode                sql.NullInt64
+		lease, start, end       sql.NullInt64
+		created, updated, dueAt int64
+	)
+	err := row.Scan(&t.ID, &t.ProjectID, &t.CodeID, &t.CodeName, &t.CodeRevisionID, &t.CodeRev, &t.Status,
+		&t.Priority, &t.Payload, &t.Timeout, &t.Delay, &t.Cluster, &t.Label, &t.Msg, &exitCode, &t.Percent, &t.Attempt,
+		&t.RunnerID, &lease, &t.CancelRequest, &t.RetryOf, &t.RetryAt, &t.RetryCount,
+		&t.ScheduleID, &t.LogSize, &created, &updated, &dueAt, &start, &end)
+	if err != nil {
+		return store.Task{}, err
+	}
+	if exitCode.Valid {
+		c := int(exitCode.Int64)
+		t.ExitCode = &c
+	}
+	t.LeaseExpiresAt = ptrTime(lease)
+	t.StartTime = ptrTime(start)
+	t.EndTime = ptrTime(end)
+	t.CreatedAt = fromMicros(created)
+	t.UpdatedAt = fromMicros(updated)
+	t.DueAt = fromMicros(dueAt)
+	return t, nil
+}
+
+func scanTasks(rows *sql.Rows) ([]store.Task, error) {
+	defer rows.Close()
+	var tasks []store.Task
+	for rows.Next() {
+		t, err := scanTask(rows)
+		if err != nil {
+			return nil, err
+		}
+		tasks = append(tasks, t)
+	}
+	return tasks, rows.Err()
+}
+
+func nullInt(p *int) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+func (s *Store) InsertTasks(ctx context.Context, tasks []store.Task) error {
+	if len(tasks) == 0 {
+		return nil
+	}
+	err := s.withTx(ctx, func(tx *querier) error {
+		insert := `INSERT INTO tasks (` + taskCols + `) VALUES (` + placeholders(30) + `)`
+		for _, t := range tasks {
+			if _, err := tx.ExecContext(ctx, insert,
+				t.ID, t.ProjectID, t.CodeID, t.CodeName, t.CodeRevisionID, t.CodeRev, t.Status,
+				t.Priority, t.Payload, t.Timeout, t.Delay, t.Cluster, t.Label, t.Msg, nullInt(t.ExitCode), t.Percent, t.Attempt,
+				t.RunnerID, nullMicros(t.LeaseExpiresAt), t.CancelRequest, t.RetryOf, t.RetryAt, t.RetryCount,
+				t.ScheduleID, t.LogSize, micros(t.CreatedAt), micros(t.UpdatedAt), micros(t.DueAt),
+				nullMicros(t.StartTime), nullMicros(t.EndTime)); err != nil {
+				return fmt.Errorf("task %s: %w", t.ID, mapErr(err))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fail(err, "insert %d tasks", len(tasks))
+	}
+	return nil
+}
+
+func (s *Store) GetTask(ctx context.Context, projectID, taskID string) (store.Task, error) {
+	t, err := scanTask(s.read().QueryRowContext(ctx,
+		`SELECT `+taskCols+` FROM tasks WHERE project_id = ? AND id = ?`, projectID, taskID))
+	if err != nil {
+		return store.Task{}, fail(err, "get task %s in project %s", taskID, projectID)
+	}
+	return t, nil
+}
+
+// ListTasks returns a project's tasks newest first. FromTime is inclusive
+// and ToTime exclusive, so consecutive windows never list a task twice.
+func (s *Store) ListTasks(ctx context.Context, f store.TaskFilter) ([]store.Task, error) {
+	var (
+		where = []string{"project_id = ?"}
+		args  = []any{f.ProjectID}
+	)
+	if f.CodeName != "" {
+		where = append(where, "code_name = ?")
+		args = append(args, f.CodeName)
+	}
+	if f.Label != "" {
+		where = append(where, "label = ?")
+		args = append(args, f.Label)
+	}
+	if len(f.Statuses) > 0 {
+		where = append(where, "status IN ("+placeholders(len(f.Statuses))+")")
+		for _, st := range f.Statuses {
+			args = append(args, st)
+		}
+	}
+	if f.FromTime != nil {
+		where = append(where, "created_at >= ?")
+		args = append(args, micros(*f.FromTime))
+	}
+	if f.ToTime != nil {
+		where = append(where, "created_at < ?")
+		args = append(args, micros(*f.ToTime))
+	}
+	limit, offset := pageBounds(f.Page)
+	args = append(args, limit, offset)
+	// Run unprepared: the filters make many query shapes, and caching them
+	// would crowd out the fixed statements.
+	rows, err := s.r.QueryContext(ctx, `SELECT `+taskCols+` FROM tasks WHERE `+
+		strings.Join(where, " AND ")+` ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?`, args...)
+	if err != nil {
+		return nil, fail(err, "list tasks of project %s", f.ProjectID)
+	}
+	tasks, err := scanTasks(rows)
+	if err != nil {
+		return nil, fail(err, "list tasks of project %s", f.ProjectID)
+	}
+	return tasks, nil
+}
+
+// leaseLost turns "the guarded UPDATE matched no row" into ErrLeaseLost.
+func leaseLost(res sql.Result, err error) error {
+	if err != nil {
+		return err
+	}
+	if err := oneRow(res); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return store.ErrLeaseLost
+		}
+		return err
+	}
+	return nil
+}
+
+func (s *Store) MarkRunning(ctx context.Context, p store.StartParams) error {
+	now := micros(p.Now)
+	err := leaseLost(s.write().ExecContext(ctx,
+		`UPDATE tasks SET status = 'running', start_time = ?, updated_at = ?
+		 WHERE id = ? AND runner_id = ? AND status = 'preparing'`,
+		now, now, p.TaskID, p.RunnerID))
+	if err != nil {
+		return fail(err, "mark task %s running for runner %s", p.TaskID, p.RunnerID)
+	}
+	return nil
+}
+
+func (s *Store) Heartbeat(ctx context.Context, p store.HeartbeatParams) (bool, error) {
+	var cancel bool
+	err := s.write().QueryRowContext(ctx,
+		`UPDATE tasks SET lease_expires_at = ?
+		 WHERE id = ? AND runner_id = ? AND status IN ('preparing', 'running')
+		 RETURNING cancel_request`,
+		micros(p.Now.Add(p.LeaseDuration)), p.TaskID, p.RunnerID).Scan(&cancel)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = store.ErrLeaseLost
+	}
+	if err != nil {
+		return false, fail(err, "heartbeat task %s for runner %s", p.TaskID, p.RunnerID)
+	}
+	return cancel, nil
+}
+
+func (s *Store) FinishTask(ctx context.Context, p store.FinishParams) error {
+	if !store.Terminal(p.Status) {
+		return fmt.Errorf("finish task %s for runner %s: status %q is not terminal", p.TaskID, p.RunnerID, p.Status)
+	}
+	now := micros(p.Now)
+	// runner_id stays: it records who ran the task.
+	err := leaseLost(s.write().ExecContext(ctx,
+		`UPDATE tasks SET status = ?, msg = ?, exit_code = ?, end_time = ?, updated_at = ?,
+			lease_expires_at = NULL
+		 WHERE id = ? AND runner_id = ? AND status IN ('preparing', 'running')`,
+		p.Status, p.Msg, nullInt(p.ExitCode), now, now, p.TaskID, p.RunnerID))
+	if err != nil {
+		return fail(err, "finish task %s as %s for runner %s", p.TaskID, p.Status, p.RunnerID)
+	}
+	return nil
+}
+
+func (s *Store) CancelTask(ctx context.Context, projectID, taskID string, now time.Time) (store.Task, error) {
+	var task store.Task
+	err := s.withTx(ctx, func(tx *querier) error {
+		var status string
+		if err := tx.QueryRowContext(ctx,
+			`SELECT status FROM tasks WHERE project_id = ? AND id = ?`, projectID, taskID).Scan(&status); err != nil {
+			return err
+		}
+		at := micros(now)
+		var row rowScanner
+		switch status {
+		case store.StatusQueued:
+			row = tx.QueryRowContext(ctx,
+				`UPDATE tasks SET status = 'cancelled', msg = 'Cancelled', end_time = ?, updated_at = ?
+				 WHERE id = ? RETURNING `+taskCols, at, at, taskID)
+		case store.StatusPreparing, store.StatusRunning:
+			row = tx.QueryRowContext(ctx,
+				`UPDATE tasks SET cancel_request = 1, updated_at = ?
+				 WHERE id = ? RETURNING `+taskCols, at, taskID)
+		default:
+			return fmt.Errorf("%w: task is already %s", store.ErrConflict, status)
+		}
+		var err error
+		task, err = scanTask(row)
+		return err
+	})
+	if err != nil {
+		return store.Task{}, fail(err, "cancel task %s in project %s", taskID, projectID)
+	}
+	return task, nil
+}
+
+func (s *Store) RescueExpired(ctx context.Context, p store.RescueParams) (int, error) {
+	now := micros(p.Now)
+	// The three updates partition the expired tasks: out of attempts ->
+	// killed; else cancel asked -> cancelled; else back to the queue.
+	const expired = `status IN ('preparing', 'running') AND lease_expires_at < ?`
+	var moved int64
+	err := s.withTx(ctx, func(tx *querier) error {
+		steps := []struct {
+			query string
+			args  []any
+		}{
+			{`UPDATE tasks SET status = 'killed',
+				msg = 'Runner lost: lease expired after ' || attempt || ' attempts',
+				end_time = ?, updated_at = ?, lease_expires_at = NULL
+			  WHERE ` + expired + ` AND attempt >= ?`, []any{now, now, now, p.MaxAttempts}},
+			{`UPDATE tasks SET status = 'cancelled', msg = 'Cancelled',
+				end_time = ?, updated_at = ?, lease_expires_at = NULL
+			  WHERE ` + expired + ` AND cancel_request = 1`, []any{now, now, now}},
+			{`UPDATE tasks SET status = 'queued', runner_id = '', updated_at = ?, lease_expires_at = NULL
+			  WHERE ` + expired, []any{now, now}},
+		}
+		for _, st := range steps {
+			res, err := tx.ExecContext(ctx, st.query, st.args...)
+			if err != nil {
+				return err
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			moved += n
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fail(err, "rescue expired leases")
+	}
+	return int(moved), nil
+}
+
+func (s *Store) AppendLog(ctx context.Context, taskID string, data []byte) error {
+	err := s.withTx(ctx, func(tx *querier) error {
+		res, err := tx.ExecContext(ctx,
+			`UPDATE tasks SET log_size = log_size + ? WHERE id = ?`, len(data), taskID)
+		if err != nil {
+			return err
+		}
+		if err := oneRow(res); err != nil {
+			return err
+		}
+		if len(data) == 0 {
+			return nil
+		}
+		_, err = tx.ExecContext(ctx,
+			`INSERT INTO task_logs (task_id, seq, data)
+			 VALUES (?, COALESCE((SELECT MAX(seq) FROM task_logs WHERE task_id = ?), 0) + 1, ?)`,
+			taskID, taskID, data)
+		return err
+	})
+	if err != nil {
+		return fail(err, "append %d bytes to log of task %s", len(data), taskID)
+	}
+	return nil
+}
+
+func (s *Store) GetLog(ctx context.Context, taskID string) ([]byte, error) {
+	rows, err := s.read().QueryContext(ctx,
+		`SELECT data FROM task_logs WHERE task_id = ? ORDER BY seq`, taskID)
+	if err != nil {
+		return nil, fail(err, "get log of task %s", taskID)
+	}
+	defer rows.Close()
+	var (
+		log   []byte
+		found bool
+	)
+	for rows.Next() {
+		var chunk []byte
+		if err := rows.Scan(&chunk); err != nil {
+			return nil, fail(err, "get log of task %s", taskID)
+		}
+		log = append(log, chunk...)
+		found = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fail(err, "get log of task %s", taskID)
+	}
+	if !found {
+		return nil, fmt.Errorf("get log of task %s: %w", taskID, store.ErrNotFound)
+	}
+	return log, nil
+}

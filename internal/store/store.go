@@ -1,0 +1,238 @@
+// Package store defines what Mayfly keeps durably (projects, tokens, codes,
+// tasks and their logs) and the Store interface that every backend
+// implements. Backends live in sub-packages (sqlite, later postgres) and all
+// pass the contract suite in storetest, so the service above never needs to
+// know which one it talks to.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors every backend maps its own errors to.
+var (
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: the row is not in a state that allows the change (for
+	// example cancelling a finished task).
+	ErrConflict = errors.New("conflict")
+	// ErrLeaseLost: the runner no longer holds the task's lease (it expired
+	// and the task was given back to the queue, or the task ended).
+	ErrLeaseLost = errors.New("lease lost")
+)
+
+// Task statuses. Only queued, preparing and running are unfinished; clients
+// treat every other status as terminal.
+const (
+	StatusQueued    = "queued"
+	StatusPreparing = "preparing"
+	StatusRunning   = "running"
+	StatusComplete  = "complete"
+	StatusError     = "error"
+	StatusTimeout   = "timeout"
+	StatusKilled    = "killed"
+	StatusCancelled = "cancelled"
+)
+
+// Terminal reports whether a task in this status has ended.
+func Terminal(status string) bool {
+	switch status {
+	case StatusQueued, StatusPreparing, StatusRunning:
+		return false
+	}
+	return true
+}
+
+// Token kinds.
+const (
+	TokenAdmin   = "admin"   // every project, and management
+	TokenProject = "project" // the IronWorker OAuth token of one project
+	TokenRunner  = "runner"  // lease and report only
+)
+
+type Project struct {
+	ID        string
+	Name      string
+	CreatedAt time.Time
+}
+
+type Token struct {
+	ID        string
+	Hash      string // hex sha256 of the secret; the secret itself is never stored
+	Kind      string
+	ProjectID string // empty for admin and runner tokens
+	Name      string
+	CreatedAt time.Time
+}
+
+// CodeRevision is one upload of a code: its settings and its package. A code
+// is the latest revision under a name; older revisions stay downloadable.
+type CodeRevision struct {
+	ID              string // id of this revision
+	CodeID          string // stable id of the code across revisions
+	ProjectID       string
+	Name            string
+	Rev             int
+	Runtime         string
+	FileName        string
+	Stack           string
+	Image           string
+	Command         string
+	Config          string
+	EnvVars         map[string]string
+	MaxConcurrency  int // 0 = unlimited
+	Retries         int
+	RetriesDelay    int // seconds
+	DefaultPriority int
+	PackageKey      string // blob key of the zip; empty for image codes without a zip
+	PackageSHA256   string
+	PackageSize     int64
+	CreatedAt       time.Time
+}
+
+// Code is a code's latest revision plus what belongs to the code as a whole.
+// Mind the embedding: the code's own id is CodeID; ID is its latest
+// revision's.
+type Code struct {
+	CodeRevision
+	CreatedAt time.Time // of the code (first revision)
+	UpdatedAt time.Time // of the latest revision
+	Paused    bool
+}
+
+type Task struct {
+	ID             string
+	ProjectID      string
+	CodeID         string
+	CodeName       string
+	CodeRevisionID string
+	CodeRev        int
+	Status         string
+	Priority       int
+	Payload        string
+	Timeout        int // seconds
+	Delay          int // seconds
+	Cluster        string
+	Label          string
+	Msg            string
+	ExitCode       *int
+	Percent        int
+	Attempt        int // how many times a runner has taken it
+	RunnerID       string
+	LeaseExpiresAt *time.Time
+	CancelRequest  bool
+	RetryOf        string
+	RetryAt        string
+	RetryCount     int
+	ScheduleID     string
+	LogSize        int64
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+	DueAt          time.Time
+	StartTime      *time.Time
+	EndTime        *time.Time
+}
+
+// Page selects a slice of a newest-first list. Page is 0-based.
+type Page struct {
+	Page    int
+	PerPage int
+}
+
+type TaskFilter struct {
+	ProjectID string
+	CodeName  string
+	Label     string
+	Statuses  []string   // empty = all
+	FromTime  *time.Time // created_at >= FromTime
+	ToTime    *time.Time // created_at < ToTime, so adjacent windows never overlap
+	Page
+}
+
+type LeaseParams struct {
+	RunnerID      string
+	Max           int      // at most this many tasks
+	Clusters      []string // a task's cluster must be one of these ("" is the default cluster)
+	LeaseDuration time.Duration
+	Now           time.Time
+}
+
+type HeartbeatParams struct {
+	TaskID        string
+	RunnerID      string
+	LeaseDuration time.Duration
+	Now           time.Time
+}
+
+type StartParams struct {
+	TaskID   string
+	RunnerID string
+	Now      time.Time
+}
+
+type FinishParams struct {
+	TaskID   string
+	RunnerID string
+	Status   string // a terminal status
+	Msg      string
+	ExitCode *int
+	Now      time.Time
+}
+
+type RescueParams struct {
+	Now         time.Time
+	MaxAttempts int // a task whose lease expires after this many attempts ends killed
+}
+
+// Store is everything Mayfly keeps durably. Methods that write return only
+// once the change is durable.
+type Store interface {
+	CreateProject(ctx context.Context, p Project) error
+	GetProject(ctx context.Context, id string) (Project, error)
+	CountProjects(ctx context.Context) (int, error)
+
+	CreateToken(ctx context.Context, t Token) error
+	GetTokenByHash(ctx context.Context, hash string) (Token, error)
+
+	// PutCodeRevision stores a new revision. When no code of that name
+	// exists in the project it creates one (rev.CodeID is then used as its
+	// id); otherwise it appends revision Rev = latest+1 to the existing
+	// code and returns the code with its real id.
+	PutCodeRevision(ctx context.Context, rev CodeRevision) (Code, error)
+	GetCode(ctx context.Context, projectID, codeID string) (Code, error)
+	GetCodeByName(ctx context.Context, projectID, name string) (Code, error)
+	ListCodes(ctx context.Context, projectID string, page Page) ([]Code, error)
+	// DeleteCode removes the code and its revisions and returns the
+	// revisions so the caller can remove their packages.
+	DeleteCode(ctx context.Context, projectID, codeID string) ([]CodeRevision, error)
+	ListCodeRevisions(ctx context.Context, projectID, codeID string, page Page) ([]CodeRevision, error)
+	GetCodeRevision(ctx context.Context, revisionID string) (CodeRevision, error)
+
+	// InsertTasks stores all tasks or none.
+	InsertTasks(ctx context.Context, tasks []Task) error
+	GetTask(ctx context.Context, projectID, taskID string) (Task, error)
+	ListTasks(ctx context.Context, f TaskFilter) ([]Task, error)
+
+	// LeaseTasks hands queued, due tasks to a runner in order (priority
+	// desc, due time, id), never more running tasks of one code than its
+	// max_concurrency, and marks them preparing under a lease.
+	LeaseTasks(ctx context.Context, p LeaseParams) ([]Task, error)
+	// MarkRunning moves a leased task from preparing to running.
+	MarkRunning(ctx context.Context, p StartParams) error
+	// Heartbeat extends the lease and reports whether a cancel was asked.
+	Heartbeat(ctx context.Context, p HeartbeatParams) (cancel bool, err error)
+	FinishTask(ctx context.Context, p FinishParams) error
+	// CancelTask ends a queued task at once (and returns it cancelled) and
+	// flags a preparing or running one so its runner stops it.
+	CancelTask(ctx context.Context, projectID, taskID string, now time.Time) (Task, error)
+	// RescueExpired gives tasks whose lease ran out back to the queue, or
+	// ends them killed after their last attempt. It returns how many moved.
+	RescueExpired(ctx context.Context, p RescueParams) (int, error)
+
+	AppendLog(ctx context.Context, taskID string, data []byte) error
+	// GetLog returns the whole log; ErrNotFound when none was written.
+	GetLog(ctx context.Context, taskID string) ([]byte, error)
+
+	Close() error
+}

@@ -1,0 +1,236 @@
+// Package wire holds the JSON shapes of the IronWorker v2 REST API as Mayfly
+// speaks it. The server (internal/api) writes them and the Go client
+// (internal/client) reads them, so both sides agree by construction. Field
+// names follow IronWorker's; Mayfly's extensions are extra fields that the
+// official clients ignore.
+package wire
+
+import "time"
+
+// Error is every error body: {"msg": "..."}.
+type Error struct {
+	Msg string `json:"msg"`
+}
+
+// Msg is a plain acknowledgement, e.g. {"msg":"Cancelled"}.
+type Msg struct {
+	Msg string `json:"msg"`
+}
+
+type Project struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// CodeUpload is the JSON in the `data` field of POST codes. Pointer fields
+// distinguish "not given" from zero; IronWorker's sentinels
+// (max_concurrency -1000, default_priority -1000, retries -1000) also mean
+// "not given".
+type CodeUpload struct {
+	Name            string            `json:"name"`
+	Runtime         string            `json:"runtime,omitempty"`
+	FileName        string            `json:"file_name,omitempty"`
+	Stack           string            `json:"stack,omitempty"`
+	Image           string            `json:"image,omitempty"`
+	Command         string            `json:"command,omitempty"`
+	Config          string            `json:"config,omitempty"`
+	EnvVars         map[string]string `json:"env_vars,omitempty"`
+	MaxConcurrency  *int              `json:"max_concurrency,omitempty"`
+	Retries         *int              `json:"retries,omitempty"`
+	RetriesDelay    *int              `json:"retries_delay,omitempty"`
+	DefaultPriority *int              `json:"default_priority,omitempty"`
+}
+
+// UploadResponse answers POST codes.
+type UploadResponse struct {
+	ID  string `json:"id"`
+	Msg string `json:"msg"`
+	// Extensions.
+	Rev int `json:"rev"`
+}
+
+type Code struct {
+	ID              string            `json:"id"`
+	ProjectID       string            `json:"project_id"`
+	Name            string            `json:"name"`
+	Runtime         string            `json:"runtime"`
+	FileName        string            `json:"file_name"`
+	Stack           string            `json:"stack"`
+	Image           string            `json:"image,omitempty"`
+	Command         string            `json:"command,omitempty"`
+	Config          string            `json:"config,omitempty"`
+	EnvVars         map[string]string `json:"env_vars,omitempty"`
+	MaxConcurrency  int               `json:"max_concurrency"`
+	Retries         int               `json:"retries"`
+	RetriesDelay    int               `json:"retries_delay"`
+	DefaultPriority int               `json:"default_priority"`
+	Rev             int               `json:"rev"`
+	LatestHistoryID string            `json:"latest_history_id"`
+	LatestChecksum  string            `json:"latest_checksum"`
+	PackageSize     int64             `json:"package_size"`
+	Paused          bool              `json:"paused"`
+	CreatedAt       time.Time         `json:"created_at"`
+	UpdatedAt       time.Time         `json:"updated_at"`
+	LatestChange    time.Time         `json:"latest_change"`
+}
+
+type CodeList struct {
+	Codes []Code `json:"codes"`
+}
+
+// Revision is one entry of GET codes/{id}/revisions.
+type Revision struct {
+	ID        string    `json:"id"`
+	CodeID    string    `json:"code_id"`
+	ProjectID string    `json:"project_id"`
+	Name      string    `json:"name"`
+	Rev       int       `json:"rev"`
+	Runtime   string    `json:"runtime"`
+	FileName  string    `json:"file_name"`
+	Stack     string    `json:"stack"`
+	Image     string    `json:"image,omitempty"`
+	Checksum  string    `json:"checksum"`
+	Size      int64     `json:"size"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+type RevisionList struct {
+	Revisions []Revision `json:"revisions"`
+}
+
+// NewTask is one element of POST tasks. Priority outside 0-2 (IronWorker
+// sends -3 for "unset") means the code's default_priority; timeout 0 means
+// the default.
+type NewTask struct {
+	CodeName string `json:"code_name"`
+	Payload  string `json:"payload"`
+	Priority *int   `json:"priority,omitempty"`
+	Timeout  *int   `json:"timeout,omitempty"`
+	Delay    *int   `json:"delay,omitempty"`
+	Cluster  string `json:"cluster,omitempty"`
+	Label    string `json:"label,omitempty"`
+}
+
+type QueueRequest struct {
+	Tasks []NewTask `json:"tasks"`
+}
+
+type QueuedTask struct {
+	ID string `json:"id"`
+}
+
+type QueueResponse struct {
+	Msg   string       `json:"msg"`
+	Tasks []QueuedTask `json:"tasks"`
+}
+
+// WebhookResponse answers POST tasks/webhook.
+type WebhookResponse struct {
+	ID  string `json:"id"`
+	Msg string `json:"msg"`
+}
+
+type Task struct {
+	ID         string     `json:"id"`
+	ProjectID  string     `json:"project_id"`
+	CodeID     string     `json:"code_id"`
+	CodeName   string     `json:"code_name"`
+	CodeRev    string     `json:"code_rev"`
+	CodeHistID string     `json:"code_history_id"`
+	Status     string     `json:"status"`
+	Msg        string     `json:"msg,omitempty"`
+	Priority   int        `json:"priority"`
+	Timeout    int        `json:"timeout"`
+	Delay      int        `json:"delay"`
+	Cluster    string     `json:"cluster,omitempty"`
+	Label      string     `json:"label,omitempty"`
+	Payload    string     `json:"payload,omitempty"`
+	Percent    int        `json:"percent"`
+	Duration   int64      `json:"duration"` // ms
+	RunTimes   int        `json:"run_times"`
+	RetryCount int        `json:"retry_count"`
+	RetryOf    string     `json:"retry_of,omitempty"`
+	RetryAt    string     `json:"retry_at,omitempty"`
+	ScheduleID string     `json:"schedule_id,omitempty"`
+	LogSize    int64      `json:"log_size"`
+	CreatedAt  time.Time  `json:"created_at"`
+	UpdatedAt  time.Time  `json:"updated_at"`
+	StartTime  *time.Time `json:"start_time"`
+	EndTime    *time.Time `json:"end_time"`
+	// Extensions.
+	ExitCode *int      `json:"exit_code,omitempty"`
+	Attempt  int       `json:"attempt"`
+	RunnerID string    `json:"runner_id,omitempty"`
+	DueAt    time.Time `json:"due_at"`
+}
+
+type TaskList struct {
+	Tasks []Task `json:"tasks"`
+}
+
+// Version answers GET /version.
+type Version struct {
+	Version string `json:"version"`
+	Commit  string `json:"commit,omitempty"`
+}
+
+// The runner protocol: what embedded and remote runners exchange with the
+// server. The embedded runner uses the same types in-process.
+
+// LeaseRequest asks for up to Max tasks, waiting up to WaitMs for one.
+type LeaseRequest struct {
+	RunnerID string   `json:"runner_id"`
+	Max      int      `json:"max"`
+	Clusters []string `json:"clusters,omitempty"`
+	WaitMs   int      `json:"wait_ms"`
+}
+
+// Job is one leased task with everything a runner needs to run it.
+type Job struct {
+	TaskID     string `json:"task_id"`
+	ProjectID  string `json:"project_id"`
+	CodeID     string `json:"code_id"`
+	CodeName   string `json:"code_name"`
+	Payload    string `json:"payload"`
+	Timeout    int    `json:"timeout"`
+	Attempt    int    `json:"attempt"`
+	ScheduleID string `json:"schedule_id,omitempty"`
+	// LeaseMs is how long the lease lasts without a heartbeat.
+	LeaseMs int64 `json:"lease_ms"`
+	// MaxLogBytes is where the runner cuts the task's log.
+	MaxLogBytes int64   `json:"max_log_bytes"`
+	Code        JobCode `json:"code"`
+}
+
+// JobCode is the code revision a job runs.
+type JobCode struct {
+	RevisionID    string            `json:"revision_id"`
+	Rev           int               `json:"rev"`
+	Runtime       string            `json:"runtime"`
+	FileName      string            `json:"file_name"`
+	Stack         string            `json:"stack"`
+	Image         string            `json:"image,omitempty"`
+	Command       string            `json:"command,omitempty"`
+	Config        string            `json:"config,omitempty"`
+	EnvVars       map[string]string `json:"env_vars,omitempty"`
+	PackageSHA256 string            `json:"package_sha256,omitempty"`
+	PackageSize   int64             `json:"package_size,omitempty"`
+}
+
+type LeaseResponse struct {
+	Jobs []Job `json:"jobs"`
+}
+
+type HeartbeatResponse struct {
+	Cancel bool `json:"cancel"`
+}
+
+// FinishRequest reports how a task ended.
+type FinishRequest struct {
+	RunnerID string `json:"runner_id"`
+	Status   string `json:"status"`
+	Msg      string `json:"msg,omitempty"`
+	ExitCode *int   `json:"exit_code,omitempty"`
+}

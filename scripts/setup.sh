@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Installs what Mayfly needs on a Debian machine, as root, and makes sure a
+# Docker engine answers. Safe to run again: it only does what is missing.
+set -euo pipefail
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+need_pkgs=()
+command -v dockerd >/dev/null 2>&1 || need_pkgs+=(docker.io)
+command -v curl >/dev/null 2>&1 || need_pkgs+=(curl ca-certificates)
+# The busybox stack copies Debian's static busybox into a FROM-scratch image.
+dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)
+
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    log "missing packages: ${need_pkgs[*]}; run as root or install them yourself"
+    exit 1
+  fi
+  log "installing ${need_pkgs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+  export PATH=/usr/local/go/bin:$PATH
+fi
+command -v go >/dev/null 2>&1 || { log "Go 1.26 or newer is required (https://go.dev/dl/)"; exit 1; }
+
+engine_up() { curl -fsS --max-time 5 --unix-socket /var/run/docker.sock http://localhost/_ping >/dev/null 2>&1; }
+
+if engine_up; then
+  log "Docker engine answers"
+  exit 0
+fi
+
+started=""
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+  log "starting docker with systemctl"
+  systemctl start docker && started=systemd || true
+fi
+if [ -z "$started" ]; then
+  # Started by hand: no bridge and no iptables rules, so the engine creates
+  # no private-range network; task containers run with networking off.
+  log "starting dockerd (no bridge, no iptables); its log is /var/log/mayfly-dockerd.log"
+  nohup dockerd --bridge=none --iptables=false >/var/log/mayfly-dockerd.log 2>&1 &
+fi
+for _ in $(seq 1 60); do
+  if engine_up; then
+    log "Docker engine answers"
+    exit 0
+  fi
+  sleep 0.5
+done
+log "the Docker engine did not come up; see /var/log/mayfly-dockerd.log"
+tail -20 /var/log/mayfly-dockerd.log >&2 || true
+exit 1
