@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"io/fs"
 	"mime/multipart"
 	"net/http"
@@ -50,7 +51,7 @@ func setup(t *testing.T, cfg service.Config) *bundle {
 		t.Fatal(err)
 	}
 	cfg.KnownStacks = []string{"busybox", "binary"}
-	svc := service.New(st, blobs, cfg, nil)
+	svc := service.New(st, blobs, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	boot, err := svc.EnsureBootstrap(ctx, "", "")
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,14 +26,14 @@ import (
 // bundle is a real service on SQLite with a real runner on the real Docker
 // engine.
 type bundle struct {
-	t       *testing.T
+	t       testing.TB
 	svc     *service.Service
 	drv     *docker.Driver
 	project string
 	runner  string
 }
 
-func setup(t *testing.T, cfg service.Config, capacity int) *bundle {
+func setup(t testing.TB, cfg service.Config, capacity int) *bundle {
 	t.Helper()
 	drv := testenv.Docker(t)
 	image := testenv.StackImage(t, "busybox")
@@ -50,7 +51,8 @@ func setup(t *testing.T, cfg service.Config, capacity int) *bundle {
 	if cfg.LeaseDuration == 0 {
 		cfg.LeaseDuration = 4 * time.Second
 	}
-	svc := service.New(st, blobs, cfg, nil)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	svc := service.New(st, blobs, cfg, quiet)
 	boot, err := svc.EnsureBootstrap(ctx, "", "")
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +62,7 @@ func setup(t *testing.T, cfg service.Config, capacity int) *bundle {
 		ID: rid, Capacity: capacity, CacheDir: filepath.Join(dir, "cache"),
 		StackImage:  func(string) string { return image },
 		IsLeaseLost: func(err error) bool { return errors.Is(err, service.ErrLeaseLost) },
-		StopGrace:   2 * time.Second, LeaseWait: time.Second, MemoryBytes: 64 << 20,
+		StopGrace:   2 * time.Second, LeaseWait: time.Second, MemoryBytes: 64 << 20, Log: quiet,
 	}, svc, drv)
 	if err != nil {
 		t.Fatal(err)
@@ -88,7 +90,7 @@ func setup(t *testing.T, cfg service.Config, capacity int) *bundle {
 	return b
 }
 
-func makeZip(t *testing.T, files map[string]string) []byte {
+func makeZip(t testing.TB, files map[string]string) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)
