@@ -1,5 +1,6 @@
 # Mayfly: `make run` serves, `make test` tests. Both first install what is
-# missing (Docker engine, busybox-static) and build the stack images.
+# missing (Docker engine, busybox-static, debootstrap) and build the stack
+# images.
 
 GO       ?= go
 BIN      := bin/mayfly
@@ -7,32 +8,41 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: help setup build stacks run test test-unit lint clean
+.PHONY: help setup build stacks run test test-unit lint bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: ## install what is missing (docker.io, busybox-static) and start the Docker engine
+setup: ## install what is missing (docker.io, busybox-static, debootstrap) and start the Docker engine
 	@bash scripts/setup.sh
 
 build: ## build bin/mayfly
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/mayfly
 
-stacks: build ## build the default stack images (skips what is current)
-	$(BIN) stack build busybox
+stacks: build ## build every stack image (skips what is current; the first build takes minutes)
+	$(BIN) stack build --all
 
 run: setup stacks ## set up, build, and start the server with its defaults
 	$(BIN) server
 
 lint: ## gofmt and go vet
-	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
 test: setup stacks lint ## set up, then run every test, integration tests against the real engine included
+	@bash scripts/setup-compat.sh
 	MAYFLY_REQUIRE_INTEGRATION=1 MAYFLY_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 30m ./...
+	@echo "== alone: the Docker engine restarts under a running task"
+	MAYFLY_REQUIRE_INTEGRATION=1 MAYFLY_ENGINE_RESTART=1 $(GO) test -count=1 -timeout 10m -run '^TestEngineRestart$$' ./internal/runner/
+	@echo "== alone: a burst of $${MAYFLY_BURST_TASKS:-5000} tasks, each run exactly once"
+	MAYFLY_REQUIRE_INTEGRATION=1 MAYFLY_BURST=1 MAYFLY_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 90m -run '^TestBurst$$' -v ./cmd/mayfly/
 
 test-unit: ## the tests that need nothing but Go (integration tests skip loudly)
 	$(GO) test -count=1 ./...
+
+bench: setup build ## measure Mayfly against docker run and River in one run; writes bench-results/ (see BENCHMARKS.md)
+	$(BIN) stack build busybox
+	$(BIN) bench --out bench-results
 
 clean: ## remove the build output
 	rm -rf bin

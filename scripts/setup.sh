@@ -10,6 +10,11 @@ command -v dockerd >/dev/null 2>&1 || need_pkgs+=(docker.io)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl ca-certificates)
 # The busybox stack copies Debian's static busybox into a FROM-scratch image.
 dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)
+# The other stacks start from a Debian system that debootstrap installs from
+# the host's package mirror; it checks the archive's signatures with the
+# keyring.
+command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need_pkgs+=(debootstrap)
+[ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || need_pkgs+=(debian-archive-keyring)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

@@ -41,6 +41,7 @@ A code is named on the command line by its id or by its name.`,
 		newCodeRevisionsCmd(a),
 		newCodeDownloadCmd(a),
 	)
+	cmd.AddCommand(newCodeQueueCmds(a)...)
 	return cmd
 }
 
@@ -151,7 +152,9 @@ func (c *codePushCommand) Run(ctx context.Context, args []string) error {
 			up.Name = name
 		}
 	}
+	pkg, uploaded := withProgress(c.app.stdout, pkg)
 	res, err := cl.UploadCode(ctx, up, pkg)
+	uploaded()
 	if err != nil {
 		return err
 	}

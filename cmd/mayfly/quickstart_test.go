@@ -81,7 +81,19 @@ func (s *serverProc) output() string {
 
 func startServer(t *testing.T, env ...string) *serverProc {
 	t.Helper()
-	s := &serverProc{addr: freeAddr(t), dataDir: t.TempDir(), done: make(chan error, 1)}
+	return startServerAt(t, freeAddr(t), t.TempDir(), env...)
+}
+
+// restartServer starts a server again on the address and data of old,
+// which must have exited.
+func restartServer(t *testing.T, old *serverProc, env ...string) *serverProc {
+	t.Helper()
+	return startServerAt(t, old.addr, old.dataDir, env...)
+}
+
+func startServerAt(t *testing.T, addr, dataDir string, env ...string) *serverProc {
+	t.Helper()
+	s := &serverProc{addr: addr, dataDir: dataDir, done: make(chan error, 1)}
 	s.cmd = exec.Command(mayflyBin(t), "server", "--listen", s.addr, "--data-dir", s.dataDir, "--drain-grace", "5s")
 	s.cmd.Env = append(os.Environ(), env...)
 	pr, pw, err := os.Pipe()

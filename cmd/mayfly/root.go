@@ -122,7 +122,9 @@ MAYFLY_TOKEN, MAYFLY_PROJECT) and the flags --url, --token, --project.`,
 		newStackCmd(),
 		newCodeCmd(a),
 		newTaskCmd(a),
+		newScheduleCmd(a),
 		newVersionCmd(a),
+		newBenchCmd(),
 	)
 	return root
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -48,6 +49,7 @@ type serverConfig struct {
 	DefaultTimeout   int
 	MaxTimeout       int
 	MaxDelay         int
+	MinRunEvery      time.Duration
 	BootstrapProject string
 	BootstrapToken   string
 	LogLevel         string
@@ -99,6 +101,7 @@ SIGTERM or SIGINT drains: no new tasks are taken, running ones get
 	f.IntVar(&c.DefaultTimeout, "default-timeout", envInt("MAYFLY_DEFAULT_TIMEOUT", d.DefaultTimeout), "task timeout in seconds when none is given (MAYFLY_DEFAULT_TIMEOUT)")
 	f.IntVar(&c.MaxTimeout, "max-timeout", envInt("MAYFLY_MAX_TIMEOUT", d.MaxTimeout), "largest task timeout in seconds, 0 = no limit (MAYFLY_MAX_TIMEOUT)")
 	f.IntVar(&c.MaxDelay, "max-delay", envInt("MAYFLY_MAX_DELAY", 0), "largest task delay in seconds, 0 = no limit (MAYFLY_MAX_DELAY)")
+	f.DurationVar(&c.MinRunEvery, "min-run-every", envDuration("MAYFLY_MIN_RUN_EVERY", time.Minute), "shortest run_every a schedule may have (MAYFLY_MIN_RUN_EVERY)")
 	f.StringVar(&c.LogLevel, "log-level", envStr("MAYFLY_LOG_LEVEL", "info"), "debug, info, warn or error (MAYFLY_LOG_LEVEL)")
 	f.StringVar(&c.LogFormat, "log-format", envStr("MAYFLY_LOG_FORMAT", "text"), "text or json (MAYFLY_LOG_FORMAT)")
 	c.BootstrapProject = os.Getenv("MAYFLY_BOOTSTRAP_PROJECT")
@@ -132,6 +135,11 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 	if c.RunnerCapacity < 1 {
 		return fmt.Errorf("--runner-capacity must be at least 1")
 	}
+	// Absolute, because task socket directories under it are bind-mounted
+	// by the Docker engine, which knows no working directory of ours.
+	if c.DataDir, err = filepath.Abs(c.DataDir); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
 	if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
@@ -144,11 +152,16 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 	if err != nil {
 		return err
 	}
+	key, err := secretKey(filepath.Join(c.DataDir, "task-token.key"))
+	if err != nil {
+		return err
+	}
 	svc := service.New(st, blobs, service.Config{
 		MaxPayloadBytes: c.MaxPayloadBytes, MaxCodeBytes: c.MaxCodeBytes,
 		DefaultTimeout: c.DefaultTimeout, MaxTimeout: c.MaxTimeout, MaxDelay: c.MaxDelay,
 		MaxLogBytes: c.MaxLogBytes, LeaseDuration: c.LeaseDuration, MaxAttempts: c.MaxAttempts,
-		KnownStacks: stack.Names(),
+		KnownStacks: stack.Names(), TaskTokenKey: key,
+		MinRunEvery: c.MinRunEvery,
 	}.WithPackageLimits(c.MaxPackageFiles, c.MaxUnpackedBytes), log)
 
 	boot, err := svc.EnsureBootstrap(ctx, c.BootstrapProject, c.BootstrapToken)
@@ -187,6 +200,7 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 	bg, stopBg := context.WithCancel(context.Background())
 	defer stopBg()
 	go svc.RunMaintenance(bg, time.Second)
+	defer startScheduler(ctx, svc, log)()
 
 	var run *runner.Runner
 	runCtx, stopRunner := context.WithCancel(ctx)
@@ -200,6 +214,7 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 		run, err = runner.New(runner.Config{
 			ID: rid, Capacity: c.RunnerCapacity, Clusters: c.RunnerClusters,
 			CacheDir: filepath.Join(c.DataDir, "cache", "packages"), StackImage: stack.Image,
+			RunDir:      filepath.Join(c.DataDir, "run"),
 			IsLeaseLost: func(err error) bool { return errors.Is(err, service.ErrLeaseLost) },
 			StopGrace:   c.StopGrace, MemoryBytes: c.TaskMemoryMB << 20, PidsLimit: c.TaskPids,
 			Network: c.TaskNetwork, Log: log,
@@ -234,6 +249,21 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// secretKey loads the key that signs task tokens, making it on first start.
+func secretKey(p string) ([]byte, error) {
+	if b, err := os.ReadFile(p); err == nil && len(b) >= 32 {
+		return b, nil
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, fmt.Errorf("make task token key: %w", err)
+	}
+	if err := os.WriteFile(p, key, 0o600); err != nil {
+		return nil, fmt.Errorf("save task token key: %w", err)
+	}
+	return key, nil
 }
 
 // runnerID keeps the embedded runner's id across restarts, so a restarted

@@ -37,6 +37,7 @@ error, timeout, killed (stopped by the system) or cancelled (by a user).`,
 		newTaskShowCmd(a),
 		newTaskLogCmd(a),
 		newTaskCancelCmd(a),
+		newTaskRetryCmd(a),
 	)
 	return cmd
 }

@@ -62,6 +62,10 @@ func (e *httpError) Error() string { return e.msg }
 
 func errStatus(status int, msg string) error { return &httpError{status: status, msg: msg} }
 
+// errEmptyBody is what readJSON returns for a request without a body, so a
+// route whose body is optional can tell it apart.
+var errEmptyBody = errStatus(http.StatusBadRequest, "Request body is empty; JSON expected")
+
 // handler is an HTTP handler that reports failure by returning an error.
 type handler func(w http.ResponseWriter, r *http.Request) error
 
@@ -135,7 +139,7 @@ func (a *API) readJSON(w http.ResponseWriter, r *http.Request, v any) error {
 			return err
 		}
 		if errors.Is(err, io.EOF) {
-			return errStatus(http.StatusBadRequest, "Request body is empty; JSON expected")
+			return errEmptyBody
 		}
 		var se *json.SyntaxError
 		var te *json.UnmarshalTypeError

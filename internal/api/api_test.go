@@ -495,3 +495,86 @@ func TestRunnerProtocol(t *testing.T) {
 	st, body = b.do("POST", b.srv.URL+"/runner/lease", strings.NewReader(`{"runner_id":"r1","max":1}`), "Authorization", "OAuth "+secret)
 	wantErr(t, st, body, 403, "runner")
 }
+
+func TestQueueControlRoutes(t *testing.T) {
+	t.Parallel()
+	b := setup(t, service.Config{})
+	up := b.pushHello()
+	_, body := b.queue(`{"tasks":[{"code_name":"hello","payload":"p"},{"code_name":"hello"}]}`)
+	q := decode[wire.QueueResponse](t, body)
+	first, second := q.Tasks[0].ID, q.Tasks[1].ID
+
+	st, body := b.do("POST", b.url("/tasks/"+first+"/retry"), strings.NewReader(`{"delay":5}`))
+	wantErr(t, st, body, 409, "still queued")
+
+	// A runner takes the first task and gets its task token.
+	_, body = b.do("POST", b.srv.URL+"/runner/lease", strings.NewReader(`{"runner_id":"r1","max":1}`))
+	job := decode[wire.LeaseResponse](t, body).Jobs[0]
+	if job.TaskID != first || !strings.HasPrefix(job.TaskToken, "mtt.") {
+		t.Fatalf("job %+v", job)
+	}
+	asTask := func(method, url, body string) (int, []byte) {
+		return b.do(method, url, strings.NewReader(body), "Authorization", "OAuth "+job.TaskToken)
+	}
+	if st, body := asTask("POST", b.url("/tasks/"+first+"/progress"), `{"percent":30,"msg":"a third"}`); st != 200 {
+		t.Fatalf("progress with the task token: %d %s", st, body)
+	}
+	st, body = asTask("POST", b.url("/tasks/"+second+"/progress"), `{"percent":1}`)
+	wantErr(t, st, body, 403, "another task")
+	st, body = asTask("GET", b.url("/tasks/"+first), "")
+	wantErr(t, st, body, 403, "task token")
+	st, body = b.do("POST", b.url("/tasks/"+first+"/progress"), strings.NewReader(`{"percent":130}`))
+	wantErr(t, st, body, 400, "between 0 and 100")
+	if st, body := b.do("POST", b.url("/tasks/"+first+"/progress"), strings.NewReader(`{"percent":60,"msg":"more"}`)); st != 200 {
+		t.Fatalf("progress with the project token: %d %s", st, body)
+	}
+	_, body = b.do("GET", b.url("/tasks/"+first), nil)
+	if tk := decode[wire.Task](t, body); tk.Percent != 60 || tk.Msg != "more" {
+		t.Fatalf("progress read back: %s", body)
+	}
+
+	// Finished with an error, it can be retried by hand, once.
+	b.do("POST", b.srv.URL+"/runner/tasks/"+first+"/finish", strings.NewReader(`{"runner_id":"r1","status":"error","exit_code":2}`))
+	st, body = b.do("POST", b.url("/tasks/"+first+"/retry"), strings.NewReader(`{"delay":60}`))
+	if st != 200 {
+		t.Fatalf("retry: %d %s", st, body)
+	}
+	retryID := decode[wire.RetryResponse](t, body).Tasks[0].ID
+	_, body = b.do("GET", b.url("/tasks/"+retryID), nil)
+	if tk := decode[wire.Task](t, body); tk.RetryOf != first || tk.RetryCount != 1 || tk.Payload != "p" || tk.Status != "queued" {
+		t.Fatalf("retry task: %s", body)
+	}
+	st, body = b.do("POST", b.url("/tasks/"+first+"/retry"), nil)
+	wantErr(t, st, body, 409, "already retried")
+
+	// The code's queue: pause, stats, cancel_all, resume.
+	for _, p := range []string{"/pause_task_queue", "/resume_task_queue", "/pause_task_queue"} {
+		if st, body := b.do("POST", b.url("/codes/"+up.ID+p), strings.NewReader("{}")); st != 200 {
+			t.Fatalf("%s: %d %s", p, st, body)
+		}
+	}
+	_, body = b.do("GET", b.url("/codes/"+up.ID), nil)
+	if c := decode[wire.Code](t, body); !c.Paused {
+		t.Fatalf("code not paused: %s", body)
+	}
+	st, body = b.do("POST", b.url("/codes/"+up.ID+"/cancel_all"), nil)
+	if st != 200 || !strings.Contains(string(body), "Cancelled 2 tasks") {
+		t.Fatalf("cancel_all: %d %s", st, body)
+	}
+	_, body = b.do("GET", b.url("/codes/"+up.ID+"/stats"), nil)
+	if s := decode[wire.CodeStats](t, body); s.Cancelled != 2 || s.Error != 1 || s.Queued != 0 {
+		t.Fatalf("stats: %s", body)
+	}
+	st, body = b.do("GET", b.url("/codes/"+id.New()+"/stats"), nil)
+	wantErr(t, st, body, 404, "code not found")
+}
+
+func TestRequestTooLarge(t *testing.T) {
+	t.Parallel()
+	b := setup(t, service.Config{})
+	small := httptest.NewServer(api.New(b.svc, api.Options{MaxRequestBytes: 1024}))
+	t.Cleanup(small.Close)
+	big := `{"tasks":[{"code_name":"hello","payload":"` + strings.Repeat("x", 4096) + `"}]}`
+	st, body := b.do("POST", small.URL+"/2/projects/"+b.project+"/tasks", strings.NewReader(big))
+	wantErr(t, st, body, 413, "larger than the limit")
+}

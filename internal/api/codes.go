@@ -16,7 +16,7 @@ func codeJSON(c store.Code) wire.Code {
 	return wire.Code{
 		ID: c.CodeID, ProjectID: c.ProjectID, Name: c.Name, Runtime: c.Runtime, FileName: c.FileName,
 		Stack: c.Stack, Image: c.Image, Command: c.Command, Config: c.Config, EnvVars: c.EnvVars,
-		MaxConcurrency: c.MaxConcurrency, Retries: c.Retries, RetriesDelay: c.RetriesDelay,
+		MaxConcurrency: c.MaxConcurrency, Retries: c.Retries, RetriesDelay: c.RetriesDelay, RetriesBackoff: c.RetriesBackoff,
 		DefaultPriority: c.DefaultPriority, Rev: c.Rev, LatestHistoryID: c.CodeRevision.ID,
 		LatestChecksum: c.PackageSHA256, PackageSize: c.PackageSize, Paused: c.Paused,
 		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt, LatestChange: c.UpdatedAt,

@@ -26,7 +26,12 @@ func (a *API) routes() {
 	m.HandleFunc("POST "+p+"/tasks/webhook", a.project(a.webhook))
 	m.HandleFunc("GET "+p+"/tasks/{id}", a.project(a.getTask))
 	m.HandleFunc("GET "+p+"/tasks/{id}/log", a.project(a.taskLog))
+	// outlog is what the Node client's tasksRun reads; Mayfly keeps one
+	// log per task, stdout and stderr together.
+	m.HandleFunc("GET "+p+"/tasks/{id}/outlog", a.project(a.taskLog))
 	m.HandleFunc("POST "+p+"/tasks/{id}/cancel", a.project(a.cancelTask))
+	a.queueRoutes()
+	a.scheduleRoutes()
 	m.HandleFunc("GET /2/stacks", a.serve(a.stacks))
 	m.HandleFunc("GET /version", a.serve(a.version))
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })

@@ -35,6 +35,10 @@ type Info struct {
 	Files         int
 	UnpackedBytes int64
 	HasRunner     bool // has __runner__.sh at its top level
+	// RunnerRuntime is, for a __runner__.sh made by the official
+	// IronWorker clients, the runtime whose interpreter its last command
+	// starts ("node" for `node hello.js`), or "".
+	RunnerRuntime string
 }
 
 func invalid(format string, a ...any) error {
@@ -94,6 +98,7 @@ func Check(r io.ReaderAt, size int64, lim Limits) (Info, error) {
 		}
 		if name == "__runner__.sh" {
 			info.HasRunner = true
+			info.RunnerRuntime = runnerRuntime(f)
 		}
 	}
 	return info, nil

@@ -26,6 +26,13 @@ type File struct {
 	Dir  bool // a directory; so is a Path with a trailing slash
 }
 
+// Mount is a bind mount of a host directory.
+type Mount struct {
+	Source   string // host path
+	Target   string // path in the container
+	ReadOnly bool
+}
+
 // Spec says what one task's container is.
 type Spec struct {
 	TaskID   string
@@ -47,6 +54,10 @@ type Spec struct {
 	// when it is numeric ("uid:gid"), else by root.
 	Files []File
 
+	// Mounts are host directories bind-mounted into the container (the
+	// runner's per-task API socket).
+	Mounts []Mount
+
 	Network     bool  // false = no network at all
 	MemoryBytes int64 // 0 = unlimited
 	PidsLimit   int64 // 0 = unlimited
@@ -60,6 +71,34 @@ type Spec struct {
 	// output; the task goes on.
 	Output io.Writer
 	Stderr io.Writer
+}
+
+// BakeSpec says how to make an image of a base image plus files: the
+// per-revision images that let a task start without copying its code.
+type BakeSpec struct {
+	Ref     string // the image to make
+	Base    string
+	Archive io.Reader // tar unpacked at /, owners kept
+	WorkDir string
+	Labels  map[string]string
+}
+
+// Baker is what a driver that can bake images offers besides Driver. The
+// runner uses it when the driver has it and copies files into every
+// container when not.
+type Baker interface {
+	// ImageID returns the id of an image, "" when it is not there.
+	ImageID(ctx context.Context, ref string) (string, error)
+	Bake(ctx context.Context, spec BakeSpec) error
+	// RemoveImages removes the images carrying every label in labels
+	// except keep, skipping those in use, and returns how many it removed.
+	RemoveImages(ctx context.Context, labels map[string]string, keep string) (int, error)
+}
+
+// Pinger is a driver that can tell whether its engine answers, so the
+// runner can tell a task that failed from an engine that is away.
+type Pinger interface {
+	Ping(ctx context.Context) error
 }
 
 // Result is how a container ended.
@@ -90,10 +129,13 @@ type Driver interface {
 	// ImageExists reports whether the image is available locally.
 	ImageExists(ctx context.Context, image string) (bool, error)
 	// RemoveOrphans removes every container labelled as Mayfly's with the
-	// given runner id that is not in keep (container ids, as Handle.ID
-	// gives them), and returns how many it removed. runnerID must not be
-	// empty: one runner never sweeps another's containers.
-	RemoveOrphans(ctx context.Context, runnerID string, keep map[string]bool) (int, error)
+	// given runner id unless keep (nil = keep none) says to keep it, and
+	// returns how many it removed. keep is asked while the driver walks
+	// its containers, with the container id (as Handle.ID gives it) and
+	// the container's task id: a container still being started is known
+	// to the runner only by its task. runnerID must not be empty: one
+	// runner never sweeps another's containers.
+	RemoveOrphans(ctx context.Context, runnerID string, keep func(containerID, taskID string) bool) (int, error)
 	// ListManaged returns the ids of containers labelled with runnerID
 	// ("" = any runner).
 	ListManaged(ctx context.Context, runnerID string) ([]string, error)

@@ -1,29 +1,35 @@
 package runner
 
 import (
-	"archive/zip"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/mayfly-run/mayfly/internal/codepkg"
 	"github.com/mayfly-run/mayfly/internal/driver"
 	"github.com/mayfly-run/mayfly/internal/store"
 	"github.com/mayfly-run/mayfly/internal/wire"
 )
 
-// The task contract's paths inside the container.
+// The task contract's paths inside the container. TaskFilesDir is the
+// task's own host directory, mounted read-only: payload, config and the API
+// socket.
 const (
-	TaskDir     = "/mnt/task"
-	PayloadFile = "/mnt/mayfly/payload.json"
-	ConfigFile  = "/mnt/mayfly/config.json"
+	TaskDir      = "/mnt/task"
+	TaskFilesDir = "/mnt/mayfly"
+	PayloadFile  = TaskFilesDir + "/payload.json"
+	ConfigFile   = TaskFilesDir + "/config.json"
 )
+
+func missingImage(image string, job wire.Job, runnerID string) error {
+	if job.Code.Image != "" {
+		return fmt.Errorf("Image %s is not present on runner %s", image, runnerID)
+	}
+	return fmt.Errorf("Stack %q is not built on runner %s (run: mayfly stack build %s)", job.Code.Stack, runnerID, job.Code.Stack)
+}
 
 // errArchiveUnread ends the archive writer when the driver has stopped
 // reading it.
@@ -37,12 +43,23 @@ type outcome struct {
 	abandon  bool
 }
 
+// failOrAbandon fails the task, unless the engine is away: then the task
+// is not at fault, and is left to run again once its lease runs out.
+func (r *Runner) failOrAbandon(ctx context.Context, err error) outcome {
+	if down := r.engineDown(ctx); down != nil {
+		return outcome{abandon: true, msg: "container engine away: " + down.Error()}
+	}
+	return fail("%v", err)
+}
+
 func fail(format string, a ...any) outcome {
 	return outcome{status: store.StatusError, msg: fmt.Sprintf(format, a...)}
 }
 
 // runJob runs one leased task to its end and reports it.
 func (r *Runner) runJob(job wire.Job) {
+	r.inflight.Store(job.TaskID, struct{}{})
+	defer r.inflight.Delete(job.TaskID)
 	log := r.log.With("task_id", job.TaskID, "code", job.CodeName)
 	ctx, cancel := context.WithCancel(r.hardCtx)
 	defer cancel()
@@ -81,27 +98,13 @@ func (r *Runner) finish(job wire.Job, out outcome) {
 }
 
 func (r *Runner) execute(ctx context.Context, job wire.Job) outcome {
-	image := job.Code.Image
-	if image == "" {
-		image = r.cfg.StackImage(job.Code.Stack)
+	hb := r.startHeartbeat(ctx, job)
+	defer hb.Stop()
+	prep, err := r.prepare(ctx, job)
+	if err != nil {
+		return r.failOrAbandon(ctx, err)
 	}
-	if err := r.checkImage(ctx, image, job); err != nil {
-		return fail("%v", err)
-	}
-
-	var zipPath string
-	hasRunner := false
-	if job.Code.PackageSHA256 != "" {
-		p, err := r.cache.path(ctx, job.Code)
-		if err != nil {
-			return fail("Could not fetch the code package: %v", err)
-		}
-		zipPath = p
-		if hasRunner, err = zipHas(p, "__runner__.sh"); err != nil {
-			return fail("Code package unreadable: %v", err)
-		}
-	}
-	entrypoint, cmd, err := command(job, hasRunner)
+	entrypoint, cmd, err := command(job, prep.hasRunner)
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -110,48 +113,59 @@ func (r *Runner) execute(ctx context.Context, job wire.Job) outcome {
 	defer logs.Close()
 	tail := &tailBuffer{max: 2048}
 
-	uid, gid := userIDs(r.cfg.User)
-	archive, werr := r.archive(job, zipPath, uid, gid)
+	sock, err := r.openAPISocket(job)
+	if err != nil {
+		return fail("Could not prepare the task's API socket: %v", err)
+	}
+	defer sock.Close()
+	if err := taskFiles(sock.dir, job); err != nil {
+		return fail("Could not write the task's payload: %v", err)
+	}
+
 	spec := driver.Spec{
-		TaskID: job.TaskID, RunnerID: r.cfg.ID, Image: image,
+		TaskID: job.TaskID, RunnerID: r.cfg.ID, Image: prep.image,
 		Entrypoint: entrypoint, Cmd: cmd, Env: env(job), WorkDir: TaskDir, User: r.cfg.User,
-		Archive: archive, Network: r.cfg.Network, MemoryBytes: r.cfg.MemoryBytes,
+		Network: r.cfg.Network, MemoryBytes: r.cfg.MemoryBytes,
+		Mounts:    []driver.Mount{{Source: sock.dir, Target: TaskFilesDir, ReadOnly: true}},
 		PidsLimit: r.cfg.PidsLimit, NanoCPUs: r.cfg.NanoCPUs,
 		Labels: map[string]string{"io.mayfly.code": job.CodeName, "io.mayfly.project": job.ProjectID},
 		Output: logs, Stderr: tail,
 	}
+	var werr <-chan error
+	if prep.archive != nil {
+		var pr *io.PipeReader
+		pr, werr = prep.archive()
+		spec.Archive = pr
+		// Whatever the driver did not read, the writer must not wait for.
+		defer pr.CloseWithError(errArchiveUnread)
+	}
+	if hb.isLost() {
+		return outcome{abandon: true, msg: "lease lost while preparing"}
+	}
 	h, err := r.driver.Start(ctx, spec)
-	// Whatever the driver did not read, the writer must not wait for.
-	archive.CloseWithError(errArchiveUnread)
 	if err != nil {
-		if perr := <-werr; perr != nil && !errors.Is(perr, errArchiveUnread) {
+		return r.failOrAbandon(ctx, fmt.Errorf("Could not start the container: %v", err))
+	}
+	r.active.Store(h.ID(), job.TaskID)
+	defer r.destroy(h, job.TaskID)
+	if werr != nil {
+		if perr := <-werr; perr != nil {
+			// The container did not get the whole package.
+			r.stop(h, 0)
 			return fail("Could not unpack the code package: %v", perr)
 		}
-		return fail("Could not start the container: %v", err)
-	}
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := h.Destroy(dctx); err != nil {
-			r.log.Warn("could not remove container", "task_id", job.TaskID, "container", h.ID(), "err", err)
-		}
-	}()
-	if perr := <-werr; perr != nil {
-		// The driver stopped reading early: the container did not get
-		// the whole package.
-		return fail("Could not unpack the code package: %v", perr)
 	}
 	if err := r.queue.Started(ctx, job.TaskID, r.cfg.ID); err != nil {
 		if r.cfg.IsLeaseLost(err) {
 			r.stop(h, 0)
 			return outcome{abandon: true, msg: err.Error()}
 		}
-		// The heartbeat below notices a lost lease; the status stays
-		// preparing until then, which is harmless.
+		// The heartbeat notices a lost lease; the status stays preparing
+		// until then, which is harmless.
 		r.log.Warn("could not mark task running", "task_id", job.TaskID, "err", err)
 	}
 
-	out := r.watch(ctx, job, h)
+	out := r.watch(ctx, job, h, hb)
 	// Every byte the container wrote is in the log before the end is
 	// reported, so a client that sees the status can read the whole log.
 	logs.Close()
@@ -165,7 +179,7 @@ func (r *Runner) execute(ctx context.Context, job wire.Job) outcome {
 
 // watch waits for the container to end, renewing the lease, and stops it
 // on timeout, cancel, lost lease or shutdown.
-func (r *Runner) watch(ctx context.Context, job wire.Job, h driver.Handle) outcome {
+func (r *Runner) watch(ctx context.Context, job wire.Job, h driver.Handle, hb *heartbeat) outcome {
 	waitCh := make(chan struct {
 		res driver.Result
 		err error
@@ -180,10 +194,6 @@ func (r *Runner) watch(ctx context.Context, job wire.Job, h driver.Handle) outco
 		}{res, err}
 	}()
 
-	interval := min(r.cfg.HeartbeatInterval, time.Duration(job.LeaseMs)*time.Millisecond/4)
-	interval = max(interval, 50*time.Millisecond)
-	beat := time.NewTicker(interval)
-	defer beat.Stop()
 	timeout := time.NewTimer(time.Duration(job.Timeout) * time.Second)
 	defer timeout.Stop()
 
@@ -191,7 +201,10 @@ func (r *Runner) watch(ctx context.Context, job wire.Job, h driver.Handle) outco
 		select {
 		case w := <-waitCh:
 			if w.err != nil {
-				return fail("Lost track of the container: %v", w.err)
+				// The engine lost the container (it restarted, say): the
+				// task did not fail by itself, so let the lease run out
+				// and the queue run it again.
+				return outcome{abandon: true, msg: "lost track of the container: " + w.err.Error()}
 			}
 			code := w.res.ExitCode
 			switch {
@@ -206,22 +219,14 @@ func (r *Runner) watch(ctx context.Context, job wire.Job, h driver.Handle) outco
 			r.stop(h, 0)
 			<-waitCh
 			return outcome{status: store.StatusTimeout, msg: fmt.Sprintf("Timed out after %d s", job.Timeout)}
-		case <-beat.C:
-			cancel, err := r.queue.Heartbeat(ctx, job.TaskID, r.cfg.ID)
-			if err != nil {
-				if r.cfg.IsLeaseLost(err) {
-					r.stop(h, 0)
-					<-waitCh
-					return outcome{abandon: true, msg: "lease lost: " + err.Error()}
-				}
-				r.log.Warn("heartbeat failed", "task_id", job.TaskID, "err", err)
-				continue
-			}
-			if cancel {
-				r.stop(h, r.cfg.StopGrace)
-				<-waitCh
-				return outcome{status: store.StatusCancelled, msg: "Cancelled"}
-			}
+		case <-hb.lost:
+			r.stop(h, 0)
+			<-waitCh
+			return outcome{abandon: true, msg: "lease lost: the task was handed on"}
+		case <-hb.cancel:
+			r.stop(h, r.cfg.StopGrace)
+			<-waitCh
+			return outcome{status: store.StatusCancelled, msg: "Cancelled"}
 		case <-ctx.Done():
 			r.stop(h, 0)
 			<-waitCh
@@ -249,66 +254,10 @@ func (r *Runner) checkImage(ctx context.Context, image string, job wire.Job) err
 		return fmt.Errorf("Could not check image %s: %v", image, err)
 	}
 	if !ok {
-		if job.Code.Image != "" {
-			return fmt.Errorf("Image %s is not present on runner %s", image, r.cfg.ID)
-		}
-		return fmt.Errorf("Stack %q is not built on runner %s (run: mayfly stack build %s)", job.Code.Stack, r.cfg.ID, job.Code.Stack)
+		return missingImage(image, job, r.cfg.ID)
 	}
 	r.images.Store(image, struct{}{})
 	return nil
-}
-
-// archive streams the task's files (code package, payload, config) as a
-// tar; the returned channel carries the writer's error once it is done.
-func (r *Runner) archive(job wire.Job, zipPath string, uid, gid int) (*io.PipeReader, <-chan error) {
-	pr, pw := io.Pipe()
-	errc := make(chan error, 1)
-	go func() {
-		err := func() error {
-			tw := codepkg.NewTarWriter(pw, codepkg.TarOptions{Dir: TaskDir, UID: uid, GID: gid, Limits: codepkg.DefaultLimits})
-			if err := tw.Dir(TaskDir); err != nil {
-				return err
-			}
-			if zipPath != "" {
-				f, err := os.Open(zipPath)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				st, err := f.Stat()
-				if err != nil {
-					return err
-				}
-				if err := tw.Zip(f, st.Size()); err != nil {
-					return err
-				}
-			}
-			if err := tw.File(PayloadFile, 0o640, []byte(job.Payload)); err != nil {
-				return err
-			}
-			if err := tw.File(ConfigFile, 0o640, []byte(job.Code.Config)); err != nil {
-				return err
-			}
-			return tw.Close()
-		}()
-		pw.CloseWithError(err)
-		errc <- err
-	}()
-	return pr, errc
-}
-
-func zipHas(p, name string) (bool, error) {
-	zr, err := zip.OpenReader(p)
-	if err != nil {
-		return false, err
-	}
-	defer zr.Close()
-	for _, f := range zr.File {
-		if path.Clean(strings.ReplaceAll(f.Name, "\\", "/")) == name {
-			return true, nil
-		}
-	}
-	return false, nil
 }
 
 // interpreters run a code's file_name by runtime.
@@ -360,6 +309,7 @@ func env(job wire.Job) []string {
 		"PAYLOAD_FILE="+PayloadFile, "CONFIG_FILE="+ConfigFile, "TASK_ID="+job.TaskID,
 		"TASK_DIR="+TaskDir, "CODE_NAME="+job.CodeName, "PROJECT_ID="+job.ProjectID,
 		"HOME="+TaskDir,
+		"MAYFLY_TASK_TOKEN="+job.TaskToken, "MAYFLY_API_SOCKET="+apiSocketPath, "MAYFLY_API_URL="+apiSocketURL,
 	)
 	if job.ScheduleID != "" {
 		e = append(e, "SCHEDULE_ID="+job.ScheduleID)

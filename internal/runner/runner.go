@@ -19,8 +19,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 
 	"github.com/mayfly-run/mayfly/internal/driver"
 	"github.com/mayfly-run/mayfly/internal/wire"
@@ -34,6 +38,8 @@ type Queue interface {
 	AppendLog(ctx context.Context, taskID, runnerID string, data []byte) error
 	Finish(ctx context.Context, taskID string, req wire.FinishRequest) error
 	OpenPackage(ctx context.Context, revisionID string) (io.ReadCloser, error)
+	// ReportProgress forwards progress a task sent with its own token.
+	ReportProgress(ctx context.Context, token, taskID string, p wire.Progress) error
 }
 
 // Config says how a runner runs tasks.
@@ -42,6 +48,9 @@ type Config struct {
 	Capacity int      // tasks at once
 	Clusters []string // "" is the default cluster
 	CacheDir string   // code packages by checksum
+	// RunDir holds each running task's API socket directory; it must be a
+	// path the Docker engine can bind-mount (the same host).
+	RunDir string
 	// StackImage maps a stack name to its image reference.
 	StackImage func(stack string) string
 	// IsLeaseLost tells a lost lease from a passing error in Queue calls.
@@ -50,6 +59,7 @@ type Config struct {
 	HeartbeatInterval time.Duration // at most; shortened to a quarter of the lease
 	StopGrace         time.Duration // SIGTERM to SIGKILL on cancel
 	LeaseWait         time.Duration // long-poll length
+	SweepInterval     time.Duration // how often untracked containers are looked for
 	MemoryBytes       int64
 	PidsLimit         int64
 	NanoCPUs          int64
@@ -70,6 +80,9 @@ func (c *Config) defaults() {
 	}
 	if c.StopGrace <= 0 {
 		c.StopGrace = 10 * time.Second
+	}
+	if c.SweepInterval <= 0 {
+		c.SweepInterval = time.Minute
 	}
 	if c.LeaseWait <= 0 {
 		c.LeaseWait = 20 * time.Second
@@ -100,6 +113,13 @@ type Runner struct {
 	cache  *packageCache
 	images sync.Map // image ref -> struct{}: seen present, so not checked again
 
+	baked    sync.Map // code image ref -> struct{}: known to exist
+	baseIDs  sync.Map // base image ref -> baseID
+	runners  sync.Map // package sha256 -> has __runner__.sh
+	bakes    singleflight.Group
+	active   sync.Map // container id -> task id, of the containers this runner tracks
+	inflight sync.Map // task id -> struct{}, from lease to report
+
 	wg sync.WaitGroup
 	mu sync.Mutex
 	// hardStop ends every running task without reporting it (shutdown
@@ -122,6 +142,14 @@ func New(cfg Config, q Queue, d driver.Driver) (*Runner, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.RunDir == "" {
+		if cfg.RunDir, err = os.MkdirTemp("", "mayfly-run-"); err != nil {
+			return nil, fmt.Errorf("create runner directory: %w", err)
+		}
+	}
+	if err := os.MkdirAll(cfg.RunDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create runner directory %s: %w", cfg.RunDir, err)
+	}
 	hardCtx, hardStop := context.WithCancel(context.Background())
 	return &Runner{cfg: cfg, queue: q, driver: d, log: cfg.Log.With("runner_id", cfg.ID), cache: cache,
 		hardCtx: hardCtx, hardStop: hardStop}, nil
@@ -137,6 +165,13 @@ func (r *Runner) Run(ctx context.Context) error {
 	} else if n > 0 {
 		r.log.Info("removed orphaned containers", "count", n)
 	}
+	// Their task sockets went with them.
+	if stale, err := os.ReadDir(r.cfg.RunDir); err == nil {
+		for _, e := range stale {
+			os.RemoveAll(filepath.Join(r.cfg.RunDir, e.Name()))
+		}
+	}
+	go r.sweepOrphans(ctx)
 	slots := make(chan struct{}, r.cfg.Capacity)
 	backoff := time.Duration(0)
 	for {
@@ -156,6 +191,13 @@ func (r *Runner) Run(ctx context.Context) error {
 			default:
 				break fill
 			}
+		}
+		// Take no task while the engine is away: it would only fail.
+		if err := r.waitEngine(ctx); err != nil {
+			for range free {
+				<-slots
+			}
+			continue
 		}
 		jobs, err := r.queue.Lease(ctx, wire.LeaseRequest{RunnerID: r.cfg.ID, Max: free,
 			Clusters: r.cfg.Clusters, WaitMs: int(r.cfg.LeaseWait.Milliseconds())})
@@ -179,6 +221,103 @@ func (r *Runner) Run(ctx context.Context) error {
 				defer func() { <-slots }()
 				r.runJob(job)
 			}()
+		}
+	}
+}
+
+// engineDown reports whether the driver's engine does not answer.
+func (r *Runner) engineDown(ctx context.Context) error {
+	p, ok := r.driver.(driver.Pinger)
+	if !ok {
+		return nil
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return p.Ping(pctx)
+}
+
+// waitEngine returns once the engine answers, or with ctx's error.
+func (r *Runner) waitEngine(ctx context.Context) error {
+	wait := 200 * time.Millisecond
+	for logged := false; ; {
+		err := r.engineDown(ctx)
+		if err == nil {
+			if logged {
+				r.log.Info("container engine answers again; taking tasks")
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if !logged {
+			r.log.Warn("container engine does not answer; taking no tasks until it does", "err", err)
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 5*time.Second)
+	}
+}
+
+// destroy removes a task's container. While the engine is away it keeps
+// trying in the background for a few minutes; the orphan sweep is the
+// last resort.
+func (r *Runner) destroy(h driver.Handle, taskID string) {
+	try := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return h.Destroy(ctx)
+	}
+	err := try()
+	if err == nil {
+		r.active.Delete(h.ID())
+		return
+	}
+	r.log.Warn("could not remove container; will retry", "task_id", taskID, "container", h.ID(), "err", err)
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer r.active.Delete(h.ID())
+		wait := time.Second
+		for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); {
+			select {
+			case <-r.hardCtx.Done():
+				return
+			case <-time.After(wait):
+			}
+			if try() == nil {
+				return
+			}
+			wait = min(wait*2, 15*time.Second)
+		}
+		r.log.Error("gave up removing container; the orphan sweep will", "task_id", taskID, "container", h.ID())
+	}()
+}
+
+// sweepOrphans removes, every SweepInterval, containers of this runner that no
+// task tracks: ones whose removal failed while the engine was away.
+func (r *Runner) sweepOrphans(ctx context.Context) {
+	t := time.NewTicker(r.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		keep := func(containerID, taskID string) bool {
+			_, tracked := r.active.Load(containerID)
+			_, starting := r.inflight.Load(taskID)
+			return tracked || starting
+		}
+		if n, err := r.driver.RemoveOrphans(ctx, r.cfg.ID, keep); err != nil {
+			r.log.Warn("orphan sweep failed", "err", err)
+		} else if n > 0 {
+			r.log.Info("removed orphaned containers", "count", n)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,17 +27,28 @@ import (
 // bundle is a real service on SQLite with a real runner on the real Docker
 // engine.
 type bundle struct {
-	t       testing.TB
-	svc     *service.Service
-	drv     *docker.Driver
-	project string
-	runner  string
+	t          testing.TB
+	svc        *service.Service
+	drv        *docker.Driver
+	project    string
+	runner     string
+	stackImage func(string) string
+	memory     int64
+	dir        string
+	quiet      *slog.Logger
 }
 
 func setup(t testing.TB, cfg service.Config, capacity int) *bundle {
 	t.Helper()
-	drv := testenv.Docker(t)
 	image := testenv.StackImage(t, "busybox")
+	return newBundle(t, cfg, capacity, 64<<20, func(string) string { return image })
+}
+
+// newBundle is a fresh service on SQLite with one runner whose stacks map
+// to images by stackImage.
+func newBundle(t testing.TB, cfg service.Config, capacity int, memory int64, stackImage func(string) string) *bundle {
+	t.Helper()
+	drv := testenv.Docker(t)
 	ctx := context.Background()
 	dir := t.TempDir()
 	st, err := sqlite.Open(ctx, filepath.Join(dir, "mayfly.db"))
@@ -52,42 +64,64 @@ func setup(t testing.TB, cfg service.Config, capacity int) *bundle {
 		cfg.LeaseDuration = 4 * time.Second
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if os.Getenv("MAYFLY_TEST_LOG") != "" {
+		quiet = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
+	}
 	svc := service.New(st, blobs, cfg, quiet)
 	boot, err := svc.EnsureBootstrap(ctx, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	rid := id.New()
-	r, err := runner.New(runner.Config{
-		ID: rid, Capacity: capacity, CacheDir: filepath.Join(dir, "cache"),
-		StackImage:  func(string) string { return image },
-		IsLeaseLost: func(err error) bool { return errors.Is(err, service.ErrLeaseLost) },
-		StopGrace:   2 * time.Second, LeaseWait: time.Second, MemoryBytes: 64 << 20, Log: quiet,
-	}, svc, drv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
+	mctx, stopMaint := context.WithCancel(ctx)
+	go svc.RunMaintenance(mctx, 100*time.Millisecond)
+	t.Cleanup(stopMaint)
+	b := &bundle{t: t, svc: svc, drv: drv, project: boot.ProjectID, stackImage: stackImage, memory: memory, quiet: quiet, dir: dir}
+	b.runner = b.addRunner(capacity)
+	return b
+}
+
+// run starts a runner for the rest of the test, and checks at the end that
+// nothing it started outlives the test.
+func (b *bundle) run(r *runner.Runner, rid string) {
+	t := b.t
+	runCtx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); r.Run(runCtx) }()
-	b := &bundle{t: t, svc: svc, drv: drv, project: boot.ProjectID, runner: rid}
 	t.Cleanup(func() {
 		stop()
 		<-done
 		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		r.Drain(dctx)
-		// Nothing this runner started may outlive the test.
-		left, err := drv.ListManaged(context.Background(), rid)
+		left, err := b.drv.ListManaged(context.Background(), rid)
 		if err != nil {
 			t.Errorf("list containers: %v", err)
 		}
 		if len(left) > 0 {
 			t.Errorf("containers left behind by runner %s: %v", rid, left)
-			drv.RemoveOrphans(context.Background(), rid, nil)
+			b.drv.RemoveOrphans(context.Background(), rid, nil)
 		}
 	})
-	return b
+}
+
+// addRunner starts one more runner on the same service, serving clusters.
+func (b *bundle) addRunner(capacity int, clusters ...string) string {
+	b.t.Helper()
+	rid := id.New()
+	r, err := runner.New(runner.Config{
+		ID: rid, Capacity: capacity, Clusters: clusters, CacheDir: filepath.Join(b.dir, "cache-"+rid),
+		StackImage:  b.stackImage,
+		IsLeaseLost: func(err error) bool { return errors.Is(err, service.ErrLeaseLost) },
+		StopGrace:   2 * time.Second, LeaseWait: time.Second, MemoryBytes: b.memory, Log: b.quiet,
+		// Sweep often, so a sweep that takes a container being started
+		// for an orphan shows in every test.
+		SweepInterval: 20 * time.Millisecond,
+	}, b.svc, b.drv)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.run(r, rid)
+	return rid
 }
 
 func makeZip(t testing.TB, files map[string]string) []byte {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/mayfly-run/mayfly/internal/id"
 	"github.com/mayfly-run/mayfly/internal/store"
@@ -21,6 +22,13 @@ func HashToken(secret string) string {
 func (s *Service) Authenticate(ctx context.Context, secret string) (store.Token, error) {
 	if secret == "" {
 		return store.Token{}, errorf(ErrUnauthorized, "Missing token: send 'Authorization: OAuth TOKEN'")
+	}
+	if strings.HasPrefix(secret, taskTokenPrefix) {
+		projectID, taskID, err := s.taskToken(secret)
+		if err != nil {
+			return store.Token{}, err
+		}
+		return store.Token{ID: taskID, Kind: store.TokenTask, ProjectID: projectID}, nil
 	}
 	t, err := s.store.GetTokenByHash(ctx, HashToken(secret))
 	if errors.Is(err, store.ErrNotFound) {
@@ -40,6 +48,8 @@ func (s *Service) Authorize(ctx context.Context, t store.Token, projectID string
 		if t.ProjectID != projectID {
 			return store.Project{}, errorf(ErrForbidden, "This token is not valid for project %s", projectID)
 		}
+	case store.TokenTask:
+		return store.Project{}, errorf(ErrForbidden, "A task token can only report its own task's progress")
 	default:
 		return store.Project{}, errorf(ErrForbidden, "A %s token cannot use project routes", t.Kind)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/mayfly-run/mayfly/internal/blob"
 	"github.com/mayfly-run/mayfly/internal/codepkg"
 	"github.com/mayfly-run/mayfly/internal/id"
+	"github.com/mayfly-run/mayfly/internal/stack"
 	"github.com/mayfly-run/mayfly/internal/store"
 	"github.com/mayfly-run/mayfly/internal/wire"
 )
@@ -74,6 +75,13 @@ func (s *Service) UploadCode(ctx context.Context, projectID string, up wire.Code
 		}
 		rev.DefaultPriority = *up.DefaultPriority
 	}
+	switch up.RetriesBackoff {
+	case "", "fixed":
+	case "exponential":
+		rev.RetriesBackoff = up.RetriesBackoff
+	default:
+		return store.Code{}, errorf(ErrInvalid, "retries_backoff must be \"fixed\" or \"exponential\" (got %q)", up.RetriesBackoff)
+	}
 	for k := range up.EnvVars {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
 			return store.Code{}, errorf(ErrInvalid, "Invalid env_vars name %q", k)
@@ -90,15 +98,23 @@ func (s *Service) UploadCode(ctx context.Context, projectID string, up wire.Code
 			}
 			rev.Stack = st
 		}
+		// An alias ("python") is stored as the stack it stands for, so a
+		// runner never needs to know the aliases.
+		if resolved, ok := stack.Resolve(rev.Stack); ok {
+			rev.Stack = resolved
+		}
 		if len(s.cfg.KnownStacks) > 0 && !slices.Contains(s.cfg.KnownStacks, rev.Stack) {
 			return store.Code{}, errorf(ErrInvalid, "Unknown stack %q (known: %s)", rev.Stack, strings.Join(s.cfg.KnownStacks, ", "))
 		}
 	}
 	if zip != nil {
 		key := "packages/" + rev.ID + ".zip"
-		sum, size, err := s.storePackage(ctx, key, zip)
+		sum, size, info, err := s.storePackage(ctx, key, zip)
 		if err != nil {
 			return store.Code{}, err
+		}
+		if st, ok := s.runnerStack(up, info); ok {
+			rev.Stack = st
 		}
 		rev.PackageKey, rev.PackageSHA256, rev.PackageSize = key, sum, size
 	}
@@ -116,10 +132,10 @@ func (s *Service) UploadCode(ctx context.Context, projectID string, up wire.Code
 // storePackage spools the zip to a temporary file (a zip is read from its
 // end, and it must be checked before anything is kept), checks it and puts
 // it in the blob store. It returns its sha256 and size.
-func (s *Service) storePackage(ctx context.Context, key string, r io.Reader) (string, int64, error) {
+func (s *Service) storePackage(ctx context.Context, key string, r io.Reader) (string, int64, codepkg.Info, error) {
 	f, err := os.CreateTemp("", "mayfly-upload-*.zip")
 	if err != nil {
-		return "", 0, fmt.Errorf("spool upload: %w", err)
+		return "", 0, codepkg.Info{}, fmt.Errorf("spool upload: %w", err)
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
@@ -128,24 +144,25 @@ func (s *Service) storePackage(ctx context.Context, key string, r io.Reader) (st
 	if err != nil {
 		// The caller's reader decides what a read error means (the API
 		// turns a body over its limit into 413), so keep it wrapped.
-		return "", 0, fmt.Errorf("read uploaded code package: %w", err)
+		return "", 0, codepkg.Info{}, fmt.Errorf("read uploaded code package: %w", err)
 	}
 	if n > s.cfg.MaxCodeBytes {
-		return "", 0, errorf(ErrTooLarge, "Code package is larger than %d bytes", s.cfg.MaxCodeBytes)
+		return "", 0, codepkg.Info{}, errorf(ErrTooLarge, "Code package is larger than %d bytes", s.cfg.MaxCodeBytes)
 	}
 	if n == 0 {
-		return "", 0, errorf(ErrInvalid, "The uploaded file is empty")
+		return "", 0, codepkg.Info{}, errorf(ErrInvalid, "The uploaded file is empty")
 	}
-	if _, err := codepkg.Check(f, n, s.cfg.Package); err != nil {
-		return "", 0, errorf(ErrInvalid, "Code package refused: %v", err)
+	info, err := codepkg.Check(f, n, s.cfg.Package)
+	if err != nil {
+		return "", 0, info, errorf(ErrInvalid, "Code package refused: %v", err)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return "", 0, fmt.Errorf("rewind upload: %w", err)
+		return "", 0, info, fmt.Errorf("rewind upload: %w", err)
 	}
 	if _, err := s.blobs.Put(ctx, key, f); err != nil {
-		return "", 0, fmt.Errorf("store code package: %w", err)
+		return "", 0, info, fmt.Errorf("store code package: %w", err)
 	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
+	return hex.EncodeToString(h.Sum(nil)), n, info, nil
 }
 
 // GetCode returns a code of the project.

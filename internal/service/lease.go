@@ -86,6 +86,8 @@ func (s *Service) jobs(ctx context.Context, tasks []store.Task) ([]wire.Job, err
 			TaskID: t.ID, ProjectID: t.ProjectID, CodeID: t.CodeID, CodeName: t.CodeName,
 			Payload: t.Payload, Timeout: t.Timeout, Attempt: t.Attempt, ScheduleID: t.ScheduleID,
 			LeaseMs: s.cfg.LeaseDuration.Milliseconds(), MaxLogBytes: s.cfg.MaxLogBytes,
+			// Valid past the task's timeout with room for a slow start.
+			TaskToken: s.MintTaskToken(t.ProjectID, t.ID, time.Duration(t.Timeout)*time.Second+time.Hour),
 			Code: wire.JobCode{
 				RevisionID: rev.ID, Rev: rev.Rev, Runtime: rev.Runtime, FileName: rev.FileName,
 				Stack: rev.Stack, Image: rev.Image, Command: rev.Command, Config: rev.Config,
@@ -129,10 +131,21 @@ func (s *Service) Finish(ctx context.Context, taskID string, req wire.FinishRequ
 	if !store.Terminal(req.Status) {
 		return errorf(ErrInvalid, "status %q is not a final status", req.Status)
 	}
-	err := s.store.FinishTask(ctx, store.FinishParams{TaskID: taskID, RunnerID: req.RunnerID,
-		Status: req.Status, Msg: req.Msg, ExitCode: req.ExitCode, Now: s.now()})
+	now := s.now()
+	retry, err := s.autoRetry(ctx, taskID, req.Status, now)
+	if err != nil {
+		return err
+	}
+	err = s.store.FinishTask(ctx, store.FinishParams{TaskID: taskID, RunnerID: req.RunnerID,
+		Status: req.Status, Msg: req.Msg, ExitCode: req.ExitCode, Now: now, Retry: retry})
 	if err != nil {
 		return leaseErr(err, taskID)
+	}
+	if retry != nil {
+		s.log.Info("task finished; retry queued", "task_id", taskID, "status", req.Status, "retry_id", retry.ID,
+			"retry_count", retry.RetryCount, "due_at", retry.DueAt)
+		s.notify()
+		return nil
 	}
 	s.log.Info("task finished", "task_id", taskID, "status", req.Status, "runner_id", req.RunnerID)
 	return nil

@@ -11,6 +11,7 @@ package service
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -61,6 +62,10 @@ type Config struct {
 	MaxAttempts     int // leases a task may lose before it ends killed
 	// KnownStacks lists the stacks a code may name.
 	KnownStacks []string
+	MinRunEvery time.Duration // shortest run_every of a schedule; 0 = a minute
+	// TaskTokenKey signs the tokens tasks report progress with. Servers
+	// sharing a store must share the key.
+	TaskTokenKey []byte
 }
 
 // DefaultConfig is what a server runs with unless told otherwise.
@@ -107,6 +112,13 @@ func (c Config) withDefaults() Config {
 	if c.MaxAttempts <= 0 {
 		c.MaxAttempts = d.MaxAttempts
 	}
+	if len(c.TaskTokenKey) == 0 {
+		// Good for one server; servers sharing a store configure one key.
+		c.TaskTokenKey = make([]byte, 32)
+		if _, err := rand.Read(c.TaskTokenKey); err != nil {
+			panic("service: no randomness: " + err.Error())
+		}
+	}
 	return c
 }
 
@@ -120,6 +132,8 @@ type Service struct {
 
 	mu   sync.Mutex
 	wake chan struct{} // closed and replaced when tasks are queued
+
+	sched scheduleWake
 }
 
 // New returns a service over the given stores.

@@ -1,12 +1,16 @@
 package stack
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"os/exec"
 	"slices"
+	"strings"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/build"
@@ -55,10 +59,11 @@ func (e engine) digestOf(ctx context.Context, ref string) (imageState, error) {
 	return st, nil
 }
 
-func (e engine) build(ctx context.Context, buildContext io.Reader, ref string, labels map[string]string, noCache bool, out io.Writer) error {
+func (e engine) build(ctx context.Context, buildContext io.Reader, ref string, labels map[string]string, args map[string]*string, noCache bool, out io.Writer) error {
 	resp, err := e.cli.ImageBuild(ctx, buildContext, build.ImageBuildOptions{
 		Tags:        []string{ref},
 		Labels:      labels,
+		BuildArgs:   args,
 		Dockerfile:  "Dockerfile",
 		NoCache:     noCache,
 		PullParent:  false,
@@ -135,4 +140,73 @@ func (e engine) installed(ctx context.Context) ([]string, error) {
 	}
 	slices.Sort(out)
 	return out, nil
+}
+
+// importRootfs makes image ref from the file tree at dir. tar (essential
+// on Debian) writes the archive, as it keeps hard links, owners and device
+// nodes as they are; --one-file-system keeps it inside the tree even if
+// something is still mounted there.
+func (e engine) importRootfs(ctx context.Context, dir, ref string, labels map[string]string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "tar", "--numeric-owner", "--one-file-system", "-C", dir, "-cf", "-", ".")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return fmt.Errorf("tar of %s: %w", dir, err)
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start tar of %s: %w", dir, err)
+	}
+	var changes []string
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		changes = append(changes, fmt.Sprintf("LABEL %s=%q", k, labels[k]))
+	}
+	resp, ierr := e.cli.ImageImport(ctx, image.ImportSource{Source: stdout, SourceName: "-"}, ref,
+		image.ImportOptions{Changes: changes, Message: "debootstrap base of a mayfly stack"})
+	if ierr == nil {
+		ierr = copyBuildStream(io.Discard, resp)
+		resp.Close()
+	}
+	if ierr != nil {
+		// The engine stopped reading: stop tar rather than wait for it.
+		cancel()
+	}
+	werr := cmd.Wait()
+	if ierr != nil {
+		return fmt.Errorf("docker import as %s: %w", ref, ierr)
+	}
+	if werr != nil {
+		return fmt.Errorf("tar of %s: %w: %s", dir, werr, bytes.TrimSpace(stderr.Bytes()))
+	}
+	return nil
+}
+
+// removeOtherBases removes the base images of stack name other than keep:
+// those of older recipes. Failure does no harm, as for removeUnused.
+func (e engine) removeOtherBases(ctx context.Context, name, keep string) {
+	imgs, err := e.cli.ImageList(ctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("label", LabelBase+"="+name))})
+	if err != nil {
+		return
+	}
+	for _, img := range imgs {
+		for _, tag := range img.RepoTags {
+			if tag != keep && strings.HasPrefix(tag, BaseRepository+":") {
+				_, _ = e.cli.ImageRemove(ctx, tag, image.RemoveOptions{PruneChildren: true})
+			}
+		}
+	}
+}
+
+// imageSize returns the size of image ref, 0 if it is not there.
+func (e engine) imageSize(ctx context.Context, ref string) (int64, error) {
+	img, err := e.cli.ImageInspect(ctx, ref)
+	if cerrdefs.IsNotFound(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("inspect image %s: %w", ref, err)
+	}
+	return img.Size, nil
 }

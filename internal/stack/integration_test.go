@@ -5,6 +5,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -154,4 +157,97 @@ func randomID() string {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// TestBaseReused builds a stack with a debootstrap base whose image exists
+// already (the busybox image, tagged as that base): neither the first build
+// nor one after a Dockerfile change may run debootstrap.
+func TestBaseReused(t *testing.T) {
+	t.Parallel()
+	testenv.Docker(t)
+	busybox := testenv.StackImage(t, "busybox")
+	name := "test-" + randomID()
+	spec := stack.Debootstrap{Suite: "bookworm", Include: []string{"no-such-package-" + randomID()}}
+	recipe := func(step string) fstest.MapFS {
+		return fstest.MapFS{
+			name + "/Dockerfile": {Data: []byte("ARG BASE\nFROM ${BASE}\nRUN " + step + "\n")},
+			name + "/stack.json": {Data: []byte(`{"debootstrap": {"suite": "bookworm", "include": ["` + spec.Include[0] + `"]}}`)},
+		}
+	}
+	base := stack.BaseImage(name, spec)
+	ref := stack.Image(name)
+	t.Cleanup(func() { os.Remove(filepath.Join(os.TempDir(), "mayfly-stack-"+name+".lock")) })
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := cli.ImageTag(ctx, busybox, base); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		for _, r := range []string{ref, base} {
+			if _, err := cli.ImageRemove(ctx, r, image.RemoveOptions{PruneChildren: true}); err != nil {
+				t.Errorf("remove test image %s: %v", r, err)
+			}
+		}
+		cli.Close()
+	})
+	for _, step := range []string{"echo v1 >/version", "echo v2 >/version"} {
+		var out bytes.Buffer
+		got, built, err := stack.BuildFrom(ctx, recipe(step), "/", name, &out, false)
+		if err != nil || !built || got != ref {
+			t.Fatalf("build (%s) = %q, %v, %v\n%s", step, got, built, err, out.String())
+		}
+		if !strings.Contains(out.String(), "debootstrap skipped") || strings.Contains(out.String(), "--variant") {
+			t.Errorf("build (%s) did not reuse the base:\n%s", step, out.String())
+		}
+	}
+	inspect, err := cli.ImageInspect(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inspect.Config.Labels[stack.LabelStack] != name {
+		t.Errorf("labels %v", inspect.Config.Labels)
+	}
+}
+
+// TestDebootstrapFailureReported makes a base that cannot be made (a package
+// Debian does not have): the error says what failed, and no work folder is
+// left behind.
+func TestDebootstrapFailureReported(t *testing.T) {
+	t.Parallel()
+	testenv.Docker(t)
+	if os.Geteuid() != 0 {
+		testenv.Integration(t, "root (debootstrap)", stack.ErrNeedsRoot)
+	}
+	name := "test-" + randomID()
+	fsys := fstest.MapFS{
+		name + "/Dockerfile": {Data: []byte("ARG BASE\nFROM ${BASE}\n")},
+		name + "/stack.json": {Data: []byte(`{"debootstrap": {"suite": "bookworm", "include": ["no-such-package-` + name + `"]}}`)},
+	}
+	t.Cleanup(func() { os.Remove(filepath.Join(os.TempDir(), "mayfly-stack-"+name+".lock")) })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	_, built, err := stack.BuildFrom(ctx, fsys, "/", name, &out, false)
+	if errors.Is(err, stack.ErrMissingTool) {
+		testenv.Integration(t, "debootstrap", err)
+	}
+	if err == nil || built {
+		t.Fatalf("build with an unknown package: built %v, err %v", built, err)
+	}
+	if !strings.Contains(err.Error(), "debootstrap bookworm") || !strings.Contains(err.Error(), name) {
+		t.Errorf("error %q does not say what failed", err)
+	}
+	if !strings.Contains(out.String(), "no-such-package-"+name) {
+		t.Errorf("debootstrap's own output is not in the build output:\n%s", out.String())
+	}
+	left, _ := filepath.Glob(filepath.Join(os.TempDir(), "mayfly-base-"+name+"-*"))
+	if len(left) > 0 {
+		t.Errorf("work folders left: %v", left)
+	}
 }

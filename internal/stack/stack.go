@@ -1,11 +1,14 @@
 // Package stack builds the stack images (the named base images tasks run on)
 // from the recipes embedded in the binary. A build needs no registry: the
 // build context is the recipe folder plus files taken from the host, which
-// come from Debian packages the error messages name.
+// come from Debian packages the error messages name, and a recipe that needs
+// a whole Debian system gets it from debootstrap and the host's package
+// mirror, imported as a base image the Dockerfile starts from.
 //
 // Every image carries the digest of its build context as a label, so Build
 // is idempotent and cheap to call at every start: it rebuilds only when the
-// recipe or a host file changed.
+// recipe or a host file changed. Base images are tagged by the digest of
+// their debootstrap settings, so an unchanged one is never made again.
 package stack
 
 import (
@@ -22,6 +25,7 @@ import (
 	"maps"
 	"os"
 	"path"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -48,11 +52,18 @@ var ErrMissingHostFile = errors.New("host file missing")
 // its folder.
 type Recipe struct {
 	Description string `json:"description,omitempty"`
+	// Aliases are other names a code may give the stack, such as the
+	// language without its version.
+	Aliases []string `json:"aliases,omitempty"`
 	// Files maps a path in the build context to a file on the host, copied
 	// in with its permission bits.
 	Files map[string]string `json:"files,omitempty"`
 	// DebianPackages are the packages that provide Files, named in errors.
 	DebianPackages []string `json:"debian_packages,omitempty"`
+	// Debootstrap, when set, makes a base image from Debian packages
+	// first; the Dockerfile gets its reference as the build argument
+	// BASE (ARG BASE, FROM ${BASE}).
+	Debootstrap *Debootstrap `json:"debootstrap,omitempty"`
 }
 
 // Names returns the names of all stacks the binary carries, sorted.
@@ -103,7 +114,61 @@ func loadRecipe(fsys fs.FS, name string) (Recipe, error) {
 			return r, fmt.Errorf("%s/stack.json: invalid context path %q", name, ctxPath)
 		}
 	}
+	for _, a := range r.Aliases {
+		if !validName.MatchString(a) || a == name {
+			return r, fmt.Errorf("%s/stack.json: invalid alias %q", name, a)
+		}
+	}
+	if r.Debootstrap != nil {
+		if err := r.Debootstrap.check(); err != nil {
+			return r, fmt.Errorf("%s/stack.json: %w", name, err)
+		}
+	}
 	return r, nil
+}
+
+// validName is what a stack name or alias may look like: it ends up as an
+// image tag.
+var validName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+
+// Resolve returns the stack that name stands for: the name itself when it
+// is a stack, else the stack it is an alias of. ok is false for a name that
+// is neither.
+func Resolve(name string) (stack string, ok bool) {
+	return resolve(stacks.FS(), name)
+}
+
+func resolve(fsys fs.FS, name string) (string, bool) {
+	all := names(fsys)
+	if slices.Contains(all, name) {
+		return name, true
+	}
+	for _, n := range all {
+		r, err := loadRecipe(fsys, n)
+		if err == nil && slices.Contains(r.Aliases, name) {
+			return n, true
+		}
+	}
+	return "", false
+}
+
+// Aliases maps every alias to its stack.
+func Aliases() map[string]string {
+	return aliases(stacks.FS())
+}
+
+func aliases(fsys fs.FS) map[string]string {
+	out := map[string]string{}
+	for _, n := range names(fsys) {
+		r, err := loadRecipe(fsys, n)
+		if err != nil {
+			continue
+		}
+		for _, a := range r.Aliases {
+			out[a] = n
+		}
+	}
+	return out
 }
 
 // contextEpoch is the time stamp of every entry of a build context, so the
@@ -197,9 +262,11 @@ func buildContext(fsys fs.FS, hostRoot, name string) (tarball []byte, digest str
 	return buf.Bytes(), "sha256:" + hex.EncodeToString(sum[:]), nil
 }
 
-// Build builds the image of stack name unless an image with the same build
-// context digest is already tagged (or force is set), and returns its
-// reference and whether it built. Build progress goes to out (may be nil).
+// Build builds the image of stack name (or alias) unless an image with the
+// same build context digest is already tagged (or force is set), and
+// returns its reference and whether it built. A recipe with a debootstrap
+// base makes that base first unless it exists; force makes it again too,
+// with fresh packages. Build progress goes to out (may be nil).
 func Build(ctx context.Context, name string, out io.Writer, force bool) (image string, built bool, err error) {
 	return buildFrom(ctx, stacks.FS(), "/", name, out, force)
 }
@@ -207,6 +274,13 @@ func Build(ctx context.Context, name string, out io.Writer, force bool) (image s
 // buildFrom is Build with the recipes in fsys and the host files under
 // hostRoot.
 func buildFrom(ctx context.Context, fsys fs.FS, hostRoot, name string, out io.Writer, force bool) (string, bool, error) {
+	if resolved, ok := resolve(fsys, name); ok {
+		name = resolved
+	}
+	r, err := loadRecipe(fsys, name)
+	if err != nil {
+		return "", false, err
+	}
 	tarball, digest, err := buildContext(fsys, hostRoot, name)
 	if err != nil {
 		return "", false, err
@@ -216,6 +290,11 @@ func buildFrom(ctx context.Context, fsys fs.FS, hostRoot, name string, out io.Wr
 		return "", false, err
 	}
 	defer e.close()
+	unlock, err := lockBuild(ctx, name)
+	if err != nil {
+		return "", false, err
+	}
+	defer unlock()
 	ref := Image(name)
 	current, err := e.digestOf(ctx, ref)
 	if err != nil {
@@ -228,10 +307,21 @@ func buildFrom(ctx context.Context, fsys fs.FS, hostRoot, name string, out io.Wr
 		out = io.Discard
 	}
 	labels := map[string]string{LabelStack: name, LabelDigest: digest}
+	var args map[string]*string
+	base := ""
+	if r.Debootstrap != nil {
+		if base, err = ensureBase(ctx, e, name, *r.Debootstrap, out, force); err != nil {
+			return "", false, err
+		}
+		args = map[string]*string{"BASE": &base}
+	}
 	// force also skips the build cache: whoever forces a build wants it
 	// done again.
-	if err := e.build(ctx, bytes.NewReader(tarball), ref, labels, force, out); err != nil {
+	if err := e.build(ctx, bytes.NewReader(tarball), ref, labels, args, force, out); err != nil {
 		return "", false, fmt.Errorf("build stack %s: %w", name, err)
+	}
+	if base != "" {
+		e.removeOtherBases(ctx, name, base)
 	}
 	if current.id != "" {
 		// The previous image is untagged now, unless the build made the
@@ -256,4 +346,44 @@ func Installed(ctx context.Context) ([]string, error) {
 	}
 	defer e.close()
 	return e.installed(ctx)
+}
+
+// Status is what `mayfly stack ls` shows of one stack.
+type Status struct {
+	Name        string
+	Aliases     []string
+	Description string
+	Image       string
+	// Built is whether Image exists here; Size is its size in bytes.
+	Built bool
+	Size  int64
+}
+
+// List returns every stack the binary carries with whether it is built
+// here, sorted by name.
+func List(ctx context.Context) ([]Status, error) {
+	e, err := connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer e.close()
+	installed, err := e.installed(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []Status
+	for _, n := range Names() {
+		r, err := loadRecipe(stacks.FS(), n)
+		if err != nil {
+			return nil, err
+		}
+		st := Status{Name: n, Aliases: r.Aliases, Description: r.Description, Image: Image(n), Built: slices.Contains(installed, n)}
+		if st.Built {
+			if st.Size, err = e.imageSize(ctx, st.Image); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, st)
+	}
+	return out, nil
 }

@@ -49,6 +49,9 @@ const (
 	TokenAdmin   = "admin"   // every project, and management
 	TokenProject = "project" // the IronWorker OAuth token of one project
 	TokenRunner  = "runner"  // lease and report only
+	// TokenTask is never stored: a task's own signed token, good only for
+	// reporting that task's progress.
+	TokenTask = "task"
 )
 
 type Project struct {
@@ -83,7 +86,8 @@ type CodeRevision struct {
 	EnvVars         map[string]string
 	MaxConcurrency  int // 0 = unlimited
 	Retries         int
-	RetriesDelay    int // seconds
+	RetriesDelay    int    // seconds
+	RetriesBackoff  string // "" = the same delay every time; "exponential" = doubled per retry
 	DefaultPriority int
 	PackageKey      string // blob key of the zip; empty for image codes without a zip
 	PackageSHA256   string
@@ -175,9 +179,20 @@ type FinishParams struct {
 	TaskID   string
 	RunnerID string
 	Status   string // a terminal status
-	Msg      string
+	Msg      string // "" keeps the task's msg (the last progress message)
 	ExitCode *int
 	Now      time.Time
+	// Retry, when set, is inserted in the same transaction as the finish,
+	// and the finished task's retry_at points at it: a retry is never lost
+	// nor made twice.
+	Retry *Task
+}
+
+type ProgressParams struct {
+	TaskID  string
+	Percent int
+	Msg     string
+	Now     time.Time
 }
 
 type RescueParams struct {
@@ -188,6 +203,7 @@ type RescueParams struct {
 // Store is everything Mayfly keeps durably. Methods that write return only
 // once the change is durable.
 type Store interface {
+	ScheduleStore
 	CreateProject(ctx context.Context, p Project) error
 	GetProject(ctx context.Context, id string) (Project, error)
 	CountProjects(ctx context.Context) (int, error)
@@ -226,6 +242,22 @@ type Store interface {
 	// CancelTask ends a queued task at once (and returns it cancelled) and
 	// flags a preparing or running one so its runner stops it.
 	CancelTask(ctx context.Context, projectID, taskID string, now time.Time) (Task, error)
+	// RetryTask queues next as a retry of a finished task (retry_at of
+	// the old task points at it); ErrConflict if the task is unfinished or
+	// already retried.
+	RetryTask(ctx context.Context, projectID, taskID string, next Task) error
+	// GetTaskByID finds a task whatever its project (runner protocol).
+	GetTaskByID(ctx context.Context, taskID string) (Task, error)
+	// SetProgress records a running task's percent and message;
+	// ErrConflict once the task has ended.
+	SetProgress(ctx context.Context, p ProgressParams) error
+	// SetCodePaused stops (or resumes) leasing of a code's tasks.
+	SetCodePaused(ctx context.Context, projectID, codeID string, paused bool) error
+	// CancelCodeTasks cancels every unfinished task of a code as CancelTask
+	// does, and returns how many.
+	CancelCodeTasks(ctx context.Context, projectID, codeID string, now time.Time) (int, error)
+	// CodeStats counts a code's tasks by status.
+	CodeStats(ctx context.Context, projectID, codeID string) (map[string]int, error)
 	// RescueExpired gives tasks whose lease ran out back to the queue, or
 	// ends them killed after their last attempt. It returns how many moved.
 	RescueExpired(ctx context.Context, p RescueParams) (int, error)

@@ -108,8 +108,11 @@ func buildStack(name string) (image, missing string, err error) {
 
 	var out bytes.Buffer
 	image, _, err = stack.Build(ctx, name, &out, false)
-	if errors.Is(err, stack.ErrMissingHostFile) {
+	switch {
+	case errors.Is(err, stack.ErrMissingHostFile):
 		return "", "host files of stack " + name, err
+	case errors.Is(err, stack.ErrMissingTool), errors.Is(err, stack.ErrNeedsRoot):
+		return "", "what the base image of stack " + name + " is made with", err
 	}
 	if err != nil {
 		return "", "", fmt.Errorf("build: %w\nbuild output:\n%s", err, tail(out.Bytes(), 4096))

@@ -41,6 +41,9 @@ type CodeUpload struct {
 	Retries         *int              `json:"retries,omitempty"`
 	RetriesDelay    *int              `json:"retries_delay,omitempty"`
 	DefaultPriority *int              `json:"default_priority,omitempty"`
+	// RetriesBackoff "exponential" doubles retries_delay per retry
+	// (extension).
+	RetriesBackoff string `json:"retries_backoff,omitempty"`
 }
 
 // UploadResponse answers POST codes.
@@ -65,6 +68,7 @@ type Code struct {
 	MaxConcurrency  int               `json:"max_concurrency"`
 	Retries         int               `json:"retries"`
 	RetriesDelay    int               `json:"retries_delay"`
+	RetriesBackoff  string            `json:"retries_backoff,omitempty"`
 	DefaultPriority int               `json:"default_priority"`
 	Rev             int               `json:"rev"`
 	LatestHistoryID string            `json:"latest_history_id"`
@@ -124,6 +128,35 @@ type QueuedTask struct {
 type QueueResponse struct {
 	Msg   string       `json:"msg"`
 	Tasks []QueuedTask `json:"tasks"`
+}
+
+// RetryRequest is the body of POST tasks/{id}/retry.
+type RetryRequest struct {
+	Delay int `json:"delay"`
+}
+
+// RetryResponse answers POST tasks/{id}/retry with the new task.
+type RetryResponse struct {
+	Msg   string       `json:"msg"`
+	Tasks []QueuedTask `json:"tasks"`
+}
+
+// Progress is the body of POST tasks/{id}/progress.
+type Progress struct {
+	Percent *int   `json:"percent"`
+	Msg     string `json:"msg"`
+}
+
+// CodeStats answers GET codes/{id}/stats: task counts by status.
+type CodeStats struct {
+	Queued    int `json:"queued"`
+	Preparing int `json:"preparing"`
+	Running   int `json:"running"`
+	Complete  int `json:"complete"`
+	Error     int `json:"error"`
+	Timeout   int `json:"timeout"`
+	Killed    int `json:"killed"`
+	Cancelled int `json:"cancelled"`
 }
 
 // WebhookResponse answers POST tasks/webhook.
@@ -199,6 +232,8 @@ type Job struct {
 	ScheduleID string `json:"schedule_id,omitempty"`
 	// LeaseMs is how long the lease lasts without a heartbeat.
 	LeaseMs int64 `json:"lease_ms"`
+	// TaskToken lets the task report its own progress, and nothing else.
+	TaskToken string `json:"task_token,omitempty"`
 	// MaxLogBytes is where the runner cuts the task's log.
 	MaxLogBytes int64   `json:"max_log_bytes"`
 	Code        JobCode `json:"code"`

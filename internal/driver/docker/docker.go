@@ -48,6 +48,16 @@ func New(ctx context.Context) (*Driver, error) {
 	return &Driver{cli: cli}, nil
 }
 
+// Ping reports whether the engine answers.
+func (d *Driver) Ping(ctx context.Context) error {
+	if _, err := d.cli.Ping(ctx); err != nil {
+		return fmt.Errorf("docker engine at %s does not answer: %w", d.cli.DaemonHost(), err)
+	}
+	return nil
+}
+
+var _ driver.Pinger = (*Driver)(nil)
+
 // Close releases the client's connections. Handles of started containers
 // must not be used after.
 func (d *Driver) Close() error {
@@ -87,18 +97,20 @@ func (d *Driver) ListManaged(ctx context.Context, runnerID string) ([]string, er
 // RemoveOrphans force-removes the managed containers of runnerID whose id is
 // not in keep. It goes on past a failed removal and reports all failures
 // together.
-func (d *Driver) RemoveOrphans(ctx context.Context, runnerID string, keep map[string]bool) (int, error) {
+func (d *Driver) RemoveOrphans(ctx context.Context, runnerID string, keep func(containerID, taskID string) bool) (int, error) {
 	if runnerID == "" {
 		return 0, errors.New("remove orphans: empty runner id would match every runner's containers")
 	}
-	ids, err := d.ListManaged(ctx, runnerID)
+	list, err := d.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
+		filters.Arg("label", driver.LabelManaged+"=true"), filters.Arg("label", driver.LabelRunner+"="+runnerID))})
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("list containers of runner %q: %w", runnerID, err)
 	}
 	removed := 0
 	var errs []error
-	for _, id := range ids {
-		if keep[id] {
+	for _, c := range list {
+		id := c.ID
+		if keep != nil && keep(id, c.Labels[driver.LabelTask]) {
 			continue
 		}
 		gone, err := d.remove(ctx, id)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/mount"
 
 	"github.com/mayfly-run/mayfly/internal/driver"
 )
@@ -94,6 +95,9 @@ func containerConfig(spec driver.Spec) (*container.Config, *container.HostConfig
 	}
 	if spec.Network {
 		hostCfg.NetworkMode = ""
+	}
+	for _, m := range spec.Mounts {
+		hostCfg.Mounts = append(hostCfg.Mounts, mount.Mount{Type: mount.TypeBind, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly})
 	}
 	if spec.MemoryBytes > 0 {
 		hostCfg.Memory = spec.MemoryBytes

@@ -594,7 +594,7 @@ func testRemoveOrphans(t *testing.T, b *bundle) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), taskTimeout)
 	defer cancel()
-	n, err := b.d.RemoveOrphans(ctx, b.runner, map[string]bool{kept.ID(): true})
+	n, err := b.d.RemoveOrphans(ctx, b.runner, func(id, _ string) bool { return id == kept.ID() })
 	if err != nil {
 		t.Fatalf("remove orphans: %v", err)
 	}

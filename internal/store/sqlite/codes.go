@@ -13,7 +13,7 @@ import (
 const revisionCols = `r.id, r.code_id, r.project_id, r.name, r.rev, r.runtime, r.file_name,
 	r.stack, r.image, r.command, r.config, r.env_vars, r.max_concurrency, r.retries,
 	r.retries_delay, r.default_priority, r.package_key, r.package_sha256,
-	r.package_size, r.created_at`
+	r.package_size, r.created_at, r.retries_backoff`
 
 // codeSelect reads a code as its latest revision plus the code's own columns.
 const codeSelect = `SELECT ` + revisionCols + `, c.created_at, c.updated_at, c.paused
@@ -32,7 +32,7 @@ func scanRevision(row rowScanner, extra ...any) (store.CodeRevision, error) {
 	dest := []any{&r.ID, &r.CodeID, &r.ProjectID, &r.Name, &r.Rev, &r.Runtime, &r.FileName,
 		&r.Stack, &r.Image, &r.Command, &r.Config, &env, &r.MaxConcurrency, &r.Retries,
 		&r.RetriesDelay, &r.DefaultPriority, &r.PackageKey, &r.PackageSHA256,
-		&r.PackageSize, &created}
+		&r.PackageSize, &created, &r.RetriesBackoff}
 	if err := row.Scan(append(dest, extra...)...); err != nil {
 		return store.CodeRevision{}, err
 	}
@@ -104,12 +104,12 @@ func (s *Store) PutCodeRevision(ctx context.Context, rev store.CodeRevision) (st
 			`INSERT INTO code_revisions (id, code_id, project_id, name, rev, runtime, file_name,
 				stack, image, command, config, env_vars, max_concurrency, retries,
 				retries_delay, default_priority, package_key, package_sha256,
-				package_size, created_at)
-			 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				package_size, created_at, retries_backoff)
+			 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			rev.ID, rev.CodeID, rev.ProjectID, rev.Name, rev.Rev, rev.Runtime, rev.FileName,
 			rev.Stack, rev.Image, rev.Command, rev.Config, string(env), rev.MaxConcurrency, rev.Retries,
 			rev.RetriesDelay, rev.DefaultPriority, rev.PackageKey, rev.PackageSHA256,
-			rev.PackageSize, micros(rev.CreatedAt)); err != nil {
+			rev.PackageSize, micros(rev.CreatedAt), rev.RetriesBackoff); err != nil {
 			return err
 		}
 		rev.CreatedAt = fromMicros(micros(rev.CreatedAt))

@@ -68,21 +68,29 @@ func (s *Store) InsertTasks(ctx context.Context, tasks []store.Task) error {
 		return nil
 	}
 	err := s.withTx(ctx, func(tx *querier) error {
-		insert := `INSERT INTO tasks (` + taskCols + `) VALUES (` + placeholders(30) + `)`
 		for _, t := range tasks {
-			if _, err := tx.ExecContext(ctx, insert,
-				t.ID, t.ProjectID, t.CodeID, t.CodeName, t.CodeRevisionID, t.CodeRev, t.Status,
-				t.Priority, t.Payload, t.Timeout, t.Delay, t.Cluster, t.Label, t.Msg, nullInt(t.ExitCode), t.Percent, t.Attempt,
-				t.RunnerID, nullMicros(t.LeaseExpiresAt), t.CancelRequest, t.RetryOf, t.RetryAt, t.RetryCount,
-				t.ScheduleID, t.LogSize, micros(t.CreatedAt), micros(t.UpdatedAt), micros(t.DueAt),
-				nullMicros(t.StartTime), nullMicros(t.EndTime)); err != nil {
-				return fmt.Errorf("task %s: %w", t.ID, mapErr(err))
+			if err := insertTask(ctx, tx, t); err != nil {
+				return err
 			}
 		}
 		return nil
 	})
 	if err != nil {
 		return fail(err, "insert %d tasks", len(tasks))
+	}
+	return nil
+}
+
+var insertTaskSQL = `INSERT INTO tasks (` + taskCols + `) VALUES (` + placeholders(30) + `)`
+
+func insertTask(ctx context.Context, tx *querier, t store.Task) error {
+	if _, err := tx.ExecContext(ctx, insertTaskSQL,
+		t.ID, t.ProjectID, t.CodeID, t.CodeName, t.CodeRevisionID, t.CodeRev, t.Status,
+		t.Priority, t.Payload, t.Timeout, t.Delay, t.Cluster, t.Label, t.Msg, nullInt(t.ExitCode), t.Percent, t.Attempt,
+		t.RunnerID, nullMicros(t.LeaseExpiresAt), t.CancelRequest, t.RetryOf, t.RetryAt, t.RetryCount,
+		t.ScheduleID, t.LogSize, micros(t.CreatedAt), micros(t.UpdatedAt), micros(t.DueAt),
+		nullMicros(t.StartTime), nullMicros(t.EndTime)); err != nil {
+		return fmt.Errorf("task %s: %w", t.ID, mapErr(err))
 	}
 	return nil
 }
@@ -188,12 +196,29 @@ func (s *Store) FinishTask(ctx context.Context, p store.FinishParams) error {
 		return fmt.Errorf("finish task %s for runner %s: status %q is not terminal", p.TaskID, p.RunnerID, p.Status)
 	}
 	now := micros(p.Now)
+	retryAt := ""
+	if p.Retry != nil {
+		retryAt = p.Retry.ID
+	}
 	// runner_id stays: it records who ran the task.
-	err := leaseLost(s.write().ExecContext(ctx,
-		`UPDATE tasks SET status = ?, msg = ?, exit_code = ?, end_time = ?, updated_at = ?,
-			lease_expires_at = NULL
-		 WHERE id = ? AND runner_id = ? AND status IN ('preparing', 'running')`,
-		p.Status, p.Msg, nullInt(p.ExitCode), now, now, p.TaskID, p.RunnerID))
+	finish := func(q *querier) error {
+		return leaseLost(q.ExecContext(ctx,
+			`UPDATE tasks SET status = ?, msg = CASE WHEN ? = '' THEN msg ELSE ? END, exit_code = ?,
+				end_time = ?, updated_at = ?, lease_expires_at = NULL, retry_at = ?
+			 WHERE id = ? AND runner_id = ? AND status IN ('preparing', 'running')`,
+			p.Status, p.Msg, p.Msg, nullInt(p.ExitCode), now, now, retryAt, p.TaskID, p.RunnerID))
+	}
+	var err error
+	if p.Retry == nil {
+		err = finish(s.write())
+	} else {
+		err = s.withTx(ctx, func(tx *querier) error {
+			if err := finish(tx); err != nil {
+				return err
+			}
+			return insertTask(ctx, tx, *p.Retry)
+		})
+	}
 	if err != nil {
 		return fail(err, "finish task %s as %s for runner %s", p.TaskID, p.Status, p.RunnerID)
 	}

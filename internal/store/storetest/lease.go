@@ -287,10 +287,7 @@ func testLeaseConcurrent(t *testing.T, b *bundle) {
 }
 
 func testLeasePausedCode(t *testing.T, b *bundle) {
-	p, ok := b.s.(Pauser)
-	if !ok {
-		t.Skip("backend cannot pause codes")
-	}
+	p := b.s
 	paused := b.putCode(t, "paused")
 	running := b.putCode(t, "running")
 	held := b.task(paused, func(tk *store.Task) { tk.Priority = 5 })

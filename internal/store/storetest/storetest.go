@@ -32,12 +32,6 @@ type Harness struct {
 	Reopen func(t *testing.T, s store.Store) store.Store
 }
 
-// Pauser is implemented by backends that can pause a code's queue. It is
-// not part of store.Store yet; the suite tests pausing where it exists.
-type Pauser interface {
-	SetCodePaused(ctx context.Context, projectID, codeID string, paused bool) error
-}
-
 // Run runs the whole contract suite against the backend h describes.
 func Run(t *testing.T, h Harness) {
 	tests := []struct {
@@ -71,7 +65,12 @@ func Run(t *testing.T, h Harness) {
 		{"Logs", testLogs},
 		{"ProjectIsolation", testProjectIsolation},
 		{"Durability", testDurability},
+		{"FinishWithRetry", testFinishWithRetry},
+		{"RetryTask", testRetryTask},
+		{"Progress", testProgress},
+		{"CancelCodeTasksAndStats", testCancelCodeTasksAndStats},
 	}
+	tests = append(tests, scheduleTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/mayfly-run/mayfly/internal/bench"
+)
+
+func newBenchCmd() *cobra.Command {
+	cfg := bench.DefaultConfig()
+	var (
+		out     string
+		verbose bool
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "bench [latency|throughput|queue|depth]...",
+		Short: "Measure Mayfly against docker run and River, in the same run",
+		Long: `Runs benchmarks of Mayfly against baselines measured in the same run on
+this machine, and reports each result as a ratio to its baseline:
+
+  latency     N trivial tasks one after another, queued through the HTTP API
+              of an in-process server and run by its embedded runner, beside
+              N "docker run --rm --network none" of the same image, one for one
+  throughput  M tasks queued at once on a runner of capacity C, beside M
+              "docker run --rm" at parallelism C
+  queue       the queue alone (a driver that starts no container) against
+              River on SQLite doing the same no-op work; River is built from
+              bench/river with the go command (its modules are fetched the
+              first time)
+  depth       lease+finish latency with a small and a large queue
+
+With no scenario named, all run. Everything runs in this process on a
+temporary data directory and a loopback listener; the container scenarios
+need the Docker engine, its CLI and the busybox stack image (mayfly stack
+build busybox). Results go to --out as results.json, bench.png and
+results.md.`,
+		Example: `  mayfly bench
+  mayfly bench latency --latency-n 20
+  mayfly bench queue depth --depth-large 100000 --out /tmp/bench`,
+		ValidArgs: bench.Scenarios,
+		Args:      cobra.OnlyValidArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cmd.SilenceUsage = true
+			level := slog.LevelInfo
+			if verbose {
+				level = slog.LevelDebug
+			}
+			cfg.Log = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			ctx := cmd.Context()
+			if timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, timeout)
+				defer cancel()
+			}
+			res, err := bench.Run(ctx, cfg, args...)
+			if err != nil {
+				return err
+			}
+			res.Command = commandLine(cmd, args)
+			paths, err := bench.WriteAll(out, res)
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if err := bench.WriteMarkdown(w, res); err != nil {
+				return err
+			}
+			fmt.Fprintf(w, "\nWrote %s\n", strings.Join(paths, ", "))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&out, "out", "bench-results", "directory for results.json, bench.png and results.md")
+	f.IntVar(&cfg.LatencyN, "latency-n", cfg.LatencyN, "latency: tasks, and as many docker runs")
+	f.IntVar(&cfg.ThroughputM, "throughput-m", cfg.ThroughputM, "throughput: tasks queued at once, and as many docker runs")
+	f.IntVar(&cfg.ThroughputC, "throughput-c", cfg.ThroughputC, "throughput: runner capacity and docker run parallelism")
+	f.IntVar(&cfg.QueueTasks, "queue-tasks", cfg.QueueTasks, "queue: no-op tasks for Mayfly and for River each")
+	f.IntVar(&cfg.QueueC, "queue-c", cfg.QueueC, "queue: runner capacity and River workers")
+	f.IntVar(&cfg.QueueBatch, "queue-batch", cfg.QueueBatch, "queue: tasks per enqueue")
+	f.IntVar(&cfg.DepthSmall, "depth-small", cfg.DepthSmall, "depth: tasks in the shallow queue")
+	f.IntVar(&cfg.DepthLarge, "depth-large", cfg.DepthLarge, "depth: tasks in the deep queue")
+	f.IntVar(&cfg.DepthSample, "depth-sample", cfg.DepthSample, "depth: leases measured in each queue")
+	f.StringVar(&cfg.RiverDir, "river-dir", cfg.RiverDir, "directory of the River baseline's Go module")
+	f.StringVar(&cfg.Image, "image", "", "image the container scenarios run (default: the busybox stack's)")
+	f.StringVar(&cfg.DockerCLI, "docker", "", "docker command of the baselines (default: docker on PATH)")
+	f.StringVar(&cfg.WorkDir, "work-dir", "", "where the scenarios' databases go (default: a temporary directory, removed after)")
+	f.DurationVar(&timeout, "timeout", time.Hour, "give up after this long")
+	f.BoolVarP(&verbose, "verbose", "v", false, "log every sample")
+	return cmd
+}
+
+// commandLine is the command as it could be typed again to reproduce the
+// run: the scenarios and every flag that was set.
+func commandLine(cmd *cobra.Command, args []string) string {
+	parts := []string{cmd.CommandPath()}
+	parts = append(parts, args...)
+	cmd.Flags().Visit(func(f *pflag.Flag) {
+		parts = append(parts, "--"+f.Name+"="+f.Value.String())
+	})
+	return strings.Join(parts, " ")
+}

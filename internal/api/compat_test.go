@@ -1,0 +1,476 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mayfly-run/mayfly/internal/api"
+	blobfs "github.com/mayfly-run/mayfly/internal/blob/fs"
+	"github.com/mayfly-run/mayfly/internal/service"
+	"github.com/mayfly-run/mayfly/internal/store/sqlite"
+	"github.com/mayfly-run/mayfly/internal/wire"
+)
+
+// One test per wire quirk that the official IronWorker clients (iron_worker
+// for Node, iron_go3, ironcli, the Ruby gem) depend on, each sending the
+// request as those clients do.
+
+// runTask takes the task through the runner protocol: lease, start, an
+// optional log line, finish.
+func (b *bundle) runTask(taskID, log, status string) {
+	b.t.Helper()
+	st, body := b.do("POST", b.srv.URL+"/runner/lease", strings.NewReader(`{"runner_id":"r1","max":1,"wait_ms":10}`))
+	if l := decode[wire.LeaseResponse](b.t, body); st != 200 || len(l.Jobs) != 1 || l.Jobs[0].TaskID != taskID {
+		b.t.Fatalf("lease: %d %s", st, body)
+	}
+	post := func(path, body string) {
+		b.t.Helper()
+		if st, out := b.do("POST", b.srv.URL+"/runner/tasks/"+taskID+path, strings.NewReader(body)); st != 200 {
+			b.t.Fatalf("%s: %d %s", path, st, out)
+		}
+	}
+	post("/started", `{"runner_id":"r1"}`)
+	if log != "" {
+		post("/log?runner_id=r1", log)
+	}
+	post("/finish", `{"runner_id":"r1","status":"`+status+`","exit_code":0}`)
+}
+
+func (b *bundle) queueOne(tasks string) string {
+	b.t.Helper()
+	st, body := b.queue(tasks)
+	if st != 200 {
+		b.t.Fatalf("queue: %d %s", st, body)
+	}
+	return decode[wire.QueueResponse](b.t, body).Tasks[0].ID
+}
+
+func rawJSON(t *testing.T, body []byte) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatalf("not a JSON object: %s", body)
+	}
+	return m
+}
+
+func TestCompatAcceptEncodingGzipDeflateLiteral(t *testing.T) {
+	t.Parallel()
+	b := setup(t, service.Config{})
+	b.pushHello()
+	// iron_go3 sends this value literally; the answer is plain JSON.
+	st, body := b.do("GET", b.url("/codes"), nil, "Accept-Encoding", "gzip/deflate")
+	if st != 200 || len(decode[wire.CodeList](t, body).Codes) != 1 {
+		t.Fatalf("%d %s", st, body)
+	}
+}
+
+func TestCompatEmptyObjectBodyOnGetAndDelete(t *testing.T) {
+	t.Parallel()
+	b := setup(t, service.Config{})
+	code := b.pushHello()
+	taskID := b.queueOne(`{"tasks":[{"code_name":"hello","payload":"p"}]}`)
+	for _, path := range []string{"", "/codes", "/codes/" + code.ID, "/tasks", "/tasks/" + taskID, "/schedules"} {
+		if st, body := b.do("GET", b.url(path), strings.NewReader("{}")); st != 200 {
+			t.Errorf("GET %s with {}: %d %s", path, st, body)
+		}
+	}
+	if st, body := b.do("DELETE", b.url("/codes/"+code.ID), strings.NewReader("{}")); st != 200 {
+		t.Fatalf("DELETE with {}: %d %s", st, body)
+	}
+}
+
+func TestCompatPriorityMinus3MeansCodeDefault(t *testing.T) {
+	t.Parallel()
+	b := setup(t, service.Config{})
+	if st, body := b.upload(`{"name":"hello","runtime":"sh","file_name":"hello.sh","default_priority":2}`,
+		makeZip(t, zentry{name: "hello.sh", data: "echo hi\n"})); st != 200 {
+		t.Fatalf("upload: %d %s", st, body)
+	}
+	id := b.queueOne(`{"tasks":[{"code_name":"hello","payload":"p","priority":-3}]}`)
+	_, body := b.do("GET", b.url("/tasks/"+id), nil)
+	if tk := decode[wire.Task](t, body); tk.Priority != 2 {
+		t.Fatalf("priority %d, want the code's default 2: %s", tk.Priority, body)
+	}
+}
+
+func TestCompatCodeSentinelsMinus1000MeanUnset(t *testing.T) {
+	t.Parallel()
+	b := setup(t, service.Config{})
+	st, body := b.upload(`{"name":"hello","runtime":"sh","file_name":"hello.sh","default_priority":-1000,"max_concurrency":-1000,"retries":-1000,"retries_delay":-1000}`,
+		makeZip(t, zentry{name: "hello.sh", data: "echo hi\n"}))
+	if st != 200 {
+		t.Fatalf("upload: %d %s", st, body)
+	}
+	_, body = b.do("GET", b.url("/codes/"+decode[wire.UploadResponse](t, body).ID), nil)
+	c := decode[wire.Code](t, body)
+	if c.DefaultPriority != 0 || c.MaxConcurrency != 0 || c.Retries != 0 || c.RetriesDelay != 0 {
+		t.Fatalf("sentinels stored as values: %s", body)
+	}
+}
+
+func TestCompatScheduleMaxConcurrencyMinus1000(t *testing.T) {
+	t.Parallel()
+	b := setup(t, service.Config{})
+	b.pushHello()
+	st, body := b.do("POST", b.url("/schedules"), strings.NewReader(
+		`{"schedules":[{"code_name":"hello","payload":"","run_every":3600,"priority":-3,"max_concurrency":-1000}]}`))
+	if st != 200 {
+		t.Fatalf("%d %s", st, body)
+	}
+}
+
+func TestCompatStatusFlagsCountWhateverTheirValue(t *testing.T) {
+	t.Parallel()
+	b := setup(t, service.Config{})
+	b.pushHello()
+	done := b.queueOne(`{"tasks":[{"code_name":"hello","payload":"1"}]}`)
+	b.runTask(done, "", "complete")
+	queued := b.queueOne(`{"tasks":[{"code_name":"hello","payload":"2"}]}`)
+	for q, want := range map[string][]string{
+		"queued=0":                   {queued},
+		"running=false&queued=false": {queued},
+		"complete=":                  {done},
+		"complete=&queued=0":         {queued, done},
+	} {
+		_, body := b.do("GET", b.url("/tasks?"+q), nil)
+		var got []string
+		for _, tk := range decode[wire.TaskList](t, body).Tasks {
+			got = append(got, tk.ID)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("?%s: %v, want %v", q, got, want)
+		}
+	}
+}
+
+func TestCompatEmptyCodeNameMeansNoFilter(t *testing.T) {
+	t.Parallel()
+	b := setup(t, service.Config{})
+	b.pushHello()
+	b.queueOne(`{"tasks":[{"code_name":"hello","payload":"1"}]}`)
+	_, body := b.do("GET", b.url("/tasks?code_name="), nil)
+	if n := len(decode[wire.TaskList](t, body).Tasks); n != 1 {
+		t.Fatalf("%d tasks: %s", n, body)
+	}
+}
+
+func TestCompatOAuthQueryToken(t *testing.T) {
+	t.Parallel()
+	b := setup(t, service.Config{})
+	b.pushHello()
+	st, body := b.do("POST", b.url("/tasks")+"?oauth="+b.token,
+		strings.NewReader(`{"tasks":[{"code_name":"hello","payload":"p"}]}`), "Authorization", "")
+	if st != 200 {
+		t.Fatalf("?oauth=: %d %s", st, body)
+	}
+	st, body = b.do("GET", b.url("/tasks")+"?oauth=wrong-token-0123456789", nil, "Authorization", "")
+	wantErr(t, st, body, 401, "")
+}
+
+var id24 = regexp.MustCompile(`^[0-9a-f]{24}$`)
+
+func TestCompatIDsAre24Chars(t *testing.T) {
+	t.Parallel()
+	b := setup(t, service.Config{})
+	code := b.pushHello()
+	taskID := b.queueOne(`{"tasks":[{"code_name":"hello","payload":"p"}]}`)
+	_, body := b.do("POST", b.url("/schedules"), strings.NewReader(`{"schedules":[{"code_name":"hello","payload":"","run_every":3600}]}`))
+	schID := decode[wire.ScheduleResponse](t, body).Schedules[0].ID
+	_, body = b.do("POST", b.url("/tasks/webhook?code_name=hello"), strings.NewReader("x"))
+	hook := decode[wire.WebhookResponse](t, body).ID
+	ids := map[string]string{"upload": code.ID, "task": taskID, "schedule": schID, "webhook": hook, "project": b.project}
+	_, body = b.do("GET", b.url("/tasks/"+taskID), nil)
+	tk := decode[wire.Task](t, body)
+	ids["task.code_id"], ids["task.code_history_id"], ids["task.project_id"] = tk.CodeID, tk.CodeHistID, tk.ProjectID
+	_, body = b.do("GET", b.url("/codes/"+code.ID+"/revisions"), nil)
+	rev := decode[wire.RevisionList](t, body).Revisions[0]
+	ids["revision"], ids["revision.code_id"] = rev.ID, rev.CodeID
+	for what, v := range ids {
+		if !id24.MatchString(v) {
+			t.Errorf("%s id %q is not 24 hex characters", what, v)
+		}
+	}
+}
+
+func TestCompatEverySuccessIs200(t *testing.T) {
+	t.Parallel()
+	b := setup(t, service.Config{})
+	st, body := b.upload(`{"name":"hello","runtime":"sh","file_name":"hello.sh"}`, makeZip(t, zentry{name: "hello.sh", data: "echo\n"}))
+	if st != 200 {
+		t.Fatalf("upload: %d", st)
+	}
+	code := decode[wire.UploadResponse](t, body).ID
+	a := b.queueOne(`{"tasks":[{"code_name":"hello","payload":"a"}]}`)
+	c := b.queueOne(`{"tasks":[{"code_name":"hello","payload":"c","delay":3600}]}`)
+	b.runTask(a, "out\n", "complete")
+	_, body = b.do("POST", b.url("/schedules"), strings.NewReader(`{"schedules":[{"code_name":"hello","payload":"","run_every":3600}]}`))
+	sch := decode[wire.ScheduleResponse](t, body).Schedules[0].ID
+	for _, r := range []struct{ method, path, body string }{
+		{"POST", "/tasks", `{"tasks":[{"code_name":"hello","payload":"x","delay":3600}]}`},
+		{"POST", "/tasks/webhook?code_name=hello&delay=3600", "raw"},
+		{"POST", "/tasks/" + c + "/progress", `{"percent":10,"msg":"m"}`},
+		{"POST", "/tasks/" + c + "/cancel", `{}`},
+		{"POST", "/tasks/" + a + "/retry", `{"delay":3600}`},
+		{"GET", "/tasks/" + a + "/log", ``},
+		{"POST", "/codes/" + code + "/pause_task_queue", `{}`},
+		{"POST", "/codes/" + code + "/resume_task_queue", `{}`},
+		{"GET", "/codes/" + code + "/stats", ``},
+		{"POST", "/codes/" + code + "/cancel_all", `{}`},
+		{"PUT", "/schedules/" + sch, `{"run_times":5}`},
+		{"POST", "/schedules/" + sch + "/cancel", `{}`},
+		{"DELETE", "/codes/" + code, `{}`},
+	} {
+		if st, out := b.do(r.method, b.url(r.path), strings.NewReader(r.body)); st != http.StatusOK {
+			t.Errorf("%s %s: %d, want 200: %s", r.method, r.path, st, out)
+		}
+	}
+}
+
+// walkDates checks every *_at / *_time / next_start field of a JSON object.
+func walkDates(t *testing.T, what string, m map[string]any) {
+	t.Helper()
+	for k, v := range m {
+		if !strings.HasSuffix(k, "_at") && !strings.HasSuffix(k, "_time") && k != "next_start" && k != "latest_change" {
+			continue
+		}
+		if strings.HasSuffix(k, "retry_at") {
+			continue // a task id, named by IronWorker
+		}
+		if v == nil {
+			continue
+		}
+		s, ok := v.(string)
+		if !ok || s == "" {
+			t.Errorf("%s.%s = %#v: want an RFC 3339 string or null", what, k, v)
+			continue
+		}
+		if _, err := time.Parse(time.RFC3339, s); err != nil {
+			t.Errorf("%s.%s = %q: %v", what, k, s, err)
+		}
+	}
+}
+
+func TestCompatDatesRFC3339OrNullNeverEmpty(t *testing.T) {
+	t.Parallel()
+	b := setup(t, service.Config{})
+	code := b.pushHello()
+	queued := b.queueOne(`{"tasks":[{"code_name":"hello","payload":"q","delay":3600}]}`)
+	_, body := b.do("POST", b.url("/schedules"), strings.NewReader(`{"schedules":[{"code_name":"hello","payload":"","run_every":3600}]}`))
+	sch := decode[wire.ScheduleResponse](t, body).Schedules[0].ID
+	for what, path := range map[string]string{
+		"project": "", "code": "/codes/" + code.ID, "task": "/tasks/" + queued, "schedule": "/schedules/" + sch,
+	} {
+		_, body := b.do("GET", b.url(path), nil)
+		m := rawJSON(t, body)
+		walkDates(t, what, m)
+		if what == "task" && (m["start_time"] != nil || m["end_time"] != nil) {
+			t.Errorf("unstarted task has times: %s", body)
+		}
+	}
+	_, body = b.do("GET", b.url("/codes/"+code.ID+"/revisions"), nil)
+	var revs struct{ Revisions []map[string]any }
+	json.Unmarshal(body, &revs)
+	walkDates(t, "revision", revs.Revisions[0])
+}
+
+func TestCompatCodeRevIsString(t *testing.T) {
+	t.Parallel()
+	b := setup(t, service.Config{})
+	b.pushHello()
+	id := b.queueOne(`{"tasks":[{"code_name":"hello","payload":"p"}]}`)
+	_, body := b.do("GET", b.url("/tasks/"+id), nil)
+	if v, ok := rawJSON(t, body)["code_rev"].(string); !ok || v != "1" {
+		t.Fatalf("code_rev: %s", body)
+	}
+	_, body = b.do("GET", b.url("/tasks"), nil)
+	var l struct{ Tasks []map[string]any }
+	json.Unmarshal(body, &l)
+	if _, ok := l.Tasks[0]["code_rev"].(string); !ok {
+		t.Fatalf("code_rev in list: %s", body)
+	}
+}
+
+func TestCompatDurationInMilliseconds(t *testing.T) {
+	t.Parallel()
+	b := setup(t, service.Config{})
+	b.pushHello()
+	id := b.queueOne(`{"tasks":[{"code_name":"hello","payload":"p"}]}`)
+	b.runTask(id, "", "complete")
+	_, body := b.do("GET", b.url("/tasks/"+id), nil)
+	tk := decode[wire.Task](t, body)
+	if tk.StartTime == nil || tk.EndTime == nil {
+		t.Fatalf("finished task without times: %s", body)
+	}
+	if want := tk.EndTime.Sub(*tk.StartTime).Milliseconds(); tk.Duration != want {
+		t.Fatalf("duration %d, want end-start in ms = %d", tk.Duration, want)
+	}
+}
+
+func TestCompatTimeoutAlwaysPresent(t *testing.T) {
+	t.Parallel()
+	b := setup(t, service.Config{DefaultTimeout: 3600})
+	b.pushHello()
+	id := b.queueOne(`{"tasks":[{"code_name":"hello","payload":"p","timeout":0}]}`)
+	_, body := b.do("GET", b.url("/tasks/"+id), nil)
+	if v, ok := rawJSON(t, body)["timeout"].(float64); !ok || v != 3600 {
+		t.Fatalf("timeout: %s", body)
+	}
+	_, body = b.do("GET", b.url("/tasks"), nil)
+	var l struct{ Tasks []map[string]any }
+	json.Unmarshal(body, &l)
+	if _, ok := l.Tasks[0]["timeout"]; !ok {
+		t.Fatalf("timeout missing in list: %s", body)
+	}
+}
+
+func TestCompatLog404UntilLogExists(t *testing.T) {
+	t.Parallel()
+	b := setup(t, service.Config{})
+	b.pushHello()
+	id := b.queueOne(`{"tasks":[{"code_name":"hello","payload":"p"}]}`)
+	// The Node client's tasksWaitForLog retries while the error mentions
+	// "log".
+	st, body := b.do("GET", b.url("/tasks/"+id+"/log"), nil)
+	wantErr(t, st, body, 404, "log")
+	b.runTask(id, "hello\n", "complete")
+	if st, body := b.do("GET", b.url("/tasks/"+id+"/log"), nil); st != 200 || string(body) != "hello\n" {
+		t.Fatalf("log: %d %q", st, body)
+	}
+}
+
+func TestCompatOutlogIsTheLog(t *testing.T) {
+	t.Parallel()
+	b := setup(t, service.Config{})
+	b.pushHello()
+	id := b.queueOne(`{"tasks":[{"code_name":"hello","payload":"p"}]}`)
+	st, body := b.do("GET", b.url("/tasks/"+id+"/outlog"), nil)
+	wantErr(t, st, body, 404, "log")
+	b.runTask(id, "out\n", "complete")
+	if st, body := b.do("GET", b.url("/tasks/"+id+"/outlog"), nil); st != 200 || string(body) != "out\n" {
+		t.Fatalf("outlog: %d %q", st, body)
+	}
+}
+
+func TestCompatPageZeroBasedPerPageMax100(t *testing.T) {
+	t.Parallel()
+	b := setup(t, service.Config{})
+	b.pushHello()
+	var tasks []string
+	for i := range 105 {
+		tasks = append(tasks, fmt.Sprintf(`{"code_name":"hello","payload":"%d"}`, i))
+	}
+	if st, body := b.queue(`{"tasks":[` + strings.Join(tasks, ",") + `]}`); st != 200 {
+		t.Fatalf("queue: %d %s", st, body)
+	}
+	count := func(q string) int {
+		_, body := b.do("GET", b.url("/tasks?"+q), nil)
+		return len(decode[wire.TaskList](t, body).Tasks)
+	}
+	if n := count(""); n != 30 {
+		t.Errorf("default per_page: %d, want 30", n)
+	}
+	if n := count("per_page=1000"); n != 100 {
+		t.Errorf("per_page=1000: %d, want 100", n)
+	}
+	if n := count("per_page=100&page=1"); n != 5 {
+		t.Errorf("page=1 (the second page): %d, want 5", n)
+	}
+	_, p0 := b.do("GET", b.url("/tasks?per_page=1&page=0"), nil)
+	_, all := b.do("GET", b.url("/tasks?per_page=2"), nil)
+	if decode[wire.TaskList](t, p0).Tasks[0].ID != decode[wire.TaskList](t, all).Tasks[0].ID {
+		t.Errorf("page=0 is not the first page")
+	}
+}
+
+func TestCompatListsNewestFirst(t *testing.T) {
+	t.Parallel()
+	b := setup(t, service.Config{})
+	for _, name := range []string{"first", "second"} {
+		if st, body := b.upload(`{"name":"`+name+`","runtime":"sh","file_name":"x.sh"}`, makeZip(t, zentry{name: "x.sh", data: "echo\n"})); st != 200 {
+			t.Fatalf("upload: %d %s", st, body)
+		}
+	}
+	_, body := b.do("GET", b.url("/codes"), nil)
+	if c := decode[wire.CodeList](t, body).Codes; c[0].Name != "second" {
+		t.Errorf("codes not newest first: %s", body)
+	}
+	older := b.queueOne(`{"tasks":[{"code_name":"first","payload":"1"}]}`)
+	newer := b.queueOne(`{"tasks":[{"code_name":"first","payload":"2"}]}`)
+	_, body = b.do("GET", b.url("/tasks"), nil)
+	if l := decode[wire.TaskList](t, body).Tasks; l[0].ID != newer || l[1].ID != older {
+		t.Errorf("tasks not newest first: %s", body)
+	}
+	var sch []string
+	for range 2 {
+		_, body := b.do("POST", b.url("/schedules"), strings.NewReader(`{"schedules":[{"code_name":"first","payload":"","run_every":3600}]}`))
+		sch = append(sch, decode[wire.ScheduleResponse](t, body).Schedules[0].ID)
+	}
+	_, body = b.do("GET", b.url("/schedules"), nil)
+	if l := decode[wire.ScheduleList](t, body).Schedules; l[0].ID != sch[1] {
+		t.Errorf("schedules not newest first: %s", body)
+	}
+}
+
+// setupStacks is setup with a runner that knows the given stacks.
+func setupStacks(t *testing.T, stacks ...string) *bundle {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "mayfly.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	blobs, err := blobfs.New(filepath.Join(dir, "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := service.New(st, blobs, service.Config{KnownStacks: stacks}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	boot, err := svc.EnsureBootstrap(context.Background(), "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api.New(svc, api.Options{Version: "test"}))
+	t.Cleanup(srv.Close)
+	return &bundle{t: t, srv: srv, svc: svc, st: st, project: boot.ProjectID, token: boot.Token, dataDir: dir}
+}
+
+// The Node client uploads every worker as runtime "sh" with its
+// __runner__.sh template ending in `node FILE`; such a package runs on the
+// node stack. A __runner__.sh written by hand gets no such guess.
+func TestCompatRunnerPackagePicksInterpreterStack(t *testing.T) {
+	t.Parallel()
+	b := setupStacks(t, "busybox", "node-18", "ruby-3.1")
+	// The template of the Node package's upload_files/__runner__.sh, with
+	// the line codesUpload appends.
+	runner := "#!/bin/sh\ncd \"$(root \"$@\")\"\nLD_LIBRARY_PATH=.:./lib:./__debs__/usr/lib\nexport LD_LIBRARY_PATH\n" +
+		"PATH=.:./bin:./__debs__/usr/bin:./__debs__/bin:$PATH\nexport PATH\n\nnode hello.js"
+	const debs = "PATH=.:./bin:./__debs__/usr/bin:$PATH\n"
+	for _, c := range []struct{ data, runner, want string }{
+		{`{"name":"n","file_name":"__runner__.sh","runtime":"sh","content_type":"text/plain"}`, runner, "node-18"},
+		{`{"name":"r","file_name":"__runner__.sh","runtime":"sh"}`, "#!/bin/sh\n" + debs + "exec ruby __runner__.rb \"$@\"\n", "ruby-3.1"},
+		{`{"name":"s","file_name":"__runner__.sh","runtime":"sh"}`, "#!/bin/sh\n" + debs + "echo plain shell\n", "busybox"},
+		{`{"name":"p","file_name":"__runner__.sh","runtime":"sh"}`, "#!/bin/sh\n" + debs + "python3 x.py\n", "busybox"}, // stack not on this runner
+		{`{"name":"h","file_name":"__runner__.sh","runtime":"sh"}`, "#!/bin/sh\nnode hello.js\n", "busybox"},            // written by hand: names its stack
+		{`{"name":"e","file_name":"__runner__.sh","runtime":"sh","stack":"busybox"}`, runner, "busybox"},                // named stack wins
+	} {
+		st, body := b.upload(c.data, makeZip(t, zentry{name: "__runner__.sh", data: c.runner}, zentry{name: "hello.js", data: "1"}))
+		if st != 200 {
+			t.Fatalf("upload %s: %d %s", c.data, st, body)
+		}
+		_, body = b.do("GET", b.url("/codes/"+decode[wire.UploadResponse](t, body).ID), nil)
+		if got := decode[wire.Code](t, body).Stack; got != c.want {
+			t.Errorf("%s: stack %q, want %q", c.data, got, c.want)
+		}
+	}
+}

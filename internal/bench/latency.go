@@ -1,0 +1,301 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/mayfly-run/mayfly/internal/client"
+	"github.com/mayfly-run/mayfly/internal/driver"
+	"github.com/mayfly-run/mayfly/internal/driver/docker"
+	"github.com/mayfly-run/mayfly/internal/id"
+	"github.com/mayfly-run/mayfly/internal/stack"
+	"github.com/mayfly-run/mayfly/internal/wire"
+)
+
+// pollEvery is how often the latency scenario asks the API whether its task
+// has ended; it bounds what polling adds to a measured latency.
+const pollEvery = 2 * time.Millisecond
+
+// LatencyResult compares one task, queue to complete through the API, with
+// one `docker run --rm`.
+type LatencyResult struct {
+	N      int    `json:"n"`
+	Image  string `json:"image"`
+	Mayfly Stats  `json:"mayfly"`
+	Docker Stats  `json:"docker_run"`
+	// Phases splits Mayfly's latency as far as it can be seen from
+	// outside the runner; see Phases.
+	Phases Phases `json:"phases"`
+	// Driver is the docker driver alone, called by the harness with a
+	// spec like the runner's (task files in a read-only bind mount),
+	// interleaved with the others: the engine's share of Mayfly's
+	// latency.
+	Driver DriverPhases `json:"driver"`
+	// DriverCopy gets the same files copied into the container instead
+	// (CopyToContainer), as runners did before code was baked into
+	// per-revision images.
+	DriverCopy DriverPhases `json:"driver_copy"`
+	// DriverBare has no task files at all.
+	DriverBare DriverPhases `json:"driver_bare"`
+	// Samples are the raw latencies in ms, in the order measured, for the
+	// chart.
+	MayflySamples []float64 `json:"mayfly_samples_ms"`
+	DockerSamples []float64 `json:"docker_samples_ms"`
+	Target        Target    `json:"target"`
+}
+
+// Phases are the parts of a task's latency the harness can tell apart from
+// the task's own timestamps:
+//
+//   - Enqueue: the POST that queues it, until its answer (the task is on
+//     disk by then);
+//   - ToStart: created_at to start_time: the runner's wake-up and lease,
+//     image and package look-ups, the task's files, container create and
+//     start, and the call that marks it running;
+//   - Run: start_time to end_time: the container's run and exit, the log
+//     flush, the container's removal and the call that records the end;
+//   - Observe: end_time until the client's poll saw the task complete.
+type Phases struct {
+	Enqueue Stats `json:"enqueue"`
+	ToStart Stats `json:"queued_to_start"`
+	Run     Stats `json:"start_to_end"`
+	Observe Stats `json:"end_to_observed"`
+}
+
+// DriverPhases time the three calls a runner makes on the driver per task.
+type DriverPhases struct {
+	Start   Stats `json:"start"` // create, copy files in, attach, start
+	Wait    Stats `json:"wait"`  // until the container exited and its output is read
+	Destroy Stats `json:"destroy"`
+	Total   Stats `json:"total"`
+}
+
+// RunLatency runs the latency scenario.
+func RunLatency(ctx context.Context, cfg Config) (*LatencyResult, error) {
+	cfg = cfg.withDefaults()
+	cli, err := dockerCLI(cfg)
+	if err != nil {
+		return nil, err
+	}
+	drv, image, err := dockerDriver(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer drv.Close()
+	s, err := startServer(ctx, serverOptions{dir: filepath.Join(cfg.WorkDir, "latency"), driver: drv,
+		image: image, capacity: 1, http: true})
+	if err != nil {
+		return nil, err
+	}
+	defer s.stop()
+
+	// One of each first, unmeasured: the runner's first task checks the
+	// image and fetches the package, and the engine's first run warms its
+	// caches; neither is what a task usually pays.
+	if _, _, err := s.runOne(ctx); err != nil {
+		return nil, fmt.Errorf("warm-up task: %w", err)
+	}
+	if _, err := dockerRun(ctx, cli, image); err != nil {
+		return nil, fmt.Errorf("warm-up: %w", err)
+	}
+
+	runDir := filepath.Join(cfg.WorkDir, "latency", "driver-run")
+	if _, err := driverRun(ctx, drv, image, runDir, 0, filesMount); err != nil {
+		return nil, fmt.Errorf("warm-up: %w", err)
+	}
+
+	res := &LatencyResult{N: cfg.LatencyN, Image: image}
+	var may, dock, enq, toStart, run, observe []time.Duration
+	var drvPh [3][3][]time.Duration // by files mode, then Start, Wait, Destroy
+	const (
+		viaMayfly = iota
+		viaDockerRun
+		viaDriverMount
+		viaDriverCopy
+		viaDriverBare
+		ways
+	)
+	for i := range cfg.LatencyN {
+		// Rotate which goes first, so that none always runs right after
+		// another's container removal.
+		for k := range ways {
+			switch (i + k) % ways {
+			case viaDockerRun:
+				d, err := dockerRun(ctx, cli, image)
+				if err != nil {
+					return nil, err
+				}
+				dock = append(dock, d)
+			case viaDriverMount, viaDriverCopy, viaDriverBare:
+				mode := filesMode((i+k)%ways - viaDriverMount)
+				ph, err := driverRun(ctx, drv, image, runDir, i, mode)
+				if err != nil {
+					return nil, err
+				}
+				for j := range ph {
+					drvPh[mode][j] = append(drvPh[mode][j], ph[j])
+				}
+			case viaMayfly:
+				d, ph, err := s.runOne(ctx)
+				if err != nil {
+					return nil, err
+				}
+				may = append(may, d)
+				enq, toStart, run, observe = append(enq, ph[0]), append(toStart, ph[1]), append(run, ph[2]), append(observe, ph[3])
+			}
+		}
+		cfg.Log.Debug("latency sample", "i", i, "mayfly_ms", ms(may[i]), "docker_run_ms", ms(dock[i]),
+			"driver_start_ms", ms(drvPh[filesMount][0][i]), "driver_copy_start_ms", ms(drvPh[filesCopy][0][i]),
+			"driver_bare_start_ms", ms(drvPh[filesNone][0][i]))
+	}
+	res.Mayfly, res.Docker = Summarize(may), Summarize(dock)
+	res.Phases = Phases{Enqueue: Summarize(enq), ToStart: Summarize(toStart), Run: Summarize(run), Observe: Summarize(observe)}
+	res.Driver, res.DriverCopy, res.DriverBare = driverPhases(drvPh[filesMount]), driverPhases(drvPh[filesCopy]), driverPhases(drvPh[filesNone])
+	for i := range may {
+		res.MayflySamples = append(res.MayflySamples, ms(may[i]))
+		res.DockerSamples = append(res.DockerSamples, ms(dock[i]))
+	}
+	res.Target = target("latency p50, Mayfly / docker run", ratio(res.Mayfly.P50, res.Docker.P50), "<=", 1.1)
+	return res, nil
+}
+
+// runOne queues one task through the API and polls until it has ended; it
+// returns the whole latency and the phases Enqueue, ToStart, Run, Observe.
+func (s *server) runOne(ctx context.Context) (time.Duration, [4]time.Duration, error) {
+	var ph [4]time.Duration
+	t0 := time.Now()
+	ids, err := s.client.QueueTasks(ctx, []wire.NewTask{{CodeName: codeName}})
+	if err != nil {
+		return 0, ph, err
+	}
+	queued := time.Now()
+	var task wire.Task
+	for {
+		task, err = s.client.GetTask(ctx, ids[0])
+		if err != nil {
+			return 0, ph, err
+		}
+		if client.Terminal(task.Status) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ph, fmt.Errorf("wait for task %s: %w", ids[0], ctx.Err())
+		case <-time.After(pollEvery):
+		}
+	}
+	seen := time.Now()
+	if task.Status != "complete" {
+		return 0, ph, fmt.Errorf("task %s ended %s: %s", task.ID, task.Status, task.Msg)
+	}
+	if task.StartTime == nil || task.EndTime == nil {
+		return 0, ph, fmt.Errorf("task %s is complete but has no start_time or end_time", task.ID)
+	}
+	ph[0] = queued.Sub(t0)
+	ph[1] = task.StartTime.Sub(task.CreatedAt)
+	ph[2] = task.EndTime.Sub(*task.StartTime)
+	ph[3] = seen.Sub(*task.EndTime)
+	return seen.Sub(t0), ph, nil
+}
+
+func driverPhases(ph [3][]time.Duration) DriverPhases {
+	total := make([]time.Duration, len(ph[0]))
+	for i := range total {
+		total[i] = ph[0][i] + ph[1][i] + ph[2][i]
+	}
+	return DriverPhases{Start: Summarize(ph[0]), Wait: Summarize(ph[1]), Destroy: Summarize(ph[2]), Total: Summarize(total)}
+}
+
+// filesMode is how driverRun gives a container the task's files.
+type filesMode int
+
+const (
+	filesMount filesMode = iota // written to a host directory, bind-mounted read-only, as the runner does
+	filesCopy                   // copied into the container before start
+	filesNone                   // none
+)
+
+// driverRun starts, waits for and destroys one container through the docker
+// driver as the runner would for the trivial code: same image, command,
+// user and limits, the task's files given as mode says, but no queue, API
+// or runner around it.
+func driverRun(ctx context.Context, drv *docker.Driver, image, runDir string, i int, mode filesMode) ([3]time.Duration, error) {
+	var ph [3]time.Duration
+	taskID := fmt.Sprintf("bench-driver-%s-%d", id.New(), i)
+	spec := driver.Spec{
+		TaskID: taskID, RunnerID: "bench-driver", Image: image,
+		Entrypoint: []string{}, Cmd: []string{"/bin/sh", "-c", "true", "mayfly"},
+		Env: []string{"TASK_ID=" + taskID, "TASK_DIR=/mnt/task", "HOME=/mnt/task"}, WorkDir: "/mnt/task",
+		User: "65534:65534", MemoryBytes: 512 << 20, PidsLimit: 512,
+		Output: io.Discard, Stderr: io.Discard,
+	}
+	switch mode {
+	case filesMount:
+		dir := filepath.Join(runDir, taskID)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return ph, fmt.Errorf("create files directory of %s: %w", taskID, err)
+		}
+		defer os.RemoveAll(dir)
+		for _, name := range []string{"payload.json", "config.json"} {
+			if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
+				return ph, fmt.Errorf("write %s of %s: %w", name, taskID, err)
+			}
+		}
+		spec.Mounts = []driver.Mount{{Source: dir, Target: "/mnt/mayfly", ReadOnly: true}}
+	case filesCopy:
+		spec.Files = []driver.File{
+			{Path: "/mnt/task/", Dir: true},
+			{Path: "/mnt/task/README", Data: []byte("a code that does nothing\n")},
+			{Path: "/mnt/mayfly/payload.json", Mode: 0o640},
+			{Path: "/mnt/mayfly/config.json", Mode: 0o640},
+		}
+	}
+	t0 := time.Now()
+	h, err := drv.Start(ctx, spec)
+	if err != nil {
+		return ph, err
+	}
+	t1 := time.Now()
+	res, werr := h.Wait(ctx)
+	t2 := time.Now()
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	derr := h.Destroy(dctx)
+	t3 := time.Now()
+	if err := errors.Join(werr, derr); err != nil {
+		return ph, fmt.Errorf("container of %s: %w", taskID, err)
+	}
+	if res.ExitCode != 0 {
+		return ph, fmt.Errorf("container of %s exited %d: %s", taskID, res.ExitCode, res.Err)
+	}
+	ph[0], ph[1], ph[2] = t1.Sub(t0), t2.Sub(t1), t3.Sub(t2)
+	return ph, nil
+}
+
+// dockerDriver connects to the engine and checks the stack image is there:
+// the benchmark never pulls or builds one, as that would be measured.
+func dockerDriver(ctx context.Context, cfg Config) (*docker.Driver, string, error) {
+	drv, err := docker.New(ctx)
+	if err != nil {
+		return nil, "", fmt.Errorf("connect to the Docker engine: %w", err)
+	}
+	image := cfg.Image
+	if image == "" {
+		image = stack.Image("busybox")
+	}
+	ok, err := drv.ImageExists(ctx, image)
+	if err != nil {
+		drv.Close()
+		return nil, "", fmt.Errorf("look up image %s: %w", image, err)
+	}
+	if !ok {
+		drv.Close()
+		return nil, "", fmt.Errorf("image %s is missing: build it first with `mayfly stack build busybox`", image)
+	}
+	return drv, image, nil
+}

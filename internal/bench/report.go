@@ -1,0 +1,139 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Files a run writes into its output directory.
+const (
+	ResultsFile  = "results.json"
+	ChartFile    = "bench.png"
+	MarkdownFile = "results.md"
+)
+
+// WriteAll writes results.json, bench.png and results.md into dir and
+// returns their paths.
+func WriteAll(dir string, r *Results) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create output directory: %w", err)
+	}
+	var paths []string
+	write := func(name string, fn func(io.Writer) error) error {
+		p := filepath.Join(dir, name)
+		f, err := os.Create(p)
+		if err != nil {
+			return fmt.Errorf("create %s: %w", p, err)
+		}
+		if err := fn(f); err != nil {
+			f.Close()
+			return fmt.Errorf("write %s: %w", p, err)
+		}
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("write %s: %w", p, err)
+		}
+		paths = append(paths, p)
+		return nil
+	}
+	if err := write(ResultsFile, func(w io.Writer) error {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}); err != nil {
+		return paths, err
+	}
+	if err := write(ChartFile, func(w io.Writer) error { return WriteChart(w, r) }); err != nil {
+		return paths, err
+	}
+	if err := write(MarkdownFile, func(w io.Writer) error { return WriteMarkdown(w, r) }); err != nil {
+		return paths, err
+	}
+	return paths, nil
+}
+
+// WriteMarkdown writes the tables BENCHMARKS.md is made of.
+func WriteMarkdown(w io.Writer, r *Results) error {
+	var b strings.Builder
+	m := r.Machine
+	fmt.Fprintf(&b, "Measured %s in %.0f s on %d CPUs (%s), %d MiB memory, kernel %s, Docker %s (API %s, storage %s), %s.\n\n",
+		r.Started.Format("2006-01-02 15:04 MST"), r.Seconds, m.CPUs, orDash(m.CPUModel), m.MemoryMiB, orDash(m.Kernel),
+		orDash(m.DockerVersion), orDash(m.DockerAPI), orDash(m.StorageDriver), m.Go)
+	if r.LoadAvg[0] != "" {
+		fmt.Fprintf(&b, "Load average (1, 5, 15 min) at start: %s; at end: %s.\n\n", r.LoadAvg[0], r.LoadAvg[1])
+	}
+	if r.Command != "" {
+		fmt.Fprintf(&b, "Command: `%s`\n\n", r.Command)
+	}
+	b.WriteString("| scenario | Mayfly | baseline | ratio | target | met |\n|---|---|---|---|---|---|\n")
+	yes := func(t Target) string {
+		if t.Met {
+			return "yes"
+		}
+		return "**no**"
+	}
+	if l := r.Latency; l != nil {
+		fmt.Fprintf(&b, "| latency, %d sequential tasks (p50 / p90 / p99 ms) | %.0f / %.0f / %.0f | docker run --rm: %.0f / %.0f / %.0f | %.2f | %s %g | %s |\n",
+			l.N, l.Mayfly.P50, l.Mayfly.P90, l.Mayfly.P99, l.Docker.P50, l.Docker.P90, l.Docker.P99,
+			l.Target.Ratio, l.Target.Op, l.Target.Bound, yes(l.Target))
+	}
+	if t := r.Throughput; t != nil {
+		fmt.Fprintf(&b, "| throughput, %d tasks at capacity %d (tasks/s, wall s) | %.2f/s, %.1f s | docker run --rm x%d: %.2f/s, %.1f s | %.2f | %s %g | %s |\n",
+			t.M, t.C, t.MayflyRate, t.MayflySecs, t.C, t.DockerRate, t.DockerSecs, t.Target.Ratio, t.Target.Op, t.Target.Bound, yes(t.Target))
+	}
+	if q := r.Queue; q != nil {
+		fmt.Fprintf(&b, "| queue only, %d no-op tasks, %d workers (tasks/s) | %.0f/s | River %s on SQLite: %.0f/s | %.2f | %s %g | %s |\n",
+			q.Tasks, q.C, q.MayflyRate, q.River.Version, q.River.TasksPerSec, q.Target.Ratio, q.Target.Op, q.Target.Bound, yes(q.Target))
+	}
+	if d := r.Depth; d != nil {
+		fmt.Fprintf(&b, "| lease+finish with %s queued (p50 / p99 ms) | %.2f / %.2f | with %s queued: %.2f / %.2f | %.2f | %s %g | %s |\n",
+			count(d.Large.Queued), d.Large.Total.P50, d.Large.Total.P99, count(d.Small.Queued), d.Small.Total.P50, d.Small.Total.P99,
+			d.Target.Ratio, d.Target.Op, d.Target.Bound, yes(d.Target))
+	}
+	if l := r.Latency; l != nil {
+		p := l.Phases
+		b.WriteString("\nWhere a Mayfly task's time goes, as seen from outside the runner (ms):\n\n")
+		b.WriteString("| phase | p50 | p90 | p99 |\n|---|---|---|---|\n")
+		for _, row := range []struct {
+			name string
+			s    Stats
+		}{
+			{"POST tasks, until answered (durable enqueue)", p.Enqueue},
+			{"created_at to start_time (wake, lease, image and package look-ups, task files, create, start, mark running)", p.ToStart},
+			{"start_time to end_time (run, exit, log flush, remove, finish)", p.Run},
+			{"end_time until the client's poll saw it", p.Observe},
+			{"whole, queue to observed complete", l.Mayfly},
+			{"docker run --rm (baseline)", l.Docker},
+			{"docker driver alone, files bind-mounted as the runner does: Start (create, attach, start)", l.Driver.Start},
+			{"docker driver alone, files bind-mounted: Wait (run and exit)", l.Driver.Wait},
+			{"docker driver alone, files bind-mounted: Destroy (remove)", l.Driver.Destroy},
+			{"docker driver alone, files bind-mounted: all three", l.Driver.Total},
+			{"docker driver alone, files copied in: Start (create, copy, attach, start)", l.DriverCopy.Start},
+			{"docker driver alone, files copied in: all three", l.DriverCopy.Total},
+			{"docker driver alone, no files: Start", l.DriverBare.Start},
+			{"docker driver alone, no files: all three", l.DriverBare.Total},
+		} {
+			fmt.Fprintf(&b, "| %s | %.1f | %.1f | %.1f |\n", row.name, row.s.P50, row.s.P90, row.s.P99)
+		}
+	}
+	if d := r.Depth; d != nil {
+		b.WriteString("\nLease and finish by queue depth (ms):\n\n")
+		b.WriteString("| queued | fill time s | lease p50 | lease p99 | finish p50 | finish p99 |\n|---|---|---|---|---|---|\n")
+		for _, s := range []DepthSide{d.Small, d.Large} {
+			fmt.Fprintf(&b, "| %s | %.1f | %.2f | %.2f | %.2f | %.2f |\n", count(s.Queued), s.InsertSecs,
+				s.Lease.P50, s.Lease.P99, s.Finish.P50, s.Finish.P99)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
