@@ -47,6 +47,12 @@ fi
 if [ -z "$started" ]; then
   # Started by hand: no bridge and no iptables rules, so the engine creates
   # no private-range network; task containers run with networking off.
+  # A dockerd that was killed leaves its pid files and maybe its own
+  # containerd, which stop a new one from starting.
+  if ! pidof dockerd >/dev/null 2>&1; then
+    pkill -f 'containerd --config /var/run/docker/containerd/containerd.toml' 2>/dev/null || true
+    rm -f /var/run/docker.pid /var/run/docker/containerd/containerd.pid
+  fi
   log "starting dockerd (no bridge, no iptables); its log is /var/log/mayfly-dockerd.log"
   nohup dockerd --bridge=none --iptables=false >/var/log/mayfly-dockerd.log 2>&1 &
 fi

@@ -18,7 +18,7 @@ func taskJSON(t store.Task, withPayload bool) wire.Task {
 		Percent: t.Percent, RunTimes: max(t.Attempt, 1), RetryCount: t.RetryCount, RetryOf: t.RetryOf,
 		RetryAt: t.RetryAt, ScheduleID: t.ScheduleID, LogSize: t.LogSize, CreatedAt: t.CreatedAt,
 		UpdatedAt: t.UpdatedAt, StartTime: t.StartTime, EndTime: t.EndTime, ExitCode: t.ExitCode,
-		Attempt: t.Attempt, RunnerID: t.RunnerID, DueAt: t.DueAt,
+		Attempt: t.Attempt, RunnerID: t.RunnerID, DueAt: t.DueAt, Timings: t.Timings,
 	}
 	if withPayload {
 		out.Payload = t.Payload

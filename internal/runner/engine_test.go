@@ -14,9 +14,10 @@ import (
 	"github.com/mayfly-run/mayfly/internal/wire"
 )
 
-// TestEngineRestart restarts the Docker engine under a running task. The
-// task must not be lost nor end in error: the runner waits for the engine,
-// the task runs again, and no container is left.
+// TestEngineRestart crashes the Docker engine (SIGKILL) under a running
+// task and starts it again. The task must not be lost nor end in error:
+// the runner loses track of the container, waits for the engine, the task
+// runs again, and no container is left.
 //
 // It stops the engine every other test uses, so it runs only when asked,
 // alone (make test does, after the rest):
@@ -27,7 +28,7 @@ func TestEngineRestart(t *testing.T) {
 		t.Skip("restarts the Docker engine; set MAYFLY_ENGINE_RESTART=1 to run it (make test does, on its own)")
 	}
 	b := setup(t, service.Config{LeaseDuration: 3 * time.Second}, 2)
-	b.push("survivor", wire.CodeUpload{Command: `echo "attempt"; sleep 4; echo done`}, map[string]string{"x": ""})
+	b.push("survivor", wire.CodeUpload{Command: `echo "attempt"; sleep 8; echo done`}, map[string]string{"x": ""})
 	id := b.queue(wire.NewTask{CodeName: "survivor"})[0]
 	b.waitFor(id, 60*time.Second, func(tk store.Task) bool { return tk.Status == store.StatusRunning })
 
@@ -42,15 +43,10 @@ func TestEngineRestart(t *testing.T) {
 	}
 }
 
-// restartEngine stops dockerd and starts it again the way make does.
+// restartEngine kills dockerd and starts it again the way make does (or
+// systemd, which restarts a killed unit).
 func restartEngine(t *testing.T) {
 	t.Helper()
-	if _, err := os.Stat("/run/systemd/system"); err == nil {
-		if out, err := exec.Command("systemctl", "restart", "docker").CombinedOutput(); err != nil {
-			t.Fatalf("systemctl restart docker: %v %s", err, out)
-		}
-		return
-	}
 	out, err := exec.Command("pidof", "dockerd").Output()
 	if err != nil {
 		t.Fatalf("no dockerd to restart: %v", err)
@@ -60,7 +56,7 @@ func restartEngine(t *testing.T) {
 		for _, c := range f {
 			pid = pid*10 + int(c-'0')
 		}
-		syscall.Kill(pid, syscall.SIGTERM)
+		syscall.Kill(pid, syscall.SIGKILL)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -69,6 +65,12 @@ func restartEngine(t *testing.T) {
 			t.Fatal("dockerd did not stop")
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := os.Stat("/run/systemd/system"); err == nil {
+		if out, err := exec.Command("systemctl", "restart", "docker").CombinedOutput(); err != nil {
+			t.Fatalf("systemctl restart docker: %v %s", err, out)
+		}
+		return
 	}
 	if out, err := exec.Command("bash", "../../scripts/setup.sh").CombinedOutput(); err != nil {
 		t.Fatalf("start the engine again: %v %s", err, out)

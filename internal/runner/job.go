@@ -41,6 +41,10 @@ type outcome struct {
 	msg      string
 	exitCode *int
 	abandon  bool
+	// cleanup removes the container; it runs after the end is reported,
+	// so removal is off the task's critical path.
+	cleanup func()
+	phases  phases
 }
 
 // failOrAbandon fails the task, unless the engine is away: then the task
@@ -64,6 +68,9 @@ func (r *Runner) runJob(job wire.Job) {
 	ctx, cancel := context.WithCancel(r.hardCtx)
 	defer cancel()
 	out := r.execute(ctx, job)
+	if out.cleanup != nil {
+		defer out.cleanup()
+	}
 	if out.abandon {
 		log.Warn("task abandoned", "reason", out.msg)
 		return
@@ -75,7 +82,8 @@ func (r *Runner) runJob(job wire.Job) {
 // finish reports the outcome, retrying passing errors for about a lease,
 // after which the server will have rescued the task anyway.
 func (r *Runner) finish(job wire.Job, out outcome) {
-	req := wire.FinishRequest{RunnerID: r.cfg.ID, Status: out.status, Msg: out.msg, ExitCode: out.exitCode}
+	req := wire.FinishRequest{RunnerID: r.cfg.ID, Status: out.status, Msg: out.msg, ExitCode: out.exitCode,
+		Timings: out.phases.ms(job)}
 	deadline := time.Now().Add(time.Duration(max(job.LeaseMs, 1000)) * time.Millisecond)
 	wait := 100 * time.Millisecond
 	for {
@@ -97,7 +105,10 @@ func (r *Runner) finish(job wire.Job, out outcome) {
 	}
 }
 
-func (r *Runner) execute(ctx context.Context, job wire.Job) outcome {
+func (r *Runner) execute(ctx context.Context, job wire.Job) (out outcome) {
+	var ph phases
+	ph.mark(&ph.leased)
+	defer func() { out.phases = ph }()
 	hb := r.startHeartbeat(ctx, job)
 	defer hb.Stop()
 	prep, err := r.prepare(ctx, job)
@@ -142,12 +153,14 @@ func (r *Runner) execute(ctx context.Context, job wire.Job) outcome {
 	if hb.isLost() {
 		return outcome{abandon: true, msg: "lease lost while preparing"}
 	}
+	ph.mark(&ph.prepared)
 	h, err := r.driver.Start(ctx, spec)
 	if err != nil {
 		return r.failOrAbandon(ctx, fmt.Errorf("Could not start the container: %v", err))
 	}
+	ph.mark(&ph.started)
 	r.active.Store(h.ID(), job.TaskID)
-	defer r.destroy(h, job.TaskID)
+	defer func() { out.cleanup = func() { r.destroy(h, job.TaskID) } }()
 	if werr != nil {
 		if perr := <-werr; perr != nil {
 			// The container did not get the whole package.
@@ -165,10 +178,12 @@ func (r *Runner) execute(ctx context.Context, job wire.Job) outcome {
 		r.log.Warn("could not mark task running", "task_id", job.TaskID, "err", err)
 	}
 
-	out := r.watch(ctx, job, h, hb)
+	out = r.watch(ctx, job, h, hb)
+	ph.mark(&ph.exited)
 	// Every byte the container wrote is in the log before the end is
 	// reported, so a client that sees the status can read the whole log.
 	logs.Close()
+	ph.mark(&ph.logged)
 	if out.status == store.StatusError && out.exitCode != nil {
 		if t := strings.TrimSpace(tail.String()); t != "" {
 			out.msg += ": " + t

@@ -212,6 +212,11 @@ func TestTaskContract(t *testing.T) {
 	if tk.StartTime == nil || tk.EndTime == nil || tk.EndTime.Before(*tk.StartTime) {
 		t.Fatalf("times: start %v end %v", tk.StartTime, tk.EndTime)
 	}
+	for _, phase := range []string{"queue", "prepare", "start", "run", "logs"} {
+		if v, ok := tk.Timings[phase]; !ok || v < 0 {
+			t.Errorf("timings lack phase %s: %v", phase, tk.Timings)
+		}
+	}
 	log := b.log(taskID)
 	for _, want := range []string{
 		"args: -d /mnt/task -payload /mnt/mayfly/payload.json -config /mnt/mayfly/config.json -id " + taskID,
@@ -287,9 +292,16 @@ func TestCancelRunning(t *testing.T) {
 	if log := b.log(id); !strings.Contains(log, "got TERM") {
 		t.Fatalf("the task did not get SIGTERM first; log %q", log)
 	}
-	left, err := b.drv.ListManaged(context.Background(), b.runner)
-	if err != nil || len(left) != 0 {
-		t.Fatalf("container still there after cancel: %v %v", left, err)
+	// The container goes right after the end is reported.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		left, err := b.drv.ListManaged(context.Background(), b.runner)
+		if err == nil && len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container still there after cancel: %v %v", left, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

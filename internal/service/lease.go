@@ -84,7 +84,7 @@ func (s *Service) jobs(ctx context.Context, tasks []store.Task) ([]wire.Job, err
 		}
 		jobs = append(jobs, wire.Job{
 			TaskID: t.ID, ProjectID: t.ProjectID, CodeID: t.CodeID, CodeName: t.CodeName,
-			Payload: t.Payload, Timeout: t.Timeout, Attempt: t.Attempt, ScheduleID: t.ScheduleID,
+			Payload: t.Payload, Timeout: t.Timeout, Attempt: t.Attempt, ScheduleID: t.ScheduleID, DueAt: t.DueAt,
 			LeaseMs: s.cfg.LeaseDuration.Milliseconds(), MaxLogBytes: s.cfg.MaxLogBytes,
 			// Valid past the task's timeout with room for a slow start.
 			TaskToken: s.MintTaskToken(t.ProjectID, t.ID, time.Duration(t.Timeout)*time.Second+time.Hour),
@@ -137,7 +137,7 @@ func (s *Service) Finish(ctx context.Context, taskID string, req wire.FinishRequ
 		return err
 	}
 	err = s.store.FinishTask(ctx, store.FinishParams{TaskID: taskID, RunnerID: req.RunnerID,
-		Status: req.Status, Msg: req.Msg, ExitCode: req.ExitCode, Now: now, Retry: retry})
+		Status: req.Status, Msg: req.Msg, ExitCode: req.ExitCode, Now: now, Retry: retry, Timings: req.Timings})
 	if err != nil {
 		return leaseErr(err, taskID)
 	}

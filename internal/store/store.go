@@ -131,6 +131,7 @@ type Task struct {
 	RetryCount     int
 	ScheduleID     string
 	LogSize        int64
+	Timings        map[string]float64 // ms per phase on the runner
 	CreatedAt      time.Time
 	UpdatedAt      time.Time
 	DueAt          time.Time
@@ -182,6 +183,7 @@ type FinishParams struct {
 	Msg      string // "" keeps the task's msg (the last progress message)
 	ExitCode *int
 	Now      time.Time
+	Timings  map[string]float64
 	// Retry, when set, is inserted in the same transaction as the finish,
 	// and the finished task's retry_at points at it: a retry is never lost
 	// nor made twice.

@@ -193,10 +193,13 @@ type Task struct {
 	StartTime  *time.Time `json:"start_time"`
 	EndTime    *time.Time `json:"end_time"`
 	// Extensions.
-	ExitCode *int      `json:"exit_code,omitempty"`
-	Attempt  int       `json:"attempt"`
-	RunnerID string    `json:"runner_id,omitempty"`
-	DueAt    time.Time `json:"due_at"`
+	ExitCode *int `json:"exit_code,omitempty"`
+	// Timings is where the task's time went on its runner, in ms: queue,
+	// prepare, start, run, logs.
+	Timings  map[string]float64 `json:"timings,omitempty"`
+	Attempt  int                `json:"attempt"`
+	RunnerID string             `json:"runner_id,omitempty"`
+	DueAt    time.Time          `json:"due_at"`
 }
 
 type TaskList struct {
@@ -230,6 +233,9 @@ type Job struct {
 	Timeout    int    `json:"timeout"`
 	Attempt    int    `json:"attempt"`
 	ScheduleID string `json:"schedule_id,omitempty"`
+	// DueAt is when the task became due; the runner measures its queue
+	// wait from it.
+	DueAt time.Time `json:"due_at"`
 	// LeaseMs is how long the lease lasts without a heartbeat.
 	LeaseMs int64 `json:"lease_ms"`
 	// TaskToken lets the task report its own progress, and nothing else.
@@ -268,4 +274,6 @@ type FinishRequest struct {
 	Status   string `json:"status"`
 	Msg      string `json:"msg,omitempty"`
 	ExitCode *int   `json:"exit_code,omitempty"`
+	// Timings are the task's phases on the runner, in ms.
+	Timings map[string]float64 `json:"timings,omitempty"`
 }

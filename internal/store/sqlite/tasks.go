@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -14,7 +15,7 @@ import (
 const taskCols = `id, project_id, code_id, code_name, code_revision_id, code_rev, status,
 	priority, payload, timeout, delay, cluster, label, msg, exit_code, percent, attempt,
 	runner_id, lease_expires_at, cancel_request, retry_of, retry_at, retry_count,
-	schedule_id, log_size, created_at, updated_at, due_at, start_time, end_time`
+	schedule_id, log_size, created_at, updated_at, due_at, start_time, end_time, timings`
 
 func scanTask(row rowScanner) (store.Task, error) {
 	var (
@@ -22,13 +23,19 @@ func scanTask(row rowScanner) (store.Task, error) {
 		exitCode                sql.NullInt64
 		lease, start, end       sql.NullInt64
 		created, updated, dueAt int64
+		timings                 string
 	)
 	err := row.Scan(&t.ID, &t.ProjectID, &t.CodeID, &t.CodeName, &t.CodeRevisionID, &t.CodeRev, &t.Status,
 		&t.Priority, &t.Payload, &t.Timeout, &t.Delay, &t.Cluster, &t.Label, &t.Msg, &exitCode, &t.Percent, &t.Attempt,
 		&t.RunnerID, &lease, &t.CancelRequest, &t.RetryOf, &t.RetryAt, &t.RetryCount,
-		&t.ScheduleID, &t.LogSize, &created, &updated, &dueAt, &start, &end)
+		&t.ScheduleID, &t.LogSize, &created, &updated, &dueAt, &start, &end, &timings)
 	if err != nil {
 		return store.Task{}, err
+	}
+	if timings != "" {
+		if err := json.Unmarshal([]byte(timings), &t.Timings); err != nil {
+			return store.Task{}, fmt.Errorf("decode timings of task %s: %w", t.ID, err)
+		}
 	}
 	if exitCode.Valid {
 		c := int(exitCode.Int64)
@@ -41,6 +48,18 @@ func scanTask(row rowScanner) (store.Task, error) {
 	t.UpdatedAt = fromMicros(updated)
 	t.DueAt = fromMicros(dueAt)
 	return t, nil
+}
+
+// encodeTimings stores nil as "" so tasks without timings cost nothing.
+func encodeTimings(m map[string]float64) string {
+	if len(m) == 0 {
+		return ""
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return ""
+	}
+	return string(b)
 }
 
 func scanTasks(rows *sql.Rows) ([]store.Task, error) {
@@ -81,7 +100,7 @@ func (s *Store) InsertTasks(ctx context.Context, tasks []store.Task) error {
 	return nil
 }
 
-var insertTaskSQL = `INSERT INTO tasks (` + taskCols + `) VALUES (` + placeholders(30) + `)`
+var insertTaskSQL = `INSERT INTO tasks (` + taskCols + `) VALUES (` + placeholders(31) + `)`
 
 func insertTask(ctx context.Context, tx *querier, t store.Task) error {
 	if _, err := tx.ExecContext(ctx, insertTaskSQL,
@@ -89,7 +108,7 @@ func insertTask(ctx context.Context, tx *querier, t store.Task) error {
 		t.Priority, t.Payload, t.Timeout, t.Delay, t.Cluster, t.Label, t.Msg, nullInt(t.ExitCode), t.Percent, t.Attempt,
 		t.RunnerID, nullMicros(t.LeaseExpiresAt), t.CancelRequest, t.RetryOf, t.RetryAt, t.RetryCount,
 		t.ScheduleID, t.LogSize, micros(t.CreatedAt), micros(t.UpdatedAt), micros(t.DueAt),
-		nullMicros(t.StartTime), nullMicros(t.EndTime)); err != nil {
+		nullMicros(t.StartTime), nullMicros(t.EndTime), encodeTimings(t.Timings)); err != nil {
 		return fmt.Errorf("task %s: %w", t.ID, mapErr(err))
 	}
 	return nil
@@ -204,9 +223,9 @@ func (s *Store) FinishTask(ctx context.Context, p store.FinishParams) error {
 	finish := func(q *querier) error {
 		return leaseLost(q.ExecContext(ctx,
 			`UPDATE tasks SET status = ?, msg = CASE WHEN ? = '' THEN msg ELSE ? END, exit_code = ?,
-				end_time = ?, updated_at = ?, lease_expires_at = NULL, retry_at = ?
+				end_time = ?, updated_at = ?, lease_expires_at = NULL, retry_at = ?, timings = ?
 			 WHERE id = ? AND runner_id = ? AND status IN ('preparing', 'running')`,
-			p.Status, p.Msg, p.Msg, nullInt(p.ExitCode), now, now, retryAt, p.TaskID, p.RunnerID))
+			p.Status, p.Msg, p.Msg, nullInt(p.ExitCode), now, now, retryAt, encodeTimings(p.Timings), p.TaskID, p.RunnerID))
 	}
 	var err error
 	if p.Retry == nil {

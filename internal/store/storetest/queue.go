@@ -155,3 +155,21 @@ func testCancelCodeTasksAndStats(t *testing.T, b *bundle) {
 		t.Fatalf("stats across projects: %v", stats)
 	}
 }
+
+func testFinishTimings(t *testing.T, b *bundle) {
+	code := b.putCode(t, "timed")
+	tk := b.insertN(t, 1, code)[0]
+	b.lease(t, "r1", 1, b.now)
+	timings := map[string]float64{"prepare": 1.5, "start": 240, "run": 12.25}
+	if err := b.s.FinishTask(b.ctx, store.FinishParams{TaskID: tk.ID, RunnerID: "r1", Status: store.StatusComplete,
+		Now: b.now, Timings: timings}); err != nil {
+		t.Fatal(err)
+	}
+	got := b.getTask(t, tk.ID)
+	if len(got.Timings) != 3 || got.Timings["start"] != 240 || got.Timings["run"] != 12.25 {
+		t.Fatalf("timings read back as %v", got.Timings)
+	}
+	if other := b.insertN(t, 1, code)[0]; b.getTask(t, other.ID).Timings != nil {
+		t.Fatal("a task that never ran has timings")
+	}
+}

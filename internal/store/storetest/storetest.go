@@ -66,6 +66,7 @@ func Run(t *testing.T, h Harness) {
 		{"ProjectIsolation", testProjectIsolation},
 		{"Durability", testDurability},
 		{"FinishWithRetry", testFinishWithRetry},
+		{"FinishTimings", testFinishTimings},
 		{"RetryTask", testRetryTask},
 		{"Progress", testProgress},
 		{"CancelCodeTasksAndStats", testCancelCodeTasksAndStats},
