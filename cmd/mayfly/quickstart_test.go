@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mayfly-run/mayfly/internal/driver/docker"
+	"github.com/mayfly-run/mayfly/internal/runner"
 	"github.com/mayfly-run/mayfly/internal/testenv"
 )
 
@@ -116,6 +118,15 @@ func startServerAt(t *testing.T, addr, dataDir string, env ...string) *serverPro
 	go func() { s.done <- s.cmd.Wait() }()
 	t.Cleanup(func() {
 		s.cmd.Process.Kill()
+		// The code images its runner baked go with the test.
+		for _, e := range env {
+			if p, ok := strings.CutPrefix(e, "MAYFLY_BOOTSTRAP_PROJECT="); ok && p != "" {
+				if d, err := docker.New(context.Background()); err == nil {
+					d.RemoveImages(context.Background(), map[string]string{runner.LabelProject: p}, "")
+					d.Close()
+				}
+			}
+		}
 		if t.Failed() {
 			t.Logf("server output:\n%s", s.output())
 		}

@@ -20,14 +20,17 @@ import (
 
 // Code images: a code revision's package is baked onto its stack (or image)
 // once per runner, as "mayfly/code:KEY" where KEY hashes the base image's
-// id, the package checksum and the task user. A task start is then a plain
+// id, the package checksum, the task user and the project. A task start is then a plain
 // container start with nothing copied. Rebuilding a stack changes its id,
 // so the next task bakes anew; images of a code's other revisions are
 // removed once a new one is baked.
 const (
-	codeImageRepo   = "mayfly/code"
-	labelCodeImage  = "io.mayfly.code-image"
-	labelCodeID     = "io.mayfly.code-id"
+	codeImageRepo  = "mayfly/code"
+	labelCodeImage = "io.mayfly.code-image"
+	labelCodeID    = "io.mayfly.code-id"
+	// LabelProject marks code images with their project, so whoever
+	// removes a project (or a test its own) can remove its images.
+	LabelProject    = "io.mayfly.project"
 	codeImageFormat = "1" // part of the key: bump when the baked layout changes
 	// baseIDTTL bounds how stale the id of a base image may be: a rebuilt
 	// stack is picked up this long after, without an engine round trip
@@ -83,9 +86,13 @@ func (r *Runner) prepare(ctx context.Context, job wire.Job) (prepared, error) {
 	if id == "" {
 		return p, missingImage(base, job, r.cfg.ID)
 	}
-	sum := sha256.Sum256([]byte(id + "\n" + job.Code.PackageSHA256 + "\n" + r.cfg.User + "\n" + codeImageFormat))
+	// The project is part of the key: projects never share an image, so
+	// removing one project's images cannot pull one from under another.
+	sum := sha256.Sum256([]byte(id + "\n" + job.Code.PackageSHA256 + "\n" + r.cfg.User + "\n" + job.ProjectID + "\n" + codeImageFormat))
 	ref := codeImageRepo + ":" + hex.EncodeToString(sum[:12])
-	if _, ok := r.baked.Load(ref); ok {
+	// Known images are looked up again after a while, in case someone
+	// removed one.
+	if at, ok := r.baked.Load(ref); ok && time.Since(at.(time.Time)) < baseIDTTL {
 		p.image = ref
 		return p, nil
 	}
@@ -96,7 +103,7 @@ func (r *Runner) prepare(ctx context.Context, job wire.Job) (prepared, error) {
 		}
 		pr, werr := archive()
 		err = baker.Bake(ctx, driver.BakeSpec{Ref: ref, Base: base, Archive: pr, WorkDir: TaskDir,
-			Labels: map[string]string{labelCodeImage: "true", labelCodeID: job.CodeID}})
+			Labels: map[string]string{labelCodeImage: "true", labelCodeID: job.CodeID, LabelProject: job.ProjectID}})
 		pr.CloseWithError(errArchiveUnread)
 		if perr := <-werr; perr != nil && !errors.Is(perr, errArchiveUnread) {
 			return nil, fmt.Errorf("Could not unpack the code package: %v", perr)
@@ -111,7 +118,7 @@ func (r *Runner) prepare(ctx context.Context, job wire.Job) (prepared, error) {
 	if err != nil {
 		return p, err
 	}
-	r.baked.Store(ref, struct{}{})
+	r.baked.Store(ref, time.Now())
 	p.image = ref
 	return p, nil
 }

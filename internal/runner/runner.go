@@ -113,7 +113,7 @@ type Runner struct {
 	cache  *packageCache
 	images sync.Map // image ref -> struct{}: seen present, so not checked again
 
-	baked    sync.Map // code image ref -> struct{}: known to exist
+	baked    sync.Map // code image ref -> time.Time it was last known to exist
 	baseIDs  sync.Map // base image ref -> baseID
 	runners  sync.Map // package sha256 -> has __runner__.sh
 	bakes    singleflight.Group

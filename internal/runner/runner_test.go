@@ -75,6 +75,10 @@ func newBundle(t testing.TB, cfg service.Config, capacity int, memory int64, sta
 	mctx, stopMaint := context.WithCancel(ctx)
 	go svc.RunMaintenance(mctx, 100*time.Millisecond)
 	t.Cleanup(stopMaint)
+	// Registered first, so it runs after the runners are gone.
+	t.Cleanup(func() {
+		drv.RemoveImages(context.Background(), map[string]string{runner.LabelProject: boot.ProjectID}, "")
+	})
 	b := &bundle{t: t, svc: svc, drv: drv, project: boot.ProjectID, stackImage: stackImage, memory: memory, quiet: quiet, dir: dir}
 	b.runner = b.addRunner(capacity)
 	return b
