@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -69,8 +68,9 @@ var (
 )
 
 // StackImage returns the image of stack name, built first if it is missing
-// or out of date. One test process builds each stack once, and a file lock
-// keeps the test binaries of several packages from building at once.
+// or out of date. One test process builds each stack once; the lock in
+// stack.Build keeps the test binaries of several packages from building
+// at once.
 func StackImage(t testing.TB, name string) string {
 	t.Helper()
 	stackBuildsMu.Lock()
@@ -100,12 +100,8 @@ func buildStack(name string) (image, missing string, err error) {
 	}
 	d.Close()
 
-	unlock, err := lockFile(ctx, filepath.Join(os.TempDir(), "mayfly-stack-build-"+name+".lock"))
-	if err != nil {
-		return "", "", err
-	}
-	defer unlock()
-
+	// stack.Build holds a machine-wide lock per stack, so test binaries
+	// of several packages never build the same stack at once.
 	var out bytes.Buffer
 	image, _, err = stack.Build(ctx, name, &out, false)
 	switch {
