@@ -22,7 +22,7 @@ func newScheduleCmd(a *app) *cobra.Command {
 		Short:   "Run a code's tasks on a schedule",
 		Long: `A schedule queues a task of a code at due times: every --run-every seconds,
 at the times of a --cron expression (5 fields, in --timezone, UTC by default),
-or once at --start-at when neither is given. Each due time makes exactly one
+or once (at --start-at, or at once) when neither is given. Each due time makes exactly one
 task, whose schedule_id (and SCHEDULE_ID inside the container) names the
 schedule. A due time missed while the server was down runs once when it is
 back; the next one is counted from then.`,
@@ -166,9 +166,9 @@ func newScheduleCreateCmd(a *app) *cobra.Command {
 		Use:   "create CODE",
 		Short: "Create a schedule for a code and print its id",
 		Long: `Create a schedule that queues tasks of the code named CODE. Give --run-every
-(an interval), --cron (calendar times, with --timezone), or only --start-at
-for a single run. Without --start-at an interval schedule runs at once and
-a cron schedule at its next time.`,
+(an interval), --cron (calendar times, with --timezone), or neither for a
+single run, at --start-at or at once. Without --start-at an interval
+schedule runs at once and a cron schedule at its next time.`,
 		Example: `  mayfly schedule create hello --run-every 1h --payload '{"name":"world"}'
   mayfly schedule create hello --run-every 5m --start-at 10m --run-times 3
   mayfly schedule create report --cron '30 2 * * 1-5' --timezone Europe/Berlin --max-concurrency 1
@@ -184,9 +184,6 @@ a cron schedule at its next time.`,
 func (c *scheduleCreateCommand) Run(ctx context.Context, args []string) error {
 	if err := c.f.check(); err != nil {
 		return err
-	}
-	if !c.f.runEvery.set && c.f.cron == "" && !c.f.startAt.set {
-		return errors.New("say when: --run-every, --cron, or --start-at for a single run")
 	}
 	payload, _, err := c.f.readPayload(c.app.stdin)
 	if err != nil {

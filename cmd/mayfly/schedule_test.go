@@ -194,13 +194,18 @@ func TestScheduleCLI(t *testing.T) {
 	}{
 		{[]string{"schedule", "create", "ghost", "--run-every", "60"}, `no code named "ghost"`},
 		{[]string{"schedule", "create", "tick", "--cron", "61 * * * *"}, "Invalid cron"},
-		{[]string{"schedule", "create", "tick"}, "--run-every, --cron, or --start-at"},
 		{[]string{"schedule", "show", "ffffffffffffffffffffffff"}, "Schedule not found"},
 	} {
 		res := cli(c.args...)
 		if res.code == 0 || !strings.Contains(res.stderr, c.want) {
 			t.Fatalf("mayfly %v: exit %d, stderr %q; want a failure saying %q", c.args, res.code, res.stderr, c.want)
 		}
+	}
+
+	// Neither an interval nor a time: one run, now.
+	once := strings.TrimSpace(cli("schedule", "create", "tick").ok(t).stdout)
+	if sc, err := c.GetSchedule(t.Context(), once); err != nil || sc.RunEvery != 0 || sc.Cron != "" || sc.NextStart == nil && sc.RunCount == 0 {
+		t.Fatalf("one-time schedule: %+v, %v", sc, err)
 	}
 
 	long := strings.TrimSpace(cli("schedule", "create", "tick", "--cron", "30 2 * * *", "--timezone", "Europe/Berlin").ok(t).stdout)

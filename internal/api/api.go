@@ -141,17 +141,28 @@ func (a *API) readJSON(w http.ResponseWriter, r *http.Request, v any) error {
 		if errors.Is(err, io.EOF) {
 			return errEmptyBody
 		}
-		var se *json.SyntaxError
-		var te *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &se):
-			return errStatus(http.StatusBadRequest, "Malformed JSON at byte "+itoa(se.Offset)+": "+se.Error())
-		case errors.As(err, &te):
-			return errStatus(http.StatusBadRequest, "Wrong JSON type for field '"+te.Field+"': expected "+te.Type.String())
-		}
-		return errStatus(http.StatusBadRequest, "Malformed JSON: "+err.Error())
+		return jsonError(err)
 	}
 	return nil
+}
+
+// jsonError turns a decoding error into a 400 a user can act on.
+func jsonError(err error) error {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	var fe *wire.FieldError
+	switch {
+	case errors.As(err, &se):
+		return errStatus(http.StatusBadRequest, "Malformed JSON at byte "+itoa(se.Offset)+": "+se.Error())
+	case errors.As(err, &te):
+		// Fields of wire types with their own UnmarshalJSON sit in an
+		// embedded "plain" struct; the client knows them without it.
+		field := strings.ReplaceAll(te.Field, "plain.", "")
+		return errStatus(http.StatusBadRequest, "Wrong JSON type for field '"+field+"': expected "+te.Type.String())
+	case errors.As(err, &fe):
+		return errStatus(http.StatusBadRequest, fe.Error())
+	}
+	return errStatus(http.StatusBadRequest, "Malformed JSON: "+err.Error())
 }
 
 // token finds the caller's token: "OAuth X", "Bearer X" or ?oauth=X.

@@ -295,8 +295,11 @@ func TestCodeUploadRefusesBadInput(t *testing.T) {
 	if len(matches) != 0 {
 		t.Fatalf("refused uploads left blobs: %v", matches)
 	}
-	// Not multipart at all.
-	st, body = b.do("POST", b.url("/codes"), strings.NewReader(`{"name":"x"}`))
+	// A JSON body names a new code without a package.
+	st, body = b.do("POST", b.url("/codes"), strings.NewReader(`{"name":"x"}`), "Content-Type", "application/json")
+	wantErr(t, st, body, 400, "needs a zip")
+	// Neither multipart nor JSON.
+	st, body = b.do("POST", b.url("/codes"), strings.NewReader(`{"name":"x"}`), "Content-Type", "text/plain")
 	wantErr(t, st, body, 400, "multipart")
 }
 

@@ -7,6 +7,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/mayfly-run/mayfly/internal/store"
 	"github.com/mayfly-run/mayfly/internal/wire"
@@ -26,10 +27,20 @@ func codeJSON(c store.Code) wire.Code {
 // uploadCode reads the multipart upload as a stream: the `data` field must
 // come before `file` (as every client sends it), so the zip is never held
 // in memory.
+//
+// A plain JSON body (the Ruby gem's codes.register) is the 'data' field
+// alone: an image code, or new options for an existing code.
 func (a *API) uploadCode(w http.ResponseWriter, r *http.Request) error {
 	ct, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err == nil && (ct == "application/json" || strings.HasSuffix(ct, "+json")) {
+		var up wire.CodeUpload
+		if err := a.readJSON(w, r, &up); err != nil {
+			return err
+		}
+		return a.storeCode(w, r, up, nil)
+	}
 	if err != nil || ct != "multipart/form-data" {
-		return errStatus(http.StatusBadRequest, "Upload must be multipart/form-data with a 'data' JSON field and a 'file' zip field")
+		return errStatus(http.StatusBadRequest, "Upload must be multipart/form-data with a 'data' JSON field and a 'file' zip field, or a JSON body for a code without a zip")
 	}
 	limit := a.svc.Config().MaxCodeBytes + a.opts.MaxRequestBytes
 	r.Body = http.MaxBytesReader(w, r.Body, limit)
@@ -58,24 +69,24 @@ func (a *API) uploadCode(w http.ResponseWriter, r *http.Request) error {
 				return errStatus(http.StatusBadRequest, "Could not read the 'data' field: "+err.Error())
 			}
 			if err := json.Unmarshal(b, &up); err != nil {
-				return errStatus(http.StatusBadRequest, "The 'data' field is not valid JSON: "+err.Error())
+				return errStatus(http.StatusBadRequest, "The 'data' field is not valid JSON: "+jsonError(err).Error())
 			}
 			haveData = true
 		case "file":
 			if !haveData {
 				return errStatus(http.StatusBadRequest, "The 'data' field must come before the 'file' field")
 			}
-			code, err := a.svc.UploadCode(r.Context(), projectOf(r).ID, up, part)
-			if err != nil {
-				return err
-			}
-			return writeJSON(w, wire.UploadResponse{ID: code.CodeID, Msg: "Upload successful.", Rev: code.Rev})
+			return a.storeCode(w, r, up, part)
 		}
 	}
 	if !haveData {
 		return errStatus(http.StatusBadRequest, "Missing the 'data' field (JSON with at least 'name')")
 	}
-	code, err := a.svc.UploadCode(r.Context(), projectOf(r).ID, up, nil)
+	return a.storeCode(w, r, up, nil)
+}
+
+func (a *API) storeCode(w http.ResponseWriter, r *http.Request, up wire.CodeUpload, zip io.Reader) error {
+	code, err := a.svc.UploadCode(r.Context(), projectOf(r).ID, up, zip)
 	if err != nil {
 		return err
 	}

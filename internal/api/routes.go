@@ -56,23 +56,29 @@ func (a *API) getProject(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, wire.Project{ID: p.ID, Name: p.Name, CreatedAt: p.CreatedAt, UpdatedAt: p.CreatedAt})
 }
 
-// page reads IronWorker's 0-based page and per_page (default 30, max 100).
+// maxPage bounds page, so that page * per_page stays far from overflow.
+const maxPage = 10_000_000
+
+// page reads IronWorker's 0-based page and per_page (default 30, max 100;
+// below 1 means the default, as iron_go3 documents).
 func page(r *http.Request) (store.Page, error) {
 	q := r.URL.Query()
 	p := store.Page{PerPage: 30}
 	if v := q.Get("page"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			return p, errStatus(http.StatusBadRequest, "page must be a whole number from 0")
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 0 || n > maxPage {
+			return p, errStatus(http.StatusBadRequest, "page must be a whole number from 0 to "+itoa(maxPage))
 		}
 		p.Page = n
 	}
 	if v := q.Get("per_page"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			return p, errStatus(http.StatusBadRequest, "per_page must be a whole number from 1 to 100")
+		n, err := wire.ParseInt("per_page", v)
+		if err != nil {
+			return p, errStatus(http.StatusBadRequest, "per_page must be a whole number from 1 to 100 (0 means the default, 30)")
 		}
-		p.PerPage = min(n, 100)
+		if n >= 1 {
+			p.PerPage = min(n, 100)
+		}
 	}
 	return p, nil
 }
@@ -107,9 +113,11 @@ func parseTime(name, v string) (*time.Time, error) {
 	if v == "" {
 		return nil, nil
 	}
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		t := time.Unix(n, 0).UTC()
-		return &t, nil
+	if t, isNum, err := wire.UnixTime(name, v); isNum {
+		if err != nil {
+			return nil, errStatus(http.StatusBadRequest, err.Error())
+		}
+		return t, nil
 	}
 	t, err := time.Parse(time.RFC3339, v)
 	if err != nil {
@@ -136,6 +144,11 @@ func taskFilter(r *http.Request, projectID string) (store.TaskFilter, error) {
 			f.Statuses = append(f.Statuses, s)
 		}
 	}
+	// A preparing task shows as running to clients (see wire.ClientStatus),
+	// so running=1 finds it too.
+	if q.Has(store.StatusRunning) && !q.Has(store.StatusPreparing) {
+		f.Statuses = append(f.Statuses, store.StatusPreparing)
+	}
 	if f.FromTime, err = parseTime("from_time", q.Get("from_time")); err != nil {
 		return f, err
 	}
@@ -150,9 +163,9 @@ func intParam(r *http.Request, name string) (*int, error) {
 	if v == "" {
 		return nil, nil
 	}
-	n, err := strconv.Atoi(strings.TrimSpace(v))
+	n, err := wire.ParseInt(name, v)
 	if err != nil {
-		return nil, errStatus(http.StatusBadRequest, name+" must be a whole number")
+		return nil, errStatus(http.StatusBadRequest, err.Error())
 	}
 	return &n, nil
 }

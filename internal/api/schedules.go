@@ -2,7 +2,6 @@ package api
 
 import (
 	"encoding/json"
-	"errors"
 	"net/http"
 
 	"github.com/mayfly-run/mayfly/internal/store"
@@ -39,11 +38,7 @@ func (a *API) readScheduleJSON(w http.ResponseWriter, r *http.Request, v any) er
 		return err
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return errStatus(http.StatusBadRequest, "Wrong JSON type for field '"+te.Field+"': expected "+te.Type.String())
-		}
-		return errStatus(http.StatusBadRequest, err.Error())
+		return jsonError(err)
 	}
 	return nil
 }

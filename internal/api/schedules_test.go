@@ -108,7 +108,6 @@ func TestSchedulesRefuseBadInput(t *testing.T) {
 		{`{"schedules":[{"code_name":"hello","cron":"* * *"}]}`, 400, "5 fields"},
 		{`{"schedules":[{"code_name":"hello","cron":"0 3 * * *","timezone":"Mars/Base"}]}`, 400, "time zone"},
 		{`{"schedules":[{"code_name":"hello","run_every":60,"cron":"0 3 * * *"}]}`, 400, "not both"},
-		{`{"schedules":[{"code_name":"hello"}]}`, 400, "start_at"},
 		{`{"schedules":[{"code_name":"hello","start_at":"tomorrow"}]}`, 400, "RFC 3339"},
 		{`{"schedules":[{"code_name":"hello","run_every":"often"}]}`, 400, "run_every"},
 		{`{"schedules":[]}`, 400, "no schedules"},

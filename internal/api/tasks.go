@@ -13,7 +13,7 @@ import (
 func taskJSON(t store.Task, withPayload bool) wire.Task {
 	out := wire.Task{
 		ID: t.ID, ProjectID: t.ProjectID, CodeID: t.CodeID, CodeName: t.CodeName,
-		CodeRev: strconv.Itoa(t.CodeRev), CodeHistID: t.CodeRevisionID, Status: t.Status, Msg: t.Msg,
+		CodeRev: strconv.Itoa(t.CodeRev), CodeHistID: t.CodeRevisionID, Status: wire.ClientStatus(t.Status), Phase: t.Status, Msg: t.Msg,
 		Priority: t.Priority, Timeout: t.Timeout, Delay: t.Delay, Cluster: t.Cluster, Label: t.Label,
 		Percent: t.Percent, RunTimes: max(t.Attempt, 1), RetryCount: t.RetryCount, RetryOf: t.RetryOf,
 		RetryAt: t.RetryAt, ScheduleID: t.ScheduleID, LogSize: t.LogSize, CreatedAt: t.CreatedAt,

@@ -391,7 +391,8 @@ func (c *Client) QueueTasks(ctx context.Context, tasks []wire.NewTask) ([]string
 	return ids, nil
 }
 
-// GetTask returns the task with the given id.
+// GetTask returns the task with the given id. Its Status is the exact one,
+// preparing told apart from running (see wire.Task.Exact).
 func (c *Client) GetTask(ctx context.Context, id string) (wire.Task, error) {
 	var out wire.Task
 	path, err := c.projectPath("tasks", id)
@@ -401,7 +402,7 @@ func (c *Client) GetTask(ctx context.Context, id string) (wire.Task, error) {
 	if err := c.call(ctx, request{method: http.MethodGet, path: path}, &out); err != nil {
 		return out, fmt.Errorf("get task %s: %w", id, err)
 	}
-	return out, nil
+	return out.Exact(), nil
 }
 
 // TaskFilter selects tasks for ListTasks. Zero fields do not filter;
@@ -435,6 +436,9 @@ func (c *Client) ListTasks(ctx context.Context, f TaskFilter) ([]wire.Task, erro
 	var out wire.TaskList
 	if err := c.call(ctx, request{method: http.MethodGet, path: path, query: pageQuery(q, f.Page, f.PerPage)}, &out); err != nil {
 		return nil, fmt.Errorf("list tasks: %w", err)
+	}
+	for i := range out.Tasks {
+		out.Tasks[i] = out.Tasks[i].Exact()
 	}
 	return out.Tasks, nil
 }

@@ -37,9 +37,15 @@ var runtimeStacks = map[string]string{
 func unset(p *int) bool { return p == nil || *p <= -1000 }
 
 // UploadCode stores a new revision of a code. zip may be nil for image
-// codes.
+// codes, and for a new revision of an existing code that keeps its package
+// (see inheritRevision).
 func (s *Service) UploadCode(ctx context.Context, projectID string, up wire.CodeUpload, zip io.Reader) (store.Code, error) {
 	up.Name = strings.TrimSpace(up.Name)
+	if up.Name == "" && up.Image != "" {
+		// The Ruby gem's codes.register may leave the name out; ironcli
+		// names an image code after its image.
+		up.Name = imageName(up.Image)
+	}
 	if up.Name == "" {
 		return store.Code{}, errorf(ErrInvalid, "Code name is required")
 	}
@@ -50,6 +56,11 @@ func (s *Service) UploadCode(ctx context.Context, projectID string, up wire.Code
 		ID: id.New(), CodeID: id.New(), ProjectID: projectID, Name: up.Name,
 		Runtime: up.Runtime, FileName: up.FileName, Stack: up.Stack, Image: up.Image,
 		Command: up.Command, Config: up.Config, EnvVars: up.EnvVars, CreatedAt: s.now(),
+	}
+	if zip == nil && rev.Image == "" {
+		if err := s.inheritRevision(ctx, &rev, up); err != nil {
+			return store.Code{}, err
+		}
 	}
 	if !unset(up.MaxConcurrency) {
 		if *up.MaxConcurrency < 0 {
@@ -76,7 +87,9 @@ func (s *Service) UploadCode(ctx context.Context, projectID string, up wire.Code
 		rev.DefaultPriority = *up.DefaultPriority
 	}
 	switch up.RetriesBackoff {
-	case "", "fixed":
+	case "":
+	case "fixed":
+		rev.RetriesBackoff = ""
 	case "exponential":
 		rev.RetriesBackoff = up.RetriesBackoff
 	default:
@@ -88,9 +101,6 @@ func (s *Service) UploadCode(ctx context.Context, projectID string, up wire.Code
 		}
 	}
 	if rev.Image == "" {
-		if zip == nil {
-			return store.Code{}, errorf(ErrInvalid, "A code needs a zip in the 'file' field, or an 'image'")
-		}
 		if rev.Stack == "" {
 			st, ok := runtimeStacks[rev.Runtime]
 			if !ok {
@@ -120,13 +130,61 @@ func (s *Service) UploadCode(ctx context.Context, projectID string, up wire.Code
 	}
 	code, err := s.store.PutCodeRevision(ctx, rev)
 	if err != nil {
-		if rev.PackageKey != "" {
+		if zip != nil {
 			_ = s.blobs.Delete(context.WithoutCancel(ctx), rev.PackageKey)
 		}
 		return store.Code{}, fmt.Errorf("store code %s: %w", rev.Name, err)
 	}
 	s.log.Info("code uploaded", "project_id", projectID, "code", code.Name, "code_id", code.CodeID, "rev", code.Rev, "size", rev.PackageSize)
 	return code, nil
+}
+
+// imageName is an image reference without its tag or digest.
+func imageName(ref string) string {
+	ref = strings.TrimSpace(ref)
+	if i := strings.IndexByte(ref, '@'); i >= 0 {
+		ref = ref[:i]
+	}
+	if i := strings.LastIndexByte(ref, ':'); i > strings.LastIndexByte(ref, '/') {
+		ref = ref[:i]
+	}
+	return ref
+}
+
+// inheritRevision fills an upload that carries neither a zip nor an image
+// from the code's latest revision: such an upload (a JSON body, as the
+// Ruby gem's codes.register sends) changes a code's options and keeps its
+// package or image, and whatever else it does not name.
+func (s *Service) inheritRevision(ctx context.Context, rev *store.CodeRevision, up wire.CodeUpload) error {
+	prev, err := s.store.GetCodeByName(ctx, rev.ProjectID, rev.Name)
+	if errors.Is(err, store.ErrNotFound) {
+		return errorf(ErrInvalid, "A new code needs a zip in the 'file' field, or an 'image'")
+	}
+	if err != nil {
+		return fmt.Errorf("look up code %s: %w", rev.Name, err)
+	}
+	p := prev.CodeRevision
+	keep := func(dst *string, v string) {
+		if *dst == "" {
+			*dst = v
+		}
+	}
+	keep(&rev.Runtime, p.Runtime)
+	keep(&rev.FileName, p.FileName)
+	keep(&rev.Stack, p.Stack)
+	keep(&rev.Image, p.Image)
+	keep(&rev.Command, p.Command)
+	keep(&rev.Config, p.Config)
+	if up.EnvVars == nil {
+		rev.EnvVars = p.EnvVars
+	}
+	rev.MaxConcurrency, rev.Retries, rev.RetriesDelay = p.MaxConcurrency, p.Retries, p.RetriesDelay
+	rev.RetriesBackoff, rev.DefaultPriority = p.RetriesBackoff, p.DefaultPriority
+	rev.PackageKey, rev.PackageSHA256, rev.PackageSize = p.PackageKey, p.PackageSHA256, p.PackageSize
+	if rev.Image == "" && rev.PackageKey == "" {
+		return errorf(ErrInvalid, "Code %s has no package to keep: send a zip in the 'file' field, or an 'image'", rev.Name)
+	}
+	return nil
 }
 
 // storePackage spools the zip to a temporary file (a zip is read from its

@@ -28,7 +28,10 @@ func (s *Service) Lease(ctx context.Context, req wire.LeaseRequest) ([]wire.Job,
 	if req.Max <= 0 {
 		return nil, nil
 	}
-	clusters := req.Clusters
+	clusters := make([]string, 0, len(req.Clusters))
+	for _, c := range req.Clusters {
+		clusters = append(clusters, wire.Cluster(c))
+	}
 	if len(clusters) == 0 {
 		clusters = []string{""}
 	}

@@ -106,7 +106,7 @@ func (s *Service) newSchedule(ctx context.Context, projectID string, r wire.NewS
 		ID: id.New(), ProjectID: projectID, CodeName: strings.TrimSpace(r.CodeName), Name: r.Name,
 		Payload: r.Payload, Status: store.ScheduleScheduled, StartAt: r.StartAt, EndAt: r.EndAt,
 		Cron: strings.TrimSpace(r.Cron), Timezone: strings.TrimSpace(r.Timezone),
-		Cluster: r.Cluster, Label: r.Label, CreatedAt: now, UpdatedAt: now,
+		Cluster: wire.Cluster(r.Cluster), Label: r.Label, CreatedAt: now, UpdatedAt: now,
 	}
 	if r.RunEvery != nil {
 		sc.RunEvery = *r.RunEvery
@@ -153,9 +153,6 @@ func (s *Service) checkSchedule(ctx context.Context, sc *store.Schedule, codes m
 	}
 	if sc.Timezone != "" && sc.Cron == "" {
 		return errorf(ErrInvalid, "timezone applies to cron schedules only")
-	}
-	if sc.RunEvery == 0 && sc.Cron == "" && sc.StartAt == nil {
-		return errorf(ErrInvalid, "Give run_every, cron, or start_at for a single run")
 	}
 	if sc.RunTimes < 0 {
 		return errorf(ErrInvalid, "run_times must be 0 (no limit) or more (got %d)", sc.RunTimes)
@@ -212,6 +209,8 @@ func scheduleTask(sc store.Schedule) wire.NewTask {
 
 // firstStart is the first due time of sc from now on: at start_at, or now
 // when that is past or not given (the next cron time for cron schedules).
+// A schedule with neither run_every nor cron runs once: at start_at, or
+// now, as IronWorker's reference has it.
 // After an update, an interval schedule keeps its rhythm from its last run.
 func firstStart(sc store.Schedule, spec *cronSpec, now time.Time) *time.Time {
 	if spec != nil {
@@ -340,6 +339,7 @@ func (s *Service) applyUpdate(ctx context.Context, cur store.Schedule, u wire.Sc
 	set(&sc.Name, u.Name)
 	set(&sc.Payload, u.Payload)
 	set(&sc.Cluster, u.Cluster)
+	sc.Cluster = wire.Cluster(sc.Cluster)
 	set(&sc.Label, u.Label)
 	sc.CodeName = strings.TrimSpace(sc.CodeName)
 	if u.StartAt != nil {

@@ -224,7 +224,6 @@ func TestCreateScheduleRefuses(t *testing.T) {
 		{wire.NewSchedule{CodeName: "ghost", RunEvery: iptr(60)}, ErrNotFound, `no code named "ghost"`},
 		{wire.NewSchedule{RunEvery: iptr(30)}, ErrInvalid, "at least 60 seconds"},
 		{wire.NewSchedule{RunEvery: iptr(60), Cron: "* * * * *"}, ErrInvalid, "not both"},
-		{wire.NewSchedule{}, ErrInvalid, "start_at"},
 		{wire.NewSchedule{Cron: "61 * * * *"}, ErrInvalid, "above maximum"},
 		{wire.NewSchedule{Cron: "0 0 30 2 *"}, ErrInvalid, "never matches"},
 		{wire.NewSchedule{Cron: "0 3 * * *", Timezone: "Nowhere/Special"}, ErrInvalid, "time zone"},

@@ -89,6 +89,7 @@ func (s *Service) newTask(ctx context.Context, projectID string, r wire.NewTask,
 	if s.cfg.MaxDelay > 0 && delay > s.cfg.MaxDelay {
 		return store.Task{}, errorf(ErrInvalid, "delay %d s is over the limit of %d s", delay, s.cfg.MaxDelay)
 	}
+	r.Cluster = wire.Cluster(r.Cluster)
 	if len(r.Label) > 256 || len(r.Cluster) > 64 {
 		return store.Task{}, errorf(ErrInvalid, "label is limited to 256 characters and cluster to 64")
 	}

@@ -3,7 +3,6 @@ package wire
 import (
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -35,14 +34,25 @@ func (n *NewSchedule) UnmarshalJSON(b []byte) error {
 	type plain NewSchedule
 	var v struct {
 		plain
-		StartAt json.RawMessage `json:"start_at"`
-		EndAt   json.RawMessage `json:"end_at"`
+		StartAt        json.RawMessage `json:"start_at"`
+		EndAt          json.RawMessage `json:"end_at"`
+		RunEvery       json.RawMessage `json:"run_every"`
+		RunTimes       json.RawMessage `json:"run_times"`
+		Priority       json.RawMessage `json:"priority"`
+		Timeout        json.RawMessage `json:"timeout"`
+		Delay          json.RawMessage `json:"delay"`
+		MaxConcurrency json.RawMessage `json:"max_concurrency"`
 	}
 	if err := json.Unmarshal(b, &v); err != nil {
 		return err
 	}
 	*n = NewSchedule(v.plain)
-	var err error
+	err := decodeInts(intField{"run_every", v.RunEvery, &n.RunEvery}, intField{"run_times", v.RunTimes, &n.RunTimes},
+		intField{"priority", v.Priority, &n.Priority}, intField{"timeout", v.Timeout, &n.Timeout},
+		intField{"delay", v.Delay, &n.Delay}, intField{"max_concurrency", v.MaxConcurrency, &n.MaxConcurrency})
+	if err != nil {
+		return err
+	}
 	if n.StartAt, err = parseTimeArg("start_at", v.StartAt); err != nil {
 		return err
 	}
@@ -75,14 +85,25 @@ func (u *ScheduleUpdate) UnmarshalJSON(b []byte) error {
 	type plain ScheduleUpdate
 	var v struct {
 		plain
-		StartAt json.RawMessage `json:"start_at"`
-		EndAt   json.RawMessage `json:"end_at"`
+		StartAt        json.RawMessage `json:"start_at"`
+		EndAt          json.RawMessage `json:"end_at"`
+		RunEvery       json.RawMessage `json:"run_every"`
+		RunTimes       json.RawMessage `json:"run_times"`
+		Priority       json.RawMessage `json:"priority"`
+		Timeout        json.RawMessage `json:"timeout"`
+		Delay          json.RawMessage `json:"delay"`
+		MaxConcurrency json.RawMessage `json:"max_concurrency"`
 	}
 	if err := json.Unmarshal(b, &v); err != nil {
 		return err
 	}
 	*u = ScheduleUpdate(v.plain)
-	var err error
+	err := decodeInts(intField{"run_every", v.RunEvery, &u.RunEvery}, intField{"run_times", v.RunTimes, &u.RunTimes},
+		intField{"priority", v.Priority, &u.Priority}, intField{"timeout", v.Timeout, &u.Timeout},
+		intField{"delay", v.Delay, &u.Delay}, intField{"max_concurrency", v.MaxConcurrency, &u.MaxConcurrency})
+	if err != nil {
+		return err
+	}
 	if u.StartAt, err = parseTimeArg("start_at", v.StartAt); err != nil {
 		return err
 	}
@@ -97,21 +118,17 @@ func parseTimeArg(field string, raw json.RawMessage) (*time.Time, error) {
 	if s == "" || s == "null" || s == `""` {
 		return nil, nil
 	}
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		t := time.Unix(n, 0).UTC()
-		return &t, nil
+	if s[0] == '"' {
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return nil, &FieldError{Field: field, Msg: "must be an RFC 3339 time or unix seconds"}
+		}
 	}
-	var str string
-	if err := json.Unmarshal(raw, &str); err != nil {
-		return nil, fmt.Errorf("%s must be an RFC 3339 time or unix seconds", field)
+	if t, isNum, err := UnixTime(field, s); isNum {
+		return t, err
 	}
-	if n, err := strconv.ParseInt(str, 10, 64); err == nil {
-		t := time.Unix(n, 0).UTC()
-		return &t, nil
-	}
-	t, err := time.Parse(time.RFC3339, str)
+	t, err := time.Parse(time.RFC3339, s)
 	if err != nil {
-		return nil, fmt.Errorf("%s %q must be an RFC 3339 time (e.g. 2026-03-29T02:30:00Z) or unix seconds", field, str)
+		return nil, &FieldError{Field: field, Msg: fmt.Sprintf("%q must be an RFC 3339 time (e.g. 2026-03-29T02:30:00Z) or unix seconds", truncate(s))}
 	}
 	t = t.UTC()
 	return &t, nil

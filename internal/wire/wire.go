@@ -5,7 +5,12 @@
 // official clients ignore.
 package wire
 
-import "time"
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"time"
+)
 
 // Error is every error body: {"msg": "..."}.
 type Error struct {
@@ -44,6 +49,39 @@ type CodeUpload struct {
 	// RetriesBackoff "exponential" doubles retries_delay per retry
 	// (extension).
 	RetriesBackoff string `json:"retries_backoff,omitempty"`
+}
+
+func (c *CodeUpload) UnmarshalJSON(b []byte) error {
+	type plain CodeUpload
+	var v struct {
+		plain
+		MaxConcurrency  json.RawMessage `json:"max_concurrency"`
+		Retries         json.RawMessage `json:"retries"`
+		RetriesDelay    json.RawMessage `json:"retries_delay"`
+		DefaultPriority json.RawMessage `json:"default_priority"`
+		Config          json.RawMessage `json:"config"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*c = CodeUpload(v.plain)
+	// The Ruby gem's codes.register sends config as the caller's object,
+	// not as a JSON string as the multipart uploads do; the task reads it
+	// from a file either way.
+	switch cfg := bytes.TrimSpace(v.Config); {
+	case len(cfg) == 0 || string(cfg) == "null":
+	case cfg[0] == '"':
+		if err := json.Unmarshal(cfg, &c.Config); err != nil {
+			return &FieldError{Field: "config", Msg: "must be a string or a JSON object"}
+		}
+	case cfg[0] == '{' || cfg[0] == '[':
+		c.Config = string(cfg)
+	default:
+		return &FieldError{Field: "config", Msg: "must be a string or a JSON object"}
+	}
+	return decodeInts(intField{"max_concurrency", v.MaxConcurrency, &c.MaxConcurrency},
+		intField{"retries", v.Retries, &c.Retries}, intField{"retries_delay", v.RetriesDelay, &c.RetriesDelay},
+		intField{"default_priority", v.DefaultPriority, &c.DefaultPriority})
 }
 
 // UploadResponse answers POST codes.
@@ -117,6 +155,32 @@ type NewTask struct {
 	Label    string `json:"label,omitempty"`
 }
 
+func (t *NewTask) UnmarshalJSON(b []byte) error {
+	type plain NewTask
+	var v struct {
+		plain
+		Priority json.RawMessage `json:"priority"`
+		Timeout  json.RawMessage `json:"timeout"`
+		Delay    json.RawMessage `json:"delay"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*t = NewTask(v.plain)
+	return decodeInts(intField{"priority", v.Priority, &t.Priority}, intField{"timeout", v.Timeout, &t.Timeout},
+		intField{"delay", v.Delay, &t.Delay})
+}
+
+// Cluster returns the stored name of a cluster: IronWorker's "default" is
+// the default cluster, which Mayfly keeps as "".
+func Cluster(name string) string {
+	name = strings.TrimSpace(name)
+	if strings.EqualFold(name, "default") {
+		return ""
+	}
+	return name
+}
+
 type QueueRequest struct {
 	Tasks []NewTask `json:"tasks"`
 }
@@ -135,6 +199,24 @@ type RetryRequest struct {
 	Delay int `json:"delay"`
 }
 
+func (r *RetryRequest) UnmarshalJSON(b []byte) error {
+	var v struct {
+		Delay json.RawMessage `json:"delay"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	var d *int
+	if err := decodeInts(intField{"delay", v.Delay, &d}); err != nil {
+		return err
+	}
+	r.Delay = 0
+	if d != nil {
+		r.Delay = *d
+	}
+	return nil
+}
+
 // RetryResponse answers POST tasks/{id}/retry with the new task.
 type RetryResponse struct {
 	Msg   string       `json:"msg"`
@@ -145,6 +227,19 @@ type RetryResponse struct {
 type Progress struct {
 	Percent *int   `json:"percent"`
 	Msg     string `json:"msg"`
+}
+
+func (p *Progress) UnmarshalJSON(b []byte) error {
+	type plain Progress
+	var v struct {
+		plain
+		Percent json.RawMessage `json:"percent"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*p = Progress(v.plain)
+	return decodeInts(intField{"percent", v.Percent, &p.Percent})
 }
 
 // CodeStats answers GET codes/{id}/stats: task counts by status.
@@ -166,12 +261,15 @@ type WebhookResponse struct {
 }
 
 type Task struct {
-	ID         string     `json:"id"`
-	ProjectID  string     `json:"project_id"`
-	CodeID     string     `json:"code_id"`
-	CodeName   string     `json:"code_name"`
-	CodeRev    string     `json:"code_rev"`
-	CodeHistID string     `json:"code_history_id"`
+	ID         string `json:"id"`
+	ProjectID  string `json:"project_id"`
+	CodeID     string `json:"code_id"`
+	CodeName   string `json:"code_name"`
+	CodeRev    string `json:"code_rev"`
+	CodeHistID string `json:"code_history_id"`
+	// Status is what IronWorker clients read. A preparing task shows as
+	// running, because iron_go3's and the Ruby gem's wait loops go on only
+	// while a task is queued or running; Phase has the exact status.
 	Status     string     `json:"status"`
 	Msg        string     `json:"msg,omitempty"`
 	Priority   int        `json:"priority"`
@@ -193,13 +291,33 @@ type Task struct {
 	StartTime  *time.Time `json:"start_time"`
 	EndTime    *time.Time `json:"end_time"`
 	// Extensions.
-	ExitCode *int `json:"exit_code,omitempty"`
+	// Phase is the exact status: queued, preparing, running, or the end.
+	Phase    string `json:"phase,omitempty"`
+	ExitCode *int   `json:"exit_code,omitempty"`
 	// Timings is where the task's time went on its runner, in ms: queue,
 	// prepare, start, run, logs.
 	Timings  map[string]float64 `json:"timings,omitempty"`
 	Attempt  int                `json:"attempt"`
 	RunnerID string             `json:"runner_id,omitempty"`
 	DueAt    time.Time          `json:"due_at"`
+}
+
+// ClientStatus is the status IronWorker clients are shown for a task's
+// exact status: preparing reads as running (see Task.Status).
+func ClientStatus(status string) string {
+	if status == "preparing" {
+		return "running"
+	}
+	return status
+}
+
+// Exact returns t with Status set to its exact status, for Mayfly's own
+// tools, which tell preparing from running.
+func (t Task) Exact() Task {
+	if t.Phase != "" {
+		t.Status = t.Phase
+	}
+	return t
 }
 
 type TaskList struct {
