@@ -14,7 +14,7 @@ import (
 	"time"
 
 	blobfs "github.com/mayfly-run/mayfly/internal/blob/fs"
-	"github.com/mayfly-run/mayfly/internal/driver/docker"
+	"github.com/mayfly-run/mayfly/internal/driver"
 	"github.com/mayfly-run/mayfly/internal/id"
 	"github.com/mayfly-run/mayfly/internal/runner"
 	"github.com/mayfly-run/mayfly/internal/service"
@@ -25,11 +25,11 @@ import (
 )
 
 // bundle is a real service on SQLite with a real runner on the real Docker
-// engine.
+// engine, or on the scriptable fake driver (newFakeBundle).
 type bundle struct {
 	t          testing.TB
 	svc        *service.Service
-	drv        *docker.Driver
+	drv        driver.Driver
 	project    string
 	runner     string
 	stackImage func(string) string
@@ -48,7 +48,11 @@ func setup(t testing.TB, cfg service.Config, capacity int) *bundle {
 // to images by stackImage.
 func newBundle(t testing.TB, cfg service.Config, capacity int, memory int64, stackImage func(string) string) *bundle {
 	t.Helper()
-	drv := testenv.Docker(t)
+	return newBundleOn(t, testenv.Docker(t), cfg, capacity, memory, stackImage)
+}
+
+func newBundleOn(t testing.TB, drv driver.Driver, cfg service.Config, capacity int, memory int64, stackImage func(string) string) *bundle {
+	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	st, err := sqlite.Open(ctx, filepath.Join(dir, "mayfly.db"))
@@ -76,9 +80,11 @@ func newBundle(t testing.TB, cfg service.Config, capacity int, memory int64, sta
 	go svc.RunMaintenance(mctx, 100*time.Millisecond)
 	t.Cleanup(stopMaint)
 	// Registered first, so it runs after the runners are gone.
-	t.Cleanup(func() {
-		drv.RemoveImages(context.Background(), map[string]string{runner.LabelProject: boot.ProjectID}, "")
-	})
+	if baker, ok := drv.(driver.Baker); ok {
+		t.Cleanup(func() {
+			baker.RemoveImages(context.Background(), map[string]string{runner.LabelProject: boot.ProjectID}, "")
+		})
+	}
 	b := &bundle{t: t, svc: svc, drv: drv, project: boot.ProjectID, stackImage: stackImage, memory: memory, quiet: quiet, dir: dir}
 	b.runner = b.addRunner(capacity)
 	return b
@@ -111,6 +117,12 @@ func (b *bundle) run(r *runner.Runner, rid string) {
 // addRunner starts one more runner on the same service, serving clusters.
 func (b *bundle) addRunner(capacity int, clusters ...string) string {
 	b.t.Helper()
+	return b.addRunnerVia(b.svc, capacity, clusters...)
+}
+
+// addRunnerVia starts one more runner that reaches the queue through q.
+func (b *bundle) addRunnerVia(q runner.Queue, capacity int, clusters ...string) string {
+	b.t.Helper()
 	rid := id.New()
 	r, err := runner.New(runner.Config{
 		ID: rid, Capacity: capacity, Clusters: clusters, CacheDir: filepath.Join(b.dir, "cache-"+rid),
@@ -120,7 +132,7 @@ func (b *bundle) addRunner(capacity int, clusters ...string) string {
 		// Sweep often, so a sweep that takes a container being started
 		// for an orphan shows in every test.
 		SweepInterval: 20 * time.Millisecond,
-	}, b.svc, b.drv)
+	}, q, b.drv)
 	if err != nil {
 		b.t.Fatal(err)
 	}

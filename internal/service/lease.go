@@ -11,9 +11,10 @@ import (
 	"github.com/mayfly-run/mayfly/internal/wire"
 )
 
-// leasePoll bounds how long a waiting runner sleeps before looking again,
-// so delayed tasks start close to their due time without a wake-up.
-const leasePoll = 250 * time.Millisecond
+// defaultLeasePoll bounds how long a waiting runner sleeps before looking
+// again, so delayed tasks start close to their due time without a wake-up.
+// Everything else that makes a task leasable wakes waiting runners at once.
+const defaultLeasePoll = 250 * time.Millisecond
 
 // ErrLeaseLost tells a runner to abandon a task: its lease ran out and the
 // task was handed on, or it already ended.
@@ -52,7 +53,7 @@ func (s *Service) Lease(ctx context.Context, req wire.LeaseRequest) ([]wire.Job,
 		if left <= 0 {
 			return nil, nil
 		}
-		t := time.NewTimer(min(left, leasePoll))
+		t := time.NewTimer(min(left, s.leasePoll))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -144,10 +145,12 @@ func (s *Service) Finish(ctx context.Context, taskID string, req wire.FinishRequ
 	if err != nil {
 		return leaseErr(err, taskID)
 	}
+	// A finish frees a slot of its code's max_concurrency: a runner waiting
+	// for that code's next task should not wait for its next poll.
+	s.notify()
 	if retry != nil {
 		s.log.Info("task finished; retry queued", "task_id", taskID, "status", req.Status, "retry_id", retry.ID,
 			"retry_count", retry.RetryCount, "due_at", retry.DueAt)
-		s.notify()
 		return nil
 	}
 	s.log.Info("task finished", "task_id", taskID, "status", req.Status, "runner_id", req.RunnerID)

@@ -130,8 +130,9 @@ type Service struct {
 	log   *slog.Logger
 	now   func() time.Time
 
-	mu   sync.Mutex
-	wake chan struct{} // closed and replaced when tasks are queued
+	mu        sync.Mutex
+	wake      chan struct{} // closed and replaced when tasks are queued
+	leasePoll time.Duration
 
 	sched scheduleWake
 }
@@ -142,7 +143,7 @@ func New(st store.Store, blobs blob.Store, cfg Config, log *slog.Logger) *Servic
 		log = slog.Default()
 	}
 	return &Service{store: st, blobs: blobs, cfg: cfg.withDefaults(), log: log,
-		now: func() time.Time { return time.Now().UTC() }, wake: make(chan struct{})}
+		now: func() time.Time { return time.Now().UTC() }, wake: make(chan struct{}), leasePoll: defaultLeasePoll}
 }
 
 // Config returns the effective configuration.

@@ -1,0 +1,293 @@
+package runner_test
+
+// The runner's logic on the scriptable fake driver: no engine, so these run
+// on every `go test`, and the same properties are checked against the real
+// engine by the tests beside them.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mayfly-run/mayfly/internal/driver/fake"
+	"github.com/mayfly-run/mayfly/internal/runner"
+	"github.com/mayfly-run/mayfly/internal/service"
+	"github.com/mayfly-run/mayfly/internal/store"
+	"github.com/mayfly-run/mayfly/internal/wire"
+)
+
+func setupFake(t testing.TB, cfg service.Config, capacity int) (*bundle, *fake.Driver) {
+	t.Helper()
+	drv := fake.New()
+	b := newBundleOn(t, drv, cfg, capacity, 64<<20, func(string) string { return "fake/stack" })
+	b.push("fake", wire.CodeUpload{Runtime: "sh", FileName: "run.sh"}, map[string]string{"run.sh": "exit 0"})
+	return b, drv
+}
+
+func fakeTask(bh fake.Behavior) wire.NewTask {
+	return wire.NewTask{CodeName: "fake", Payload: fake.Payload(bh)}
+}
+
+func TestFakeExitCodesOutputAndStderrTail(t *testing.T) {
+	t.Parallel()
+	b, _ := setupFake(t, service.Config{}, 4)
+	ids := b.queue(
+		fakeTask(fake.Behavior{Out: "fine\n"}),
+		fakeTask(fake.Behavior{Out: "working\n", Err: "boom: bad input\n", Exit: 3}),
+		fakeTask(fake.Behavior{StartErr: "no such runtime"}),
+		fakeTask(fake.Behavior{OOM: true, RunMs: 10}),
+	)
+	if tk := b.waitEnd(ids[0]); tk.Status != store.StatusComplete || *tk.ExitCode != 0 || b.log(ids[0]) != "fine\n" {
+		t.Fatalf("complete: %s %q log %q", tk.Status, tk.Msg, b.log(ids[0]))
+	}
+	tk := b.waitEnd(ids[1])
+	if tk.Status != store.StatusError || *tk.ExitCode != 3 || !strings.Contains(tk.Msg, "Exit code 3: boom: bad input") {
+		t.Fatalf("error: %s exit %v %q", tk.Status, tk.ExitCode, tk.Msg)
+	}
+	if l := b.log(ids[1]); l != "working\nboom: bad input\n" {
+		t.Fatalf("error log %q", l)
+	}
+	if tk := b.waitEnd(ids[2]); tk.Status != store.StatusError || !strings.Contains(tk.Msg, "Could not start the container") ||
+		!strings.Contains(tk.Msg, "no such runtime") {
+		t.Fatalf("start error: %s %q", tk.Status, tk.Msg)
+	}
+	if tk := b.waitEnd(ids[3]); tk.Status != store.StatusKilled || !strings.Contains(tk.Msg, "Out of memory") {
+		t.Fatalf("oom: %s %q", tk.Status, tk.Msg)
+	}
+}
+
+func TestFakeTimeoutStopsTheContainer(t *testing.T) {
+	t.Parallel()
+	b, drv := setupFake(t, service.Config{}, 1)
+	one := 1
+	task := fakeTask(fake.Behavior{Out: "start\n", Hang: true, NoTerm: true})
+	task.Timeout = &one
+	id := b.queue(task)[0]
+	tk := b.waitEnd(id)
+	if tk.Status != store.StatusTimeout || !strings.Contains(tk.Msg, "Timed out after 1 s") {
+		t.Fatalf("status %s msg %q", tk.Status, tk.Msg)
+	}
+	if l := b.log(id); l != "start\n" {
+		t.Fatalf("log %q", l)
+	}
+	waitNoContainers(t, drv)
+}
+
+func TestFakeCancelGivesGraceThenKills(t *testing.T) {
+	t.Parallel()
+	b, drv := setupFake(t, service.Config{LeaseDuration: 2 * time.Second}, 2)
+	term := b.queue(fakeTask(fake.Behavior{Out: "running\n", Hang: true}))[0]
+	stubborn := b.queue(fakeTask(fake.Behavior{Out: "running\n", Hang: true, NoTerm: true}))[0]
+	for _, id := range []string{term, stubborn} {
+		b.waitFor(id, 10*time.Second, func(t store.Task) bool { return t.Status == store.StatusRunning && t.LogSize > 0 })
+		if _, err := b.svc.CancelTask(context.Background(), b.project, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []string{term, stubborn} {
+		if tk := b.waitEnd(id); tk.Status != store.StatusCancelled {
+			t.Fatalf("%s: %s %q", id, tk.Status, tk.Msg)
+		}
+	}
+	// The one that ignored SIGTERM was killed after the grace (2 s in
+	// addRunner), not at once.
+	a, _ := b.svc.GetTask(context.Background(), b.project, term)
+	s, _ := b.svc.GetTask(context.Background(), b.project, stubborn)
+	if got := s.EndTime.Sub(*s.StartTime) - a.EndTime.Sub(*a.StartTime); got < time.Second {
+		t.Fatalf("a task that ignores SIGTERM ended %s after one that obeys: no grace given", got)
+	}
+	waitNoContainers(t, drv)
+}
+
+func TestFakeRetriesMakeNewTasks(t *testing.T) {
+	t.Parallel()
+	b, _ := setupFake(t, service.Config{}, 2)
+	two, zero := 2, 0
+	b.push("flaky", wire.CodeUpload{Runtime: "sh", FileName: "run.sh", Retries: &two, RetriesDelay: &zero},
+		map[string]string{"run.sh": "exit 1"})
+	first := b.queue(wire.NewTask{CodeName: "flaky", Payload: fake.Payload(fake.Behavior{Exit: 1})})[0]
+	chain := []string{first}
+	for len(chain) < 3 {
+		tk := b.waitFor(chain[len(chain)-1], 20*time.Second, func(t store.Task) bool { return t.RetryAt != "" })
+		if tk.Status != store.StatusError {
+			t.Fatalf("retried task %s is %s", tk.ID, tk.Status)
+		}
+		chain = append(chain, tk.RetryAt)
+	}
+	last := b.waitEnd(chain[2])
+	if last.Status != store.StatusError || last.RetryCount != 2 || last.RetryOf != chain[1] || last.RetryAt != "" {
+		t.Fatalf("last of the chain: %+v", last)
+	}
+}
+
+func TestFakeLogCutAtTheLimit(t *testing.T) {
+	t.Parallel()
+	b, _ := setupFake(t, service.Config{MaxLogBytes: 1000}, 1)
+	id := b.queue(fakeTask(fake.Behavior{LogBytes: 1 << 20}))[0]
+	if tk := b.waitEnd(id); tk.Status != store.StatusComplete {
+		t.Fatalf("a cut log must not harm the task: %s %q", tk.Status, tk.Msg)
+	}
+	if l := b.log(id); !strings.Contains(l, "log truncated at 1000 bytes") || len(l) > 1200 {
+		t.Fatalf("log of %d bytes not cut:\n%s", len(l), l)
+	}
+}
+
+// flakyQueue fails some calls of one runner with a passing error.
+type flakyQueue struct {
+	runner.Queue
+	finishFails  atomic.Int32 // Finish calls still to fail
+	finishCalls  atomic.Int32
+	heartbeatsOK atomic.Bool
+}
+
+var errNetwork = errors.New("connection refused")
+
+func (q *flakyQueue) Finish(ctx context.Context, taskID string, req wire.FinishRequest) error {
+	q.finishCalls.Add(1)
+	if q.finishFails.Add(-1) >= 0 {
+		return errNetwork
+	}
+	return q.Queue.Finish(ctx, taskID, req)
+}
+
+func (q *flakyQueue) Heartbeat(ctx context.Context, taskID, runnerID string) (bool, error) {
+	if !q.heartbeatsOK.Load() {
+		return false, errNetwork
+	}
+	return q.Queue.Heartbeat(ctx, taskID, runnerID)
+}
+
+func TestFakeFinishRetriedThroughPassingErrors(t *testing.T) {
+	t.Parallel()
+	b, _ := setupFake(t, service.Config{}, 1)
+	q := &flakyQueue{Queue: b.svc}
+	q.heartbeatsOK.Store(true)
+	q.finishFails.Store(3)
+	// The bundle's own runner serves the default cluster; this one serves
+	// its own, so it alone takes the task.
+	b.addRunnerVia(q, 1, "flaky-net")
+	task := fakeTask(fake.Behavior{Out: "done\n"})
+	task.Cluster = "flaky-net"
+	id := b.queue(task)[0]
+	if tk := b.waitEnd(id); tk.Status != store.StatusComplete || tk.Attempt != 1 {
+		t.Fatalf("status %s attempt %d %q", tk.Status, tk.Attempt, tk.Msg)
+	}
+	if n := q.finishCalls.Load(); n != 4 {
+		t.Fatalf("%d finish calls, want 3 failed and 1 that went through", n)
+	}
+}
+
+// A runner cut off from the server loses its lease; the task runs again
+// elsewhere, and when the first runner hears back it stops its container
+// and reports nothing.
+func TestFakeLeaseLostTaskRunsElsewhereOnce(t *testing.T) {
+	t.Parallel()
+	b, drv := setupFake(t, service.Config{LeaseDuration: time.Second, MaxAttempts: 3}, 1)
+	q := &flakyQueue{Queue: b.svc}
+	cut := b.addRunnerVia(q, 1, "island")
+	task := fakeTask(fake.Behavior{Out: "run\n", RunMs: 4000})
+	task.Cluster = "island"
+	id := b.queue(task)[0]
+	b.waitFor(id, 10*time.Second, func(t store.Task) bool { return t.RunnerID == cut && t.Status == store.StatusRunning })
+	// The lease runs out: the task is queued again for its second attempt.
+	b.waitFor(id, 10*time.Second, func(t store.Task) bool { return t.Status == store.StatusQueued && t.Attempt == 1 })
+	other := b.addRunner(1, "island")
+	q.heartbeatsOK.Store(true)
+	tk := b.waitEnd(id)
+	if tk.Status != store.StatusComplete || tk.Attempt != 2 || tk.RunnerID != other {
+		t.Fatalf("status %s attempt %d runner %s (cut off: %s, other: %s)", tk.Status, tk.Attempt, tk.RunnerID, cut, other)
+	}
+	// One log per task: it keeps what the first attempt wrote while it
+	// held its lease, then the second attempt's output.
+	if l := b.log(id); strings.Count(l, "run\n") != 2 {
+		t.Fatalf("log %q, want each attempt's output once", l)
+	}
+	if st := drv.Stats(); st.Starts != 2 {
+		t.Fatalf("%d containers for two attempts", st.Starts)
+	}
+	waitNoContainers(t, drv)
+}
+
+func TestFakeDrainLetsRunningTasksFinish(t *testing.T) {
+	t.Parallel()
+	b, drv := setupFake(t, service.Config{}, 1)
+	r, err := runner.New(runner.Config{ID: "6b0c0f3678b97ac0ae3d1aff", Capacity: 3, Clusters: []string{"drain"},
+		CacheDir: t.TempDir(), StackImage: func(string) string { return "fake/stack" }, LeaseWait: time.Second,
+		IsLeaseLost: func(err error) bool { return errors.Is(err, service.ErrLeaseLost) }, Log: b.quiet}, b.svc, drv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); r.Run(ctx) }()
+	var ids []string
+	for range 3 {
+		task := fakeTask(fake.Behavior{Out: "x\n", RunMs: 700})
+		task.Cluster = "drain"
+		ids = append(ids, b.queue(task)...)
+	}
+	for _, id := range ids {
+		b.waitFor(id, 10*time.Second, func(t store.Task) bool { return t.Status == store.StatusRunning })
+	}
+	// Stop taking tasks, then drain: the running ones end complete.
+	late := fakeTask(fake.Behavior{})
+	late.Cluster = "drain"
+	stop()
+	<-done
+	lateID := b.queue(late)[0]
+	dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.Drain(dctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if tk := b.waitEnd(id); tk.Status != store.StatusComplete {
+			t.Fatalf("drained task %s: %s %q", id, tk.Status, tk.Msg)
+		}
+	}
+	if tk, _ := b.svc.GetTask(context.Background(), b.project, lateID); tk.Status != store.StatusQueued {
+		t.Fatalf("a stopped runner took a task: %s", tk.Status)
+	}
+}
+
+// Volume on the fake: many tasks, a code's max_concurrency, every task
+// once.
+func TestFakeBurstMaxConcurrencyEveryTaskOnce(t *testing.T) {
+	t.Parallel()
+	b, drv := setupFake(t, service.Config{}, 8)
+	three := 3
+	b.push("capped", wire.CodeUpload{Runtime: "sh", FileName: "run.sh", MaxConcurrency: &three}, map[string]string{"run.sh": "exit 0"})
+	const n = 300
+	reqs := make([]wire.NewTask, n)
+	for i := range reqs {
+		reqs[i] = wire.NewTask{CodeName: "capped", Payload: fake.Payload(fake.Behavior{Out: fmt.Sprintf("task %d\n", i), RunMs: 5})}
+	}
+	ids := b.queue(reqs...)
+	for i, id := range ids {
+		tk := b.waitFor(id, 60*time.Second, func(t store.Task) bool { return store.Terminal(t.Status) })
+		if tk.Status != store.StatusComplete || tk.Attempt != 1 || b.log(id) != fmt.Sprintf("task %d\n", i) {
+			t.Fatalf("task %d: %s attempt %d log %q", i, tk.Status, tk.Attempt, b.log(id))
+		}
+	}
+	if st := drv.Stats(); st.Starts != n {
+		t.Fatalf("%d containers started for %d tasks", st.Starts, n)
+	}
+	if st := drv.Stats(); st.MaxRunning > 3 || st.MaxRunning < 2 {
+		t.Fatalf("%d tasks of a code with max_concurrency 3 ran at once on 8 slots", st.MaxRunning)
+	}
+	waitNoContainers(t, drv)
+}
+
+func waitNoContainers(t *testing.T, drv *fake.Driver) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); drv.Stats().Live > 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("containers left: %+v", drv.Stats())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
