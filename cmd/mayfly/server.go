@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +21,7 @@ import (
 	"github.com/mayfly-run/mayfly/internal/driver/docker"
 	"github.com/mayfly-run/mayfly/internal/id"
 	"github.com/mayfly-run/mayfly/internal/runner"
+	"github.com/mayfly-run/mayfly/internal/secret"
 	"github.com/mayfly-run/mayfly/internal/service"
 	"github.com/mayfly-run/mayfly/internal/stack"
 	"github.com/mayfly-run/mayfly/internal/store/sqlite"
@@ -152,7 +152,11 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 	if err != nil {
 		return err
 	}
-	key, err := secretKey(filepath.Join(c.DataDir, "task-token.key"))
+	key, err := secret.LoadOrCreateKey(filepath.Join(c.DataDir, "task-token.key"), "task token key")
+	if err != nil {
+		return err
+	}
+	hashKey, err := secret.LoadOrCreateKey(filepath.Join(c.DataDir, "token-hash.key"), "token hash key")
 	if err != nil {
 		return err
 	}
@@ -160,7 +164,7 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 		MaxPayloadBytes: c.MaxPayloadBytes, MaxCodeBytes: c.MaxCodeBytes,
 		DefaultTimeout: c.DefaultTimeout, MaxTimeout: c.MaxTimeout, MaxDelay: c.MaxDelay,
 		MaxLogBytes: c.MaxLogBytes, LeaseDuration: c.LeaseDuration, MaxAttempts: c.MaxAttempts,
-		KnownStacks: stack.Names(), TaskTokenKey: key,
+		KnownStacks: stack.Names(), TaskTokenKey: key, TokenHashKey: hashKey,
 		MinRunEvery: c.MinRunEvery,
 	}.WithPackageLimits(c.MaxPackageFiles, c.MaxUnpackedBytes), log)
 
@@ -168,8 +172,17 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 	if err != nil {
 		return err
 	}
+	if boot.Replaced {
+		log.Warn("bootstrap token replaced: the previous bootstrap token no longer works")
+	}
 	if boot.Created {
-		fmt.Fprintf(out, "Created project and admin token (shown once):\n  MAYFLY_PROJECT=%s\n  MAYFLY_TOKEN=%s\n", boot.ProjectID, boot.Token)
+		fmt.Fprintf(out, "Created project and admin token (shown once):\n")
+		if boot.ProjectID != "" {
+			fmt.Fprintf(out, "  MAYFLY_PROJECT=%s\n", boot.ProjectID)
+		}
+		if boot.Token != "" {
+			fmt.Fprintf(out, "  MAYFLY_TOKEN=%s\n", boot.Token)
+		}
 	}
 
 	var drv *docker.Driver
@@ -249,21 +262,6 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 	}
 	log.Info("stopped")
 	return nil
-}
-
-// secretKey loads the key that signs task tokens, making it on first start.
-func secretKey(p string) ([]byte, error) {
-	if b, err := os.ReadFile(p); err == nil && len(b) >= 32 {
-		return b, nil
-	}
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return nil, fmt.Errorf("make task token key: %w", err)
-	}
-	if err := os.WriteFile(p, key, 0o600); err != nil {
-		return nil, fmt.Errorf("save task token key: %w", err)
-	}
-	return key, nil
 }
 
 // runnerID keeps the embedded runner's id across restarts, so a restarted

@@ -66,6 +66,10 @@ type Config struct {
 	// TaskTokenKey signs the tokens tasks report progress with. Servers
 	// sharing a store must share the key.
 	TaskTokenKey []byte
+	// TokenHashKey keys the digests API tokens are stored under; it lives
+	// outside the store, so a copy of the database alone does not allow
+	// guessing tokens. Servers sharing a store must share the key.
+	TokenHashKey []byte
 }
 
 // DefaultConfig is what a server runs with unless told otherwise.
@@ -114,12 +118,22 @@ func (c Config) withDefaults() Config {
 	}
 	if len(c.TaskTokenKey) == 0 {
 		// Good for one server; servers sharing a store configure one key.
-		c.TaskTokenKey = make([]byte, 32)
-		if _, err := rand.Read(c.TaskTokenKey); err != nil {
-			panic("service: no randomness: " + err.Error())
-		}
+		c.TaskTokenKey = randomKey()
+	}
+	if len(c.TokenHashKey) == 0 {
+		// Good for one process only: tokens stored under it do not
+		// authenticate after a restart. Servers load a key file.
+		c.TokenHashKey = randomKey()
 	}
 	return c
+}
+
+func randomKey() []byte {
+	k := make([]byte, 32)
+	if _, err := rand.Read(k); err != nil {
+		panic("service: no randomness: " + err.Error())
+	}
+	return k
 }
 
 // Service is safe for concurrent use.
