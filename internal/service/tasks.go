@@ -115,16 +115,20 @@ func (s *Service) ListTasks(ctx context.Context, f store.TaskFilter) ([]store.Ta
 	return s.store.ListTasks(ctx, f)
 }
 
-// TaskLog returns a task's log; ErrNotFound until the task wrote one.
-func (s *Service) TaskLog(ctx context.Context, projectID, taskID string) ([]byte, error) {
+// StreamTaskLog passes a task's log to fn chunk by chunk as the store reads
+// it, from the chunk after afterSeq (0: the start), and returns the seq of
+// the last chunk passed, where a follower goes on from. Only a bounded part
+// of the log is in memory at a time, however long it is. ErrNotFound until
+// the task wrote output.
+func (s *Service) StreamTaskLog(ctx context.Context, projectID, taskID string, afterSeq int64, fn func(chunk []byte) error) (int64, error) {
 	if _, err := s.GetTask(ctx, projectID, taskID); err != nil {
-		return nil, err
+		return afterSeq, err
 	}
-	b, err := s.store.GetLog(ctx, taskID)
+	last, err := s.store.ReadLog(ctx, taskID, afterSeq, fn)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, errorf(ErrNotFound, "Log not found: the task has not written any output yet")
+		return afterSeq, errorf(ErrNotFound, "Log not found: the task has not written any output yet")
 	}
-	return b, err
+	return last, err
 }
 
 // CancelTask cancels a queued task at once; a preparing or running one is
