@@ -115,6 +115,17 @@ func (s *Service) ListTasks(ctx context.Context, f store.TaskFilter) ([]store.Ta
 	return s.store.ListTasks(ctx, f)
 }
 
+// TaskLog returns a task's whole log; ErrNotFound until the task wrote one.
+// It holds the log in memory: the API streams it with StreamTaskLog.
+func (s *Service) TaskLog(ctx context.Context, projectID, taskID string) ([]byte, error) {
+	var b []byte
+	_, err := s.StreamTaskLog(ctx, projectID, taskID, 0, func(c []byte) error { b = append(b, c...); return nil })
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
 // StreamTaskLog passes a task's log to fn chunk by chunk as the store reads
 // it, from the chunk after afterSeq (0: the start), and returns the seq of
 // the last chunk passed, where a follower goes on from. Only a bounded part
