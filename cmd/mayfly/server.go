@@ -50,6 +50,7 @@ type serverConfig struct {
 	MaxTimeout       int
 	MaxDelay         int
 	MinRunEvery      time.Duration
+	MinFreeBytes     int64
 	BootstrapProject string
 	BootstrapToken   string
 	LogLevel         string
@@ -102,6 +103,7 @@ SIGTERM or SIGINT drains: no new tasks are taken, running ones get
 	f.IntVar(&c.MaxTimeout, "max-timeout", envInt("MAYFLY_MAX_TIMEOUT", d.MaxTimeout), "largest task timeout in seconds, 0 = no limit (MAYFLY_MAX_TIMEOUT)")
 	f.IntVar(&c.MaxDelay, "max-delay", envInt("MAYFLY_MAX_DELAY", 0), "largest task delay in seconds, 0 = no limit (MAYFLY_MAX_DELAY)")
 	f.DurationVar(&c.MinRunEvery, "min-run-every", envDuration("MAYFLY_MIN_RUN_EVERY", time.Minute), "shortest run_every a schedule may have (MAYFLY_MIN_RUN_EVERY)")
+	f.Int64Var(&c.MinFreeBytes, "min-free-bytes", envInt64("MAYFLY_MIN_FREE_BYTES", 64<<20), "/readyz fails while the data directory has less space free; 0 = no check (MAYFLY_MIN_FREE_BYTES)")
 	f.StringVar(&c.LogLevel, "log-level", envStr("MAYFLY_LOG_LEVEL", "info"), "debug, info, warn or error (MAYFLY_LOG_LEVEL)")
 	f.StringVar(&c.LogFormat, "log-format", envStr("MAYFLY_LOG_FORMAT", "text"), "text or json (MAYFLY_LOG_FORMAT)")
 	c.BootstrapProject = os.Getenv("MAYFLY_BOOTSTRAP_PROJECT")
@@ -165,7 +167,7 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 		DefaultTimeout: c.DefaultTimeout, MaxTimeout: c.MaxTimeout, MaxDelay: c.MaxDelay,
 		MaxLogBytes: c.MaxLogBytes, LeaseDuration: c.LeaseDuration, MaxAttempts: c.MaxAttempts,
 		KnownStacks: stack.Names(), TaskTokenKey: key, TokenHashKey: hashKey,
-		MinRunEvery: c.MinRunEvery,
+		MinRunEvery: c.MinRunEvery, DataDir: c.DataDir, MinFreeBytes: c.MinFreeBytes,
 	}.WithPackageLimits(c.MaxPackageFiles, c.MaxUnpackedBytes), log)
 
 	boot, err := svc.EnsureBootstrap(ctx, c.BootstrapProject, c.BootstrapToken)

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mayfly-run/mayfly/internal/blob"
@@ -70,6 +71,13 @@ type Config struct {
 	// outside the store, so a copy of the database alone does not allow
 	// guessing tokens. Servers sharing a store must share the key.
 	TokenHashKey []byte
+	// DataDir is where the store and blobs live; with MinFreeBytes, Ready
+	// is false while it has less space free. Empty: no free-space check.
+	DataDir      string
+	MinFreeBytes int64
+	// NoSpaceHold is how long Ready stays false after a write found the
+	// disk full; zero = 30 s.
+	NoSpaceHold time.Duration
 }
 
 // DefaultConfig is what a server runs with unless told otherwise.
@@ -116,6 +124,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxAttempts <= 0 {
 		c.MaxAttempts = d.MaxAttempts
 	}
+	if c.NoSpaceHold <= 0 {
+		c.NoSpaceHold = defaultNoSpaceHold
+	}
 	if len(c.TaskTokenKey) == 0 {
 		// Good for one server; servers sharing a store configure one key.
 		c.TaskTokenKey = randomKey()
@@ -148,6 +159,8 @@ type Service struct {
 	wake chan struct{} // closed and replaced when tasks are queued
 
 	sched scheduleWake
+
+	noSpaceAt atomic.Int64 // unix ns of the last disk-full write; 0 = none
 }
 
 // New returns a service over the given stores.
@@ -189,12 +202,12 @@ func mapStoreErr(err error, what string) error {
 	return err
 }
 
-// Ready reports whether the store answers.
+// Ready reports whether the store answers and has room to write.
 func (s *Service) Ready(ctx context.Context) error {
 	if _, err := s.store.CountProjects(ctx); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
-	return nil
+	return s.spaceReady()
 }
 
 // WithPackageLimits sets what a code package may unpack to; zero keeps the
