@@ -67,7 +67,11 @@ func newServerCmd() *cobra.Command {
 --runner=false, an embedded runner that starts one Docker container per task.
 
 On an empty store the server creates a project and an admin token and prints
-them; MAYFLY_BOOTSTRAP_PROJECT and MAYFLY_BOOTSTRAP_TOKEN fix them instead.
+them; MAYFLY_BOOTSTRAP_PROJECT and MAYFLY_BOOTSTRAP_TOKEN fix them instead. A
+new MAYFLY_BOOTSTRAP_TOKEN replaces the previous bootstrap token, which stops
+working. The keys in task-token.key and token-hash.key in --data-dir are
+made on first start; every token depends on them, so back them up with the
+store (a damaged key file stops the start instead of being replaced).
 Every flag can also be set by the environment variable named in its help.
 SIGTERM or SIGINT drains: no new tasks are taken, running ones get
 --drain-grace to finish, and the rest run again after a restart.`,
