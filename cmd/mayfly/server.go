@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +21,7 @@ import (
 	"github.com/mayfly-run/mayfly/internal/driver/docker"
 	"github.com/mayfly-run/mayfly/internal/id"
 	"github.com/mayfly-run/mayfly/internal/runner"
+	"github.com/mayfly-run/mayfly/internal/secret"
 	"github.com/mayfly-run/mayfly/internal/service"
 	"github.com/mayfly-run/mayfly/internal/stack"
 	"github.com/mayfly-run/mayfly/internal/store/sqlite"
@@ -50,6 +50,7 @@ type serverConfig struct {
 	MaxTimeout       int
 	MaxDelay         int
 	MinRunEvery      time.Duration
+	MinFreeBytes     int64
 	BootstrapProject string
 	BootstrapToken   string
 	LogLevel         string
@@ -66,7 +67,11 @@ func newServerCmd() *cobra.Command {
 --runner=false, an embedded runner that starts one Docker container per task.
 
 On an empty store the server creates a project and an admin token and prints
-them; MAYFLY_BOOTSTRAP_PROJECT and MAYFLY_BOOTSTRAP_TOKEN fix them instead.
+them; MAYFLY_BOOTSTRAP_PROJECT and MAYFLY_BOOTSTRAP_TOKEN fix them instead. A
+new MAYFLY_BOOTSTRAP_TOKEN replaces the previous bootstrap token, which stops
+working. The keys in task-token.key and token-hash.key in --data-dir are
+made on first start; every token depends on them, so back them up with the
+store (a damaged key file stops the start instead of being replaced).
 Every flag can also be set by the environment variable named in its help.
 SIGTERM or SIGINT drains: no new tasks are taken, running ones get
 --drain-grace to finish, and the rest run again after a restart.`,
@@ -102,6 +107,7 @@ SIGTERM or SIGINT drains: no new tasks are taken, running ones get
 	f.IntVar(&c.MaxTimeout, "max-timeout", envInt("MAYFLY_MAX_TIMEOUT", d.MaxTimeout), "largest task timeout in seconds, 0 = no limit (MAYFLY_MAX_TIMEOUT)")
 	f.IntVar(&c.MaxDelay, "max-delay", envInt("MAYFLY_MAX_DELAY", 0), "largest task delay in seconds, 0 = no limit (MAYFLY_MAX_DELAY)")
 	f.DurationVar(&c.MinRunEvery, "min-run-every", envDuration("MAYFLY_MIN_RUN_EVERY", time.Minute), "shortest run_every a schedule may have (MAYFLY_MIN_RUN_EVERY)")
+	f.Int64Var(&c.MinFreeBytes, "min-free-bytes", envInt64("MAYFLY_MIN_FREE_BYTES", 64<<20), "/readyz fails while the data directory has less space free; 0 = no check (MAYFLY_MIN_FREE_BYTES)")
 	f.StringVar(&c.LogLevel, "log-level", envStr("MAYFLY_LOG_LEVEL", "info"), "debug, info, warn or error (MAYFLY_LOG_LEVEL)")
 	f.StringVar(&c.LogFormat, "log-format", envStr("MAYFLY_LOG_FORMAT", "text"), "text or json (MAYFLY_LOG_FORMAT)")
 	c.BootstrapProject = os.Getenv("MAYFLY_BOOTSTRAP_PROJECT")
@@ -152,7 +158,11 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 	if err != nil {
 		return err
 	}
-	key, err := secretKey(filepath.Join(c.DataDir, "task-token.key"))
+	key, err := secret.LoadOrCreateKey(filepath.Join(c.DataDir, "task-token.key"), "task token key")
+	if err != nil {
+		return err
+	}
+	hashKey, err := secret.LoadOrCreateKey(filepath.Join(c.DataDir, "token-hash.key"), "token hash key")
 	if err != nil {
 		return err
 	}
@@ -160,16 +170,25 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 		MaxPayloadBytes: c.MaxPayloadBytes, MaxCodeBytes: c.MaxCodeBytes,
 		DefaultTimeout: c.DefaultTimeout, MaxTimeout: c.MaxTimeout, MaxDelay: c.MaxDelay,
 		MaxLogBytes: c.MaxLogBytes, LeaseDuration: c.LeaseDuration, MaxAttempts: c.MaxAttempts,
-		KnownStacks: stack.Names(), TaskTokenKey: key,
-		MinRunEvery: c.MinRunEvery,
+		KnownStacks: stack.Names(), TaskTokenKey: key, TokenHashKey: hashKey,
+		MinRunEvery: c.MinRunEvery, DataDir: c.DataDir, MinFreeBytes: c.MinFreeBytes,
 	}.WithPackageLimits(c.MaxPackageFiles, c.MaxUnpackedBytes), log)
 
 	boot, err := svc.EnsureBootstrap(ctx, c.BootstrapProject, c.BootstrapToken)
 	if err != nil {
 		return err
 	}
+	if boot.Replaced {
+		log.Warn("bootstrap token replaced: the previous bootstrap token no longer works")
+	}
 	if boot.Created {
-		fmt.Fprintf(out, "Created project and admin token (shown once):\n  MAYFLY_PROJECT=%s\n  MAYFLY_TOKEN=%s\n", boot.ProjectID, boot.Token)
+		fmt.Fprintf(out, "Created project and admin token (shown once):\n")
+		if boot.ProjectID != "" {
+			fmt.Fprintf(out, "  MAYFLY_PROJECT=%s\n", boot.ProjectID)
+		}
+		if boot.Token != "" {
+			fmt.Fprintf(out, "  MAYFLY_TOKEN=%s\n", boot.Token)
+		}
 	}
 
 	var drv *docker.Driver
@@ -249,21 +268,6 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 	}
 	log.Info("stopped")
 	return nil
-}
-
-// secretKey loads the key that signs task tokens, making it on first start.
-func secretKey(p string) ([]byte, error) {
-	if b, err := os.ReadFile(p); err == nil && len(b) >= 32 {
-		return b, nil
-	}
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return nil, fmt.Errorf("make task token key: %w", err)
-	}
-	if err := os.WriteFile(p, key, 0o600); err != nil {
-		return nil, fmt.Errorf("save task token key: %w", err)
-	}
-	return key, nil
 }
 
 // runnerID keeps the embedded runner's id across restarts, so a restarted

@@ -88,6 +88,11 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		status, msg = he.status, he.msg
 	case errors.As(err, &mbe):
 		status, msg = http.StatusRequestEntityTooLarge, "Request body is larger than the limit of "+itoa(mbe.Limit)+" bytes"
+	case service.NoSpace(err):
+		// The write was refused whole (the store's transaction rolled
+		// back, the blob's temporary file removed): the client may retry.
+		a.svc.NoteNoSpace()
+		status, msg = http.StatusInsufficientStorage, "Insufficient storage: the server's disk is full, so nothing was stored; try again once space is freed"
 	case errors.As(err, &se):
 		msg = se.Msg
 		switch {

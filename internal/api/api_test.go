@@ -197,7 +197,7 @@ func TestProjectAndAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	secret := id.Secret(20)
-	if err := b.st.CreateToken(ctx, store.Token{ID: id.New(), Hash: service.HashToken(secret), Kind: store.TokenProject,
+	if err := b.st.CreateToken(ctx, store.Token{ID: id.New(), Hash: b.svc.HashToken(secret), Kind: store.TokenProject,
 		ProjectID: other, CreatedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
@@ -494,7 +494,7 @@ func TestRunnerProtocol(t *testing.T) {
 	// A project token is not a runner token.
 	ctx := context.Background()
 	secret := id.Secret(20)
-	b.st.CreateToken(ctx, store.Token{ID: id.New(), Hash: service.HashToken(secret), Kind: store.TokenProject, ProjectID: b.project, CreatedAt: time.Now()})
+	b.st.CreateToken(ctx, store.Token{ID: id.New(), Hash: b.svc.HashToken(secret), Kind: store.TokenProject, ProjectID: b.project, CreatedAt: time.Now()})
 	st, body = b.do("POST", b.srv.URL+"/runner/lease", strings.NewReader(`{"runner_id":"r1","max":1}`), "Authorization", "OAuth "+secret)
 	wantErr(t, st, body, 403, "runner")
 }

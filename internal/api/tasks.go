@@ -103,14 +103,36 @@ func (a *API) getTask(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, taskJSON(t, true))
 }
 
+// taskLog streams the log as the store reads it: a long log is never held
+// whole, so many readers of a big log cost little memory. The status is
+// sent with the first chunk, which keeps the 404 of a task without output.
+// Following a running task (?follow=1) would call StreamTaskLog again from
+// the seq it returns.
 func (a *API) taskLog(w http.ResponseWriter, r *http.Request) error {
-	b, err := a.svc.TaskLog(r.Context(), projectOf(r).ID, r.PathValue("id"))
-	if err != nil {
+	started, writeFailed := false, false
+	_, err := a.svc.StreamTaskLog(r.Context(), projectOf(r).ID, r.PathValue("id"), 0, func(chunk []byte) error {
+		if !started {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			started = true
+		}
+		if _, err := w.Write(chunk); err != nil {
+			writeFailed = true
+			return err
+		}
+		return nil
+	})
+	switch {
+	case err == nil:
+		return nil
+	case !started:
 		return err
+	case writeFailed:
+		return nil // the client went away
 	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	_, _ = w.Write(b)
-	return nil
+	// Part of the log is sent with a 200: end the connection without the
+	// final chunk so the client sees a broken response, not a short log.
+	a.log.Error("log read failed mid-stream", "path", r.URL.Path, "err", err)
+	panic(http.ErrAbortHandler)
 }
 
 func (a *API) cancelTask(w http.ResponseWriter, r *http.Request) error {

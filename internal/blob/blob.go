@@ -12,6 +12,10 @@ import (
 // ErrNotFound is returned by Get and Delete for a key that holds nothing.
 var ErrNotFound = errors.New("blob not found")
 
+// ErrNoSpace is returned by Put when the storage under the store is full
+// (or over its quota); nothing of the blob is kept.
+var ErrNoSpace = errors.New("no space left for blobs")
+
 // Store keeps immutable blobs. Put of an existing key replaces it whole;
 // readers never see a partial blob.
 type Store interface {

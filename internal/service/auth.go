@@ -2,7 +2,9 @@ package service
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -12,8 +14,26 @@ import (
 	"github.com/mayfly-run/mayfly/internal/store"
 )
 
-// HashToken is how token secrets are kept: only their digest is stored.
-func HashToken(secret string) string {
+// tokenHashPrefix marks digests of the keyed scheme. Digests without it are
+// plain SHA-256 hex from older versions, upgraded when next used.
+const tokenHashPrefix = "hmac-sha256:"
+
+// bootstrapTokenName names the admin token EnsureBootstrap keeps: there is
+// at most one, and a new bootstrap secret replaces it.
+const bootstrapTokenName = "bootstrap"
+
+// HashToken is how token secrets are kept: only a digest keyed with the
+// server's token hash key is stored, so a copy of the database alone does
+// not allow guessing short secrets offline, and a lookup is still one
+// indexed query on the digest.
+func (s *Service) HashToken(secret string) string {
+	m := hmac.New(sha256.New, s.cfg.TokenHashKey)
+	m.Write([]byte(secret))
+	return tokenHashPrefix + hex.EncodeToString(m.Sum(nil))
+}
+
+// legacyTokenHash is the unkeyed digest older versions stored.
+func legacyTokenHash(secret string) string {
 	sum := sha256.Sum256([]byte(secret))
 	return hex.EncodeToString(sum[:])
 }
@@ -30,13 +50,48 @@ func (s *Service) Authenticate(ctx context.Context, secret string) (store.Token,
 		}
 		return store.Token{ID: taskID, Kind: store.TokenTask, ProjectID: projectID}, nil
 	}
-	t, err := s.store.GetTokenByHash(ctx, HashToken(secret))
+	t, err := s.findToken(ctx, secret)
 	if errors.Is(err, store.ErrNotFound) {
 		return store.Token{}, errorf(ErrUnauthorized, "Invalid token")
 	}
 	if err != nil {
 		return store.Token{}, fmt.Errorf("look up token: %w", err)
 	}
+	return t, nil
+}
+
+// findToken looks a secret up by its keyed digest and, failing that, by the
+// plain digest of older versions; a token found that way is re-hashed in
+// place, so it takes the old path once.
+func (s *Service) findToken(ctx context.Context, secret string) (store.Token, error) {
+	hash := s.HashToken(secret)
+	t, err := s.store.GetTokenByHash(ctx, hash)
+	if err == nil {
+		// The store matched on the digest already; comparing again in
+		// constant time keeps a backend's loose match from ever letting a
+		// wrong secret in.
+		if subtle.ConstantTimeCompare([]byte(t.Hash), []byte(hash)) != 1 {
+			return store.Token{}, store.ErrNotFound
+		}
+		return t, nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return store.Token{}, err
+	}
+	legacy := legacyTokenHash(secret)
+	t, err = s.store.GetTokenByHash(ctx, legacy)
+	if err != nil {
+		return store.Token{}, err
+	}
+	if subtle.ConstantTimeCompare([]byte(t.Hash), []byte(legacy)) != 1 {
+		return store.Token{}, store.ErrNotFound
+	}
+	// ErrNotFound here means a concurrent request upgraded it first.
+	if err := s.store.UpdateTokenHash(ctx, t.ID, legacy, hash); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return store.Token{}, fmt.Errorf("re-hash token %s: %w", t.ID, err)
+	}
+	s.log.Info("token digest upgraded to the keyed scheme", "token_id", t.ID, "kind", t.Kind)
+	t.Hash = hash
 	return t, nil
 }
 
@@ -71,6 +126,7 @@ func (s *Service) AuthorizeRunner(t store.Token) error {
 // Bootstrap describes what the first start created.
 type Bootstrap struct {
 	Created   bool
+	Replaced  bool // an older bootstrap token was revoked for this one
 	ProjectID string
 	Token     string // the secret; shown once
 }
@@ -78,7 +134,9 @@ type Bootstrap struct {
 // EnsureBootstrap creates a project and an admin token on an empty store.
 // Fixed values (from MAYFLY_BOOTSTRAP_PROJECT / MAYFLY_BOOTSTRAP_TOKEN) are
 // used when given, and are made to exist even on a non-empty store so a
-// deployment that names them can rely on them.
+// deployment that names them can rely on them. There is one bootstrap
+// token: a new MAYFLY_BOOTSTRAP_TOKEN revokes the one before it, so
+// rotating the secret in the deployment really retires the old one.
 func (s *Service) EnsureBootstrap(ctx context.Context, projectID, token string) (Bootstrap, error) {
 	if projectID != "" && !id.Valid(projectID) {
 		return Bootstrap{}, fmt.Errorf("bootstrap project id %q is not 24 lowercase hex characters", projectID)
@@ -93,29 +151,37 @@ func (s *Service) EnsureBootstrap(ctx context.Context, projectID, token string) 
 	if n > 0 && projectID == "" && token == "" {
 		return Bootstrap{}, nil
 	}
+	// Only an empty store gets made-up values: on a store in use, naming
+	// just one of the two must not add a project or swap the token at
+	// every restart.
 	b := Bootstrap{ProjectID: projectID, Token: token}
-	if b.ProjectID == "" {
+	if b.ProjectID == "" && n == 0 {
 		b.ProjectID = id.New()
 	}
-	if b.Token == "" {
+	if b.Token == "" && n == 0 {
 		b.Token = id.Secret(20)
 	}
 	now := s.now()
-	if _, err := s.store.GetProject(ctx, b.ProjectID); errors.Is(err, store.ErrNotFound) {
-		if err := s.store.CreateProject(ctx, store.Project{ID: b.ProjectID, Name: "default", CreatedAt: now}); err != nil {
-			return Bootstrap{}, fmt.Errorf("create bootstrap project: %w", err)
+	if b.ProjectID != "" {
+		if _, err := s.store.GetProject(ctx, b.ProjectID); errors.Is(err, store.ErrNotFound) {
+			if err := s.store.CreateProject(ctx, store.Project{ID: b.ProjectID, Name: "default", CreatedAt: now}); err != nil {
+				return Bootstrap{}, fmt.Errorf("create bootstrap project: %w", err)
+			}
+			b.Created = true
+		} else if err != nil {
+			return Bootstrap{}, fmt.Errorf("look up bootstrap project: %w", err)
 		}
-		b.Created = true
-	} else if err != nil {
-		return Bootstrap{}, fmt.Errorf("look up bootstrap project: %w", err)
 	}
-	hash := HashToken(b.Token)
-	if _, err := s.store.GetTokenByHash(ctx, hash); errors.Is(err, store.ErrNotFound) {
-		if err := s.store.CreateToken(ctx, store.Token{ID: id.New(), Hash: hash, Kind: store.TokenAdmin,
-			Name: "bootstrap", CreatedAt: now}); err != nil {
+	if b.Token == "" {
+		return b, nil
+	}
+	if _, err := s.findToken(ctx, b.Token); errors.Is(err, store.ErrNotFound) {
+		removed, err := s.store.ReplaceNamedToken(ctx, store.Token{ID: id.New(), Hash: s.HashToken(b.Token),
+			Kind: store.TokenAdmin, Name: bootstrapTokenName, CreatedAt: now})
+		if err != nil {
 			return Bootstrap{}, fmt.Errorf("create bootstrap token: %w", err)
 		}
-		b.Created = true
+		b.Created, b.Replaced = true, removed > 0
 	} else if err != nil {
 		return Bootstrap{}, fmt.Errorf("look up bootstrap token: %w", err)
 	}

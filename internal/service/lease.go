@@ -127,7 +127,7 @@ func (s *Service) AppendLog(ctx context.Context, taskID, runnerID string, data [
 	if len(data) == 0 {
 		return nil
 	}
-	return leaseErr(s.store.AppendLog(ctx, taskID, data), taskID)
+	return leaseErr(s.noteIfNoSpace(s.store.AppendLog(ctx, taskID, data)), taskID)
 }
 
 // Finish records how a task ended.

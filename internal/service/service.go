@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mayfly-run/mayfly/internal/blob"
@@ -66,6 +67,17 @@ type Config struct {
 	// TaskTokenKey signs the tokens tasks report progress with. Servers
 	// sharing a store must share the key.
 	TaskTokenKey []byte
+	// TokenHashKey keys the digests API tokens are stored under; it lives
+	// outside the store, so a copy of the database alone does not allow
+	// guessing tokens. Servers sharing a store must share the key.
+	TokenHashKey []byte
+	// DataDir is where the store and blobs live; with MinFreeBytes, Ready
+	// is false while it has less space free. Empty: no free-space check.
+	DataDir      string
+	MinFreeBytes int64
+	// NoSpaceHold is how long Ready stays false after a write found the
+	// disk full; zero = 30 s.
+	NoSpaceHold time.Duration
 }
 
 // DefaultConfig is what a server runs with unless told otherwise.
@@ -112,14 +124,27 @@ func (c Config) withDefaults() Config {
 	if c.MaxAttempts <= 0 {
 		c.MaxAttempts = d.MaxAttempts
 	}
+	if c.NoSpaceHold <= 0 {
+		c.NoSpaceHold = defaultNoSpaceHold
+	}
 	if len(c.TaskTokenKey) == 0 {
 		// Good for one server; servers sharing a store configure one key.
-		c.TaskTokenKey = make([]byte, 32)
-		if _, err := rand.Read(c.TaskTokenKey); err != nil {
-			panic("service: no randomness: " + err.Error())
-		}
+		c.TaskTokenKey = randomKey()
+	}
+	if len(c.TokenHashKey) == 0 {
+		// Good for one process only: tokens stored under it do not
+		// authenticate after a restart. Servers load a key file.
+		c.TokenHashKey = randomKey()
 	}
 	return c
+}
+
+func randomKey() []byte {
+	k := make([]byte, 32)
+	if _, err := rand.Read(k); err != nil {
+		panic("service: no randomness: " + err.Error())
+	}
+	return k
 }
 
 // Service is safe for concurrent use.
@@ -135,6 +160,8 @@ type Service struct {
 	leasePoll time.Duration
 
 	sched scheduleWake
+
+	noSpaceAt atomic.Int64 // unix ns of the last disk-full write; 0 = none
 }
 
 // New returns a service over the given stores.
@@ -176,12 +203,12 @@ func mapStoreErr(err error, what string) error {
 	return err
 }
 
-// Ready reports whether the store answers.
+// Ready reports whether the store answers and has room to write.
 func (s *Service) Ready(ctx context.Context) error {
 	if _, err := s.store.CountProjects(ctx); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
-	return nil
+	return s.spaceReady()
 }
 
 // WithPackageLimits sets what a code package may unpack to; zero keeps the

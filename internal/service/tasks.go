@@ -116,16 +116,31 @@ func (s *Service) ListTasks(ctx context.Context, f store.TaskFilter) ([]store.Ta
 	return s.store.ListTasks(ctx, f)
 }
 
-// TaskLog returns a task's log; ErrNotFound until the task wrote one.
+// TaskLog returns a task's whole log; ErrNotFound until the task wrote one.
+// It holds the log in memory: the API streams it with StreamTaskLog.
 func (s *Service) TaskLog(ctx context.Context, projectID, taskID string) ([]byte, error) {
-	if _, err := s.GetTask(ctx, projectID, taskID); err != nil {
+	var b []byte
+	_, err := s.StreamTaskLog(ctx, projectID, taskID, 0, func(c []byte) error { b = append(b, c...); return nil })
+	if err != nil {
 		return nil, err
 	}
-	b, err := s.store.GetLog(ctx, taskID)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, errorf(ErrNotFound, "Log not found: the task has not written any output yet")
+	return b, nil
+}
+
+// StreamTaskLog passes a task's log to fn chunk by chunk as the store reads
+// it, from the chunk after afterSeq (0: the start), and returns the seq of
+// the last chunk passed, where a follower goes on from. Only a bounded part
+// of the log is in memory at a time, however long it is. ErrNotFound until
+// the task wrote output.
+func (s *Service) StreamTaskLog(ctx context.Context, projectID, taskID string, afterSeq int64, fn func(chunk []byte) error) (int64, error) {
+	if _, err := s.GetTask(ctx, projectID, taskID); err != nil {
+		return afterSeq, err
 	}
-	return b, err
+	last, err := s.store.ReadLog(ctx, taskID, afterSeq, fn)
+	if errors.Is(err, store.ErrNotFound) {
+		return afterSeq, errorf(ErrNotFound, "Log not found: the task has not written any output yet")
+	}
+	return last, err
 }
 
 // CancelTask cancels a queued task at once; a preparing or running one is

@@ -20,6 +20,9 @@ var (
 	// ErrLeaseLost: the runner no longer holds the task's lease (it expired
 	// and the task was given back to the queue, or the task ended).
 	ErrLeaseLost = errors.New("lease lost")
+	// ErrNoSpace: the disk (or quota) under the store is full; the write
+	// changed nothing.
+	ErrNoSpace = errors.New("no space left for the store")
 )
 
 // Task statuses. Only queued, preparing and running are unfinished; clients
@@ -62,7 +65,7 @@ type Project struct {
 
 type Token struct {
 	ID        string
-	Hash      string // hex sha256 of the secret; the secret itself is never stored
+	Hash      string // a keyed digest of the secret (the service picks the scheme); the secret itself is never stored
 	Kind      string
 	ProjectID string // empty for admin and runner tokens
 	Name      string
@@ -212,6 +215,15 @@ type Store interface {
 
 	CreateToken(ctx context.Context, t Token) error
 	GetTokenByHash(ctx context.Context, hash string) (Token, error)
+	// UpdateTokenHash moves a token from oldHash to newHash (a digest
+	// scheme upgrade); ErrNotFound when the token no longer has oldHash, so
+	// two concurrent upgrades of one token both end well.
+	UpdateTokenHash(ctx context.Context, tokenID, oldHash, newHash string) error
+	// ReplaceNamedToken stores t and, in the same transaction, removes
+	// every other token of t's kind and name; it returns how many it
+	// removed. A token that must exist once (the bootstrap admin token)
+	// is kept this way, so a new secret revokes the old one.
+	ReplaceNamedToken(ctx context.Context, t Token) (removed int, err error)
 
 	// PutCodeRevision stores a new revision. When no code of that name
 	// exists in the project it creates one (rev.CodeID is then used as its
@@ -267,6 +279,15 @@ type Store interface {
 	AppendLog(ctx context.Context, taskID string, data []byte) error
 	// GetLog returns the whole log; ErrNotFound when none was written.
 	GetLog(ctx context.Context, taskID string) ([]byte, error)
+	// ReadLog calls fn with the task's log chunks in order, from the one
+	// after chunk afterSeq (0: from the start), and returns the seq of the
+	// last chunk passed to fn (afterSeq when none was). It holds no
+	// database resources while fn runs, so fn may write to a slow client,
+	// and it reads a bounded amount at a time, however long the log.
+	// ErrNotFound when afterSeq is 0 and the task wrote no log. A caller
+	// that follows a running task's log calls it again with the seq
+	// returned. An error from fn ends the read and is returned wrapped.
+	ReadLog(ctx context.Context, taskID string, afterSeq int64, fn func(chunk []byte) error) (lastSeq int64, err error)
 
 	Close() error
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/mayfly-run/mayfly/internal/blob"
 )
@@ -39,11 +40,11 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (int64, error)
 		return 0, err
 	}
 	if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
-		return 0, fmt.Errorf("put blob %s: %w", key, err)
+		return 0, putErr(key, err)
 	}
 	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-*")
 	if err != nil {
-		return 0, fmt.Errorf("put blob %s: %w", key, err)
+		return 0, putErr(key, err)
 	}
 	defer os.Remove(f.Name()) // no-op after the rename
 	n, err := io.Copy(f, ctxReader{ctx, r})
@@ -57,9 +58,18 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (int64, error)
 		err = os.Rename(f.Name(), p)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("put blob %s: %w", key, err)
+		return 0, putErr(key, err)
 	}
 	return n, nil
+}
+
+// putErr says which put failed, and maps a full filesystem or used-up
+// quota to blob.ErrNoSpace.
+func putErr(key string, err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("put blob %s: %w: %w", key, blob.ErrNoSpace, err)
+	}
+	return fmt.Errorf("put blob %s: %w", key, err)
 }
 
 func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, error) {

@@ -67,3 +67,36 @@ func (s *Store) GetTokenByHash(ctx context.Context, hash string) (store.Token, e
 	t.CreatedAt = fromMicros(created)
 	return t, nil
 }
+
+func (s *Store) UpdateTokenHash(ctx context.Context, tokenID, oldHash, newHash string) error {
+	res, err := s.write().ExecContext(ctx,
+		`UPDATE tokens SET hash = ? WHERE id = ? AND hash = ?`, newHash, tokenID, oldHash)
+	if err == nil {
+		err = oneRow(res)
+	}
+	if err != nil {
+		return fail(err, "update hash of token %s", tokenID)
+	}
+	return nil
+}
+
+func (s *Store) ReplaceNamedToken(ctx context.Context, t store.Token) (int, error) {
+	var removed int64
+	err := s.withTx(ctx, func(tx *querier) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE kind = ? AND name = ?`, t.Kind, t.Name)
+		if err != nil {
+			return err
+		}
+		if removed, err = res.RowsAffected(); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx,
+			`INSERT INTO tokens (id, hash, kind, project_id, name, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+			t.ID, t.Hash, t.Kind, nullString(t.ProjectID), t.Name, micros(t.CreatedAt))
+		return err
+	})
+	if err != nil {
+		return 0, fail(err, "replace %s token %q", t.Kind, t.Name)
+	}
+	return int(removed), nil
+}
