@@ -6,6 +6,7 @@ package client
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -122,6 +123,7 @@ type request struct {
 	body        io.Reader
 	contentType string
 	accept      string
+	token       string // instead of the client's token, e.g. a task's own
 }
 
 // send performs r and returns the response of a successful call, whose body
@@ -135,8 +137,8 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", r.method, r.path, err)
 	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "OAuth "+c.token)
+	if tok := cmp.Or(r.token, c.token); tok != "" {
+		req.Header.Set("Authorization", "OAuth "+tok)
 	}
 	if r.contentType != "" {
 		req.Header.Set("Content-Type", r.contentType)
