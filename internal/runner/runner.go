@@ -33,10 +33,12 @@ import (
 // Queue is the runner's view of the server.
 type Queue interface {
 	Lease(ctx context.Context, req wire.LeaseRequest) ([]wire.Job, error)
-	Started(ctx context.Context, taskID, runnerID string) error
-	Heartbeat(ctx context.Context, taskID, runnerID string) (cancel bool, err error)
-	AppendLog(ctx context.Context, taskID, runnerID string, data []byte) error
-	Finish(ctx context.Context, taskID string, req wire.FinishRequest) error
+	// Every report names the lease it is made under; one whose lease is no
+	// longer current fails with an error Config.IsLeaseLost recognises.
+	Started(ctx context.Context, lease wire.LeaseRef) error
+	Heartbeat(ctx context.Context, lease wire.LeaseRef) (cancel bool, err error)
+	AppendLog(ctx context.Context, lease wire.LeaseRef, data []byte) error
+	Finish(ctx context.Context, lease wire.LeaseRef, req wire.FinishRequest) error
 	OpenPackage(ctx context.Context, revisionID string) (io.ReadCloser, error)
 	// ReportProgress forwards progress a task sent with its own token.
 	ReportProgress(ctx context.Context, token, taskID string, p wire.Progress) error

@@ -77,7 +77,7 @@ func (s *Service) jobs(ctx context.Context, tasks []store.Task) ([]wire.Job, err
 				// The code was deleted after the task was queued: end the
 				// task rather than hand out something unrunnable.
 				now := s.now()
-				ferr := s.store.FinishTask(ctx, store.FinishParams{TaskID: t.ID, RunnerID: t.RunnerID,
+				ferr := s.store.FinishTask(ctx, store.FinishParams{TaskID: t.ID, RunnerID: t.RunnerID, Attempt: t.Attempt,
 					Status: store.StatusError, Msg: "Code revision no longer exists: " + err.Error(), Now: now})
 				if ferr != nil {
 					return nil, fmt.Errorf("end task %s of a deleted code: %w", t.ID, ferr)
@@ -110,28 +110,32 @@ func leaseErr(err error, taskID string) error {
 }
 
 // Started records that a leased task's container is running.
-func (s *Service) Started(ctx context.Context, taskID, runnerID string) error {
-	return leaseErr(s.store.MarkRunning(ctx, store.StartParams{TaskID: taskID, RunnerID: runnerID, Now: s.now()}), taskID)
+func (s *Service) Started(ctx context.Context, lease wire.LeaseRef) error {
+	return leaseErr(s.store.MarkRunning(ctx, store.StartParams{TaskID: lease.TaskID, RunnerID: lease.RunnerID,
+		Attempt: lease.Attempt, Now: s.now()}), lease.TaskID)
 }
 
 // Heartbeat renews a lease and says whether the task should be cancelled.
-func (s *Service) Heartbeat(ctx context.Context, taskID, runnerID string) (bool, error) {
-	cancel, err := s.store.Heartbeat(ctx, store.HeartbeatParams{TaskID: taskID, RunnerID: runnerID,
-		LeaseDuration: s.cfg.LeaseDuration, Now: s.now()})
-	return cancel, leaseErr(err, taskID)
+func (s *Service) Heartbeat(ctx context.Context, lease wire.LeaseRef) (bool, error) {
+	cancel, err := s.store.Heartbeat(ctx, store.HeartbeatParams{TaskID: lease.TaskID, RunnerID: lease.RunnerID,
+		Attempt: lease.Attempt, LeaseDuration: s.cfg.LeaseDuration, Now: s.now()})
+	return cancel, leaseErr(err, lease.TaskID)
 }
 
 // AppendLog adds output to a task's log. Runners cut logs at the job's
-// MaxLogBytes themselves.
-func (s *Service) AppendLog(ctx context.Context, taskID, runnerID string, data []byte) error {
+// MaxLogBytes themselves; the store holds the cap whatever they send.
+func (s *Service) AppendLog(ctx context.Context, lease wire.LeaseRef, data []byte) error {
 	if len(data) == 0 {
 		return nil
 	}
-	return leaseErr(s.noteIfNoSpace(s.store.AppendLog(ctx, taskID, data)), taskID)
+	err := s.store.AppendLog(ctx, store.AppendLogParams{TaskID: lease.TaskID, RunnerID: lease.RunnerID,
+		Attempt: lease.Attempt, Data: data, MaxBytes: s.cfg.MaxLogBytes})
+	return leaseErr(s.noteIfNoSpace(err), lease.TaskID)
 }
 
 // Finish records how a task ended.
-func (s *Service) Finish(ctx context.Context, taskID string, req wire.FinishRequest) error {
+func (s *Service) Finish(ctx context.Context, lease wire.LeaseRef, req wire.FinishRequest) error {
+	taskID := lease.TaskID
 	if !store.Terminal(req.Status) {
 		return errorf(ErrInvalid, "status %q is not a final status", req.Status)
 	}
@@ -140,7 +144,7 @@ func (s *Service) Finish(ctx context.Context, taskID string, req wire.FinishRequ
 	if err != nil {
 		return err
 	}
-	err = s.store.FinishTask(ctx, store.FinishParams{TaskID: taskID, RunnerID: req.RunnerID,
+	err = s.store.FinishTask(ctx, store.FinishParams{TaskID: taskID, RunnerID: lease.RunnerID, Attempt: lease.Attempt,
 		Status: req.Status, Msg: req.Msg, ExitCode: req.ExitCode, Now: now, Retry: retry, Timings: req.Timings})
 	if err != nil {
 		return leaseErr(err, taskID)
@@ -153,7 +157,7 @@ func (s *Service) Finish(ctx context.Context, taskID string, req wire.FinishRequ
 			"retry_count", retry.RetryCount, "due_at", retry.DueAt)
 		return nil
 	}
-	s.log.Info("task finished", "task_id", taskID, "status", req.Status, "runner_id", req.RunnerID)
+	s.log.Info("task finished", "task_id", taskID, "status", req.Status, "runner_id", lease.RunnerID, "attempt", lease.Attempt)
 	return nil
 }
 
