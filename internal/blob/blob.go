@@ -7,10 +7,17 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
 )
 
 // ErrNotFound is returned by Get and Delete for a key that holds nothing.
 var ErrNotFound = errors.New("blob not found")
+
+// Info describes one stored blob.
+type Info struct {
+	Key     string
+	ModTime time.Time // when it was last written
+}
 
 // Store keeps immutable blobs. Put of an existing key replaces it whole;
 // readers never see a partial blob.
@@ -18,4 +25,11 @@ type Store interface {
 	Put(ctx context.Context, key string, r io.Reader) (size int64, err error)
 	Get(ctx context.Context, key string) (io.ReadCloser, error)
 	Delete(ctx context.Context, key string) error
+	// List returns every complete blob, never the leftovers of a Put in
+	// progress or interrupted.
+	List(ctx context.Context) ([]Info, error)
+	// RemoveTemp removes what Puts that began before the given time left
+	// behind (a crash mid-write), and returns how many it removed. Puts
+	// still in progress after that time are left alone.
+	RemoveTemp(ctx context.Context, before time.Time) (int, error)
 }
