@@ -72,6 +72,7 @@ func Run(t *testing.T, h Harness) {
 		{"CancelCodeTasksAndStats", testCancelCodeTasksAndStats},
 	}
 	tests = append(tests, scheduleTests...)
+	tests = append(tests, maintenanceTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
