@@ -66,6 +66,12 @@ type Config struct {
 	// TaskTokenKey signs the tokens tasks report progress with. Servers
 	// sharing a store must share the key.
 	TaskTokenKey []byte
+	// Retention: finished tasks and their logs are deleted this long
+	// after they ended. Unlike the other fields, 0 keeps them forever.
+	Retention      time.Duration
+	UpkeepInterval time.Duration // how often pruning and the blob sweep run
+	BlobGrace      time.Duration // age before an unnamed package or temporary file is removed
+	PruneBatch     int           // tasks deleted per transaction
 }
 
 // DefaultConfig is what a server runs with unless told otherwise.
@@ -80,6 +86,10 @@ func DefaultConfig() Config {
 		MaxLogBytes:     10 << 20,
 		LeaseDuration:   30 * time.Second,
 		MaxAttempts:     3,
+		Retention:       30 * 24 * time.Hour,
+		UpkeepInterval:  defaultUpkeepInterval,
+		BlobGrace:       defaultBlobGrace,
+		PruneBatch:      defaultPruneBatch,
 	}
 }
 
@@ -111,6 +121,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxAttempts <= 0 {
 		c.MaxAttempts = d.MaxAttempts
+	}
+	if c.UpkeepInterval <= 0 {
+		c.UpkeepInterval = d.UpkeepInterval
+	}
+	if c.BlobGrace <= 0 {
+		c.BlobGrace = d.BlobGrace
+	}
+	if c.PruneBatch <= 0 {
+		c.PruneBatch = d.PruneBatch
 	}
 	if len(c.TaskTokenKey) == 0 {
 		// Good for one server; servers sharing a store configure one key.
