@@ -60,16 +60,17 @@ type Config struct {
 	StopGrace         time.Duration // SIGTERM to SIGKILL on cancel
 	LeaseWait         time.Duration // long-poll length
 	SweepInterval     time.Duration // how often untracked containers are looked for
-	// CacheTTL: code packages and code images unused this long are
-	// removed; 0 keeps them for good.
-	CacheTTL           time.Duration
-	CachePruneInterval time.Duration // how often they are looked for
 	MemoryBytes       int64
 	PidsLimit         int64
 	NanoCPUs          int64
 	Network           bool
 	User              string // uid:gid of the task process
 	Log               *slog.Logger
+
+	// CacheTTL: code packages and code images unused this long are
+	// removed; 0 keeps them for good.
+	CacheTTL           time.Duration
+	CachePruneInterval time.Duration // how often they are looked for
 }
 
 func (c *Config) defaults() {
