@@ -82,6 +82,11 @@ func (c *packageCache) fetch(ctx context.Context, code wire.JobCode, dst string)
 	defer os.Remove(f.Name())
 	h := sha256.New()
 	_, err = io.Copy(io.MultiWriter(f, h), rc)
+	if err == nil {
+		// Synced before the rename: after a power cut the name must not
+		// stand for an empty or torn file, which would be taken as cached.
+		err = f.Sync()
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
