@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/mayfly-run/mayfly/internal/store"
@@ -68,20 +69,32 @@ func (s *Service) Lease(ctx context.Context, req wire.LeaseRequest) ([]wire.Job,
 func (s *Service) jobs(ctx context.Context, tasks []store.Task) ([]wire.Job, error) {
 	jobs := make([]wire.Job, 0, len(tasks))
 	revs := map[string]store.CodeRevision{}
+	var lookupErr error
 	for _, t := range tasks {
 		rev, ok := revs[t.CodeRevisionID]
 		if !ok {
 			var err error
 			rev, err = s.store.GetCodeRevision(ctx, t.CodeRevisionID)
-			if err != nil {
+			if errors.Is(err, store.ErrNotFound) {
 				// The code was deleted after the task was queued: end the
 				// task rather than hand out something unrunnable.
-				now := s.now()
 				ferr := s.store.FinishTask(ctx, store.FinishParams{TaskID: t.ID, RunnerID: t.RunnerID, Attempt: t.Attempt,
-					Status: store.StatusError, Msg: "Code revision no longer exists: " + err.Error(), Now: now})
+					Status: store.StatusError, Msg: "Code revision no longer exists: " + err.Error(), Now: s.now()})
 				if ferr != nil {
-					return nil, fmt.Errorf("end task %s of a deleted code: %w", t.ID, ferr)
+					s.log.Error("could not end task of a deleted code; its lease will run out", "task_id", t.ID, "err", ferr)
 				}
+				continue
+			}
+			if err != nil {
+				// A passing store failure is not the task's fault: give
+				// it back to the queue as it was. Should that fail too,
+				// its lease runs out and the rescue requeues it.
+				s.log.Warn("could not read a leased task's code revision; task goes back to the queue",
+					"task_id", t.ID, "revision_id", t.CodeRevisionID, "err", err)
+				if rerr := s.store.ReleaseTask(context.WithoutCancel(ctx), t.ID, t.RunnerID, s.now()); rerr != nil {
+					s.log.Error("could not give a task back to the queue; its lease will run out", "task_id", t.ID, "err", rerr)
+				}
+				lookupErr = err
 				continue
 			}
 			revs[t.CodeRevisionID] = rev
@@ -98,6 +111,11 @@ func (s *Service) jobs(ctx context.Context, tasks []store.Task) ([]wire.Job, err
 				EnvVars: rev.EnvVars, PackageSHA256: rev.PackageSHA256, PackageSize: rev.PackageSize,
 			},
 		})
+	}
+	if len(jobs) == 0 && lookupErr != nil {
+		// An error, not an empty answer, so the runner backs off instead
+		// of leasing the released task straight back into the same fault.
+		return nil, fmt.Errorf("read code revisions of leased tasks: %w", lookupErr)
 	}
 	return jobs, nil
 }
@@ -173,9 +191,13 @@ func (s *Service) OpenPackage(ctx context.Context, revisionID string) (io.ReadCl
 	return s.blobs.Get(ctx, rev.PackageKey)
 }
 
-// RunMaintenance rescues tasks whose lease ran out, every interval, until
-// ctx ends.
+// RunMaintenance rescues tasks whose lease ran out, every interval, and
+// prunes old tasks and sweeps orphaned packages every UpkeepInterval, until
+// ctx ends; it returns once all of its work has stopped.
 func (s *Service) RunMaintenance(ctx context.Context, interval time.Duration) {
+	var upkeep sync.WaitGroup
+	upkeep.Go(func() { s.runUpkeep(ctx) })
+	defer upkeep.Wait()
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {

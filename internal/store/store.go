@@ -253,6 +253,7 @@ type RescueParams struct {
 // once the change is durable.
 type Store interface {
 	ScheduleStore
+	MaintenanceStore
 	CreateProject(ctx context.Context, p Project) error
 	GetProject(ctx context.Context, id string) (Project, error)
 	CountProjects(ctx context.Context) (int, error)
