@@ -55,6 +55,9 @@ type serverConfig struct {
 	BootstrapToken   string
 	LogLevel         string
 	LogFormat        string
+
+	Retention      time.Duration
+	RunnerCacheTTL time.Duration
 }
 
 func newServerCmd() *cobra.Command {
@@ -108,6 +111,8 @@ SIGTERM or SIGINT drains: no new tasks are taken, running ones get
 	f.IntVar(&c.MaxDelay, "max-delay", envInt("MAYFLY_MAX_DELAY", 0), "largest task delay in seconds, 0 = no limit (MAYFLY_MAX_DELAY)")
 	f.DurationVar(&c.MinRunEvery, "min-run-every", envDuration("MAYFLY_MIN_RUN_EVERY", time.Minute), "shortest run_every a schedule may have (MAYFLY_MIN_RUN_EVERY)")
 	f.Int64Var(&c.MinFreeBytes, "min-free-bytes", envInt64("MAYFLY_MIN_FREE_BYTES", 64<<20), "/readyz fails while the data directory has less space free; 0 = no check (MAYFLY_MIN_FREE_BYTES)")
+	f.DurationVar(&c.Retention, "retention", envDuration("MAYFLY_RETENTION", d.Retention), "finished tasks and their logs are deleted this long after they ended, 0 = keep forever (MAYFLY_RETENTION)")
+	f.DurationVar(&c.RunnerCacheTTL, "runner-cache-ttl", envDuration("MAYFLY_RUNNER_CACHE_TTL", 7*24*time.Hour), "the embedded runner removes code packages and code images unused this long, 0 = keep forever (MAYFLY_RUNNER_CACHE_TTL)")
 	f.StringVar(&c.LogLevel, "log-level", envStr("MAYFLY_LOG_LEVEL", "info"), "debug, info, warn or error (MAYFLY_LOG_LEVEL)")
 	f.StringVar(&c.LogFormat, "log-format", envStr("MAYFLY_LOG_FORMAT", "text"), "text or json (MAYFLY_LOG_FORMAT)")
 	c.BootstrapProject = os.Getenv("MAYFLY_BOOTSTRAP_PROJECT")
@@ -141,6 +146,9 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 	if c.RunnerCapacity < 1 {
 		return fmt.Errorf("--runner-capacity must be at least 1")
 	}
+	if c.Retention < 0 || c.RunnerCacheTTL < 0 {
+		return fmt.Errorf("--retention and --runner-cache-ttl must not be negative (0 keeps forever)")
+	}
 	// Absolute, because task socket directories under it are bind-mounted
 	// by the Docker engine, which knows no working directory of ours.
 	if c.DataDir, err = filepath.Abs(c.DataDir); err != nil {
@@ -171,7 +179,7 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 		DefaultTimeout: c.DefaultTimeout, MaxTimeout: c.MaxTimeout, MaxDelay: c.MaxDelay,
 		MaxLogBytes: c.MaxLogBytes, LeaseDuration: c.LeaseDuration, MaxAttempts: c.MaxAttempts,
 		KnownStacks: stack.Names(), TaskTokenKey: key, TokenHashKey: hashKey,
-		MinRunEvery: c.MinRunEvery, DataDir: c.DataDir, MinFreeBytes: c.MinFreeBytes,
+		MinRunEvery: c.MinRunEvery, DataDir: c.DataDir, MinFreeBytes: c.MinFreeBytes, Retention: c.Retention,
 	}.WithPackageLimits(c.MaxPackageFiles, c.MaxUnpackedBytes), log)
 
 	boot, err := svc.EnsureBootstrap(ctx, c.BootstrapProject, c.BootstrapToken)
@@ -217,8 +225,10 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 	log.Info("server started", "listen", ln.Addr().String(), "data_dir", c.DataDir, "runner", c.Runner)
 
 	bg, stopBg := context.WithCancel(context.Background())
-	defer stopBg()
-	go svc.RunMaintenance(bg, time.Second)
+	maintDone := make(chan struct{})
+	go func() { defer close(maintDone); svc.RunMaintenance(bg, time.Second) }()
+	// Before the store closes: maintenance may be mid-prune.
+	defer func() { stopBg(); <-maintDone }()
 	defer startScheduler(ctx, svc, log)()
 
 	var run *runner.Runner
@@ -236,7 +246,7 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 			RunDir:      filepath.Join(c.DataDir, "run"),
 			IsLeaseLost: func(err error) bool { return errors.Is(err, service.ErrLeaseLost) },
 			StopGrace:   c.StopGrace, MemoryBytes: c.TaskMemoryMB << 20, PidsLimit: c.TaskPids,
-			Network: c.TaskNetwork, Log: log,
+			Network: c.TaskNetwork, Log: log, CacheTTL: c.RunnerCacheTTL,
 		}, svc, drv)
 		if err != nil {
 			return err

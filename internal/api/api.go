@@ -110,7 +110,9 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 			status = http.StatusRequestEntityTooLarge
 		}
 	case errors.Is(err, service.ErrLeaseLost):
-		status, msg = http.StatusConflict, err.Error()
+		// One distinct answer for a report whose lease is no longer
+		// current, so a runner never takes another conflict for it.
+		status, msg = http.StatusGone, "Lease lost: "+err.Error()
 	case errors.Is(err, context.Canceled):
 		status, msg = 499, "Request cancelled"
 	}

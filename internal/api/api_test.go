@@ -465,18 +465,26 @@ func TestRunnerProtocol(t *testing.T) {
 	post := func(path, body string) (int, []byte) {
 		return b.do("POST", b.srv.URL+"/runner/tasks/"+taskID+path, strings.NewReader(body))
 	}
-	if st, body := post("/started", `{"runner_id":"r1"}`); st != 200 {
+	if st, body := post("/started", `{"runner_id":"r1","attempt":1}`); st != 200 {
 		t.Fatalf("started: %d %s", st, body)
 	}
-	if st, body := post("/log?runner_id=r1", "line one\n"); st != 200 {
+	if st, body := post("/log?runner_id=r1&attempt=1", "line one\n"); st != 200 {
 		t.Fatalf("log: %d %s", st, body)
 	}
-	st, body = post("/heartbeat", `{"runner_id":"r2"}`)
-	wantErr(t, st, body, 409, "lease lost")
-	if st, body := post("/heartbeat", `{"runner_id":"r1"}`); st != 200 || decode[wire.HeartbeatResponse](t, body).Cancel {
+	// Reports under a lease that is not current get one distinct answer,
+	// 410, and change nothing: another runner, another attempt.
+	st, body = post("/heartbeat", `{"runner_id":"r2","attempt":1}`)
+	wantErr(t, st, body, 410, "lease lost")
+	st, body = post("/heartbeat", `{"runner_id":"r1","attempt":2}`)
+	wantErr(t, st, body, 410, "lease lost")
+	st, body = post("/log?runner_id=r1&attempt=3", "not mine\n")
+	wantErr(t, st, body, 410, "lease lost")
+	st, body = post("/finish", `{"runner_id":"r1","status":"error","exit_code":1}`)
+	wantErr(t, st, body, 410, "lease lost")
+	if st, body := post("/heartbeat", `{"runner_id":"r1","attempt":1}`); st != 200 || decode[wire.HeartbeatResponse](t, body).Cancel {
 		t.Fatalf("heartbeat: %d %s", st, body)
 	}
-	if st, body := post("/finish", `{"runner_id":"r1","status":"complete","exit_code":0}`); st != 200 {
+	if st, body := post("/finish", `{"runner_id":"r1","attempt":1,"status":"complete","exit_code":0}`); st != 200 {
 		t.Fatalf("finish: %d %s", st, body)
 	}
 	st, body = b.do("GET", b.url("/tasks/"+taskID), nil)
@@ -486,6 +494,14 @@ func TestRunnerProtocol(t *testing.T) {
 	}
 	if st, body := b.do("GET", b.url("/tasks/"+taskID+"/log"), nil); st != 200 || string(body) != "line one\n" {
 		t.Fatalf("log: %d %q", st, body)
+	}
+	// Once the task has ended, even its own lease writes nothing more.
+	st, body = post("/log?runner_id=r1&attempt=1", "after the end\n")
+	wantErr(t, st, body, 410, "lease lost")
+	st, body = post("/finish", `{"runner_id":"r1","attempt":1,"status":"error","exit_code":1}`)
+	wantErr(t, st, body, 410, "lease lost")
+	if _, body := b.do("GET", b.url("/tasks/"+taskID+"/log"), nil); string(body) != "line one\n" {
+		t.Fatalf("log after the end: %q", body)
 	}
 	st, body = b.do("GET", b.srv.URL+"/runner/packages/"+lease.Jobs[0].Code.RevisionID, nil)
 	if st != 200 || !bytes.HasPrefix(body, []byte("PK")) {
@@ -537,7 +553,7 @@ func TestQueueControlRoutes(t *testing.T) {
 	}
 
 	// Finished with an error, it can be retried by hand, once.
-	b.do("POST", b.srv.URL+"/runner/tasks/"+first+"/finish", strings.NewReader(`{"runner_id":"r1","status":"error","exit_code":2}`))
+	b.do("POST", b.srv.URL+"/runner/tasks/"+first+"/finish", strings.NewReader(`{"runner_id":"r1","attempt":1,"status":"error","exit_code":2}`))
 	st, body = b.do("POST", b.url("/tasks/"+first+"/retry"), strings.NewReader(`{"delay":60}`))
 	if st != 200 {
 		t.Fatalf("retry: %d %s", st, body)

@@ -39,11 +39,11 @@ func (b *bundle) runTask(taskID, log, status string) {
 			b.t.Fatalf("%s: %d %s", path, st, out)
 		}
 	}
-	post("/started", `{"runner_id":"r1"}`)
+	post("/started", `{"runner_id":"r1","attempt":1}`)
 	if log != "" {
-		post("/log?runner_id=r1", log)
+		post("/log?runner_id=r1&attempt=1", log)
 	}
-	post("/finish", `{"runner_id":"r1","status":"`+status+`","exit_code":0}`)
+	post("/finish", `{"runner_id":"r1","attempt":1,"status":"`+status+`","exit_code":0}`)
 }
 
 func (b *bundle) queueOne(tasks string) string {
@@ -657,12 +657,12 @@ func TestCompatPreparingKeepsEveryWaitLoopWaiting(t *testing.T) {
 		t.Errorf("?queued=1 lists the preparing task: %s", out)
 	}
 	// Once it ends, every client stops waiting.
-	b.do("POST", b.srv.URL+"/runner/tasks/"+id+"/started", strings.NewReader(`{"runner_id":"r1"}`))
+	b.do("POST", b.srv.URL+"/runner/tasks/"+id+"/started", strings.NewReader(`{"runner_id":"r1","attempt":1}`))
 	_, out = b.do("GET", b.url("/tasks/"+id), nil)
 	if tk := decode[wire.Task](t, out); tk.Status != "running" || tk.Phase != "running" {
 		t.Fatalf("started: %s", out)
 	}
-	b.do("POST", b.srv.URL+"/runner/tasks/"+id+"/finish", strings.NewReader(`{"runner_id":"r1","status":"complete","exit_code":0}`))
+	b.do("POST", b.srv.URL+"/runner/tasks/"+id+"/finish", strings.NewReader(`{"runner_id":"r1","attempt":1,"status":"complete","exit_code":0}`))
 	_, out = b.do("GET", b.url("/tasks/"+id), nil)
 	if tk := decode[wire.Task](t, out); ironGo3Waits(tk.Status) || tk.Status != "complete" || tk.Phase != "complete" {
 		t.Fatalf("ended: %s", out)

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/mayfly-run/mayfly/internal/service"
+	"github.com/mayfly-run/mayfly/internal/store"
 	"github.com/mayfly-run/mayfly/internal/wire"
 )
 
@@ -25,6 +26,10 @@ func TestParallelBigLogReadsStayBounded(t *testing.T) {
 		t.Fatalf("queue: %d %s", st, body)
 	}
 	taskID := decode[wire.QueueResponse](t, body).Tasks[0].ID
+	jobs, err := b.svc.Lease(t.Context(), wire.LeaseRequest{RunnerID: "r1", Max: 1})
+	if err != nil || len(jobs) != 1 {
+		t.Fatalf("lease: %v %v", jobs, err)
+	}
 
 	const (
 		logBytes  = 10 << 20
@@ -38,7 +43,7 @@ func TestParallelBigLogReadsStayBounded(t *testing.T) {
 			chunk[j] = byte('a' + (i+j)%26)
 		}
 		chunk[len(chunk)-1] = '\n'
-		if err := b.st.AppendLog(t.Context(), taskID, chunk); err != nil {
+		if err := b.st.AppendLog(t.Context(), store.AppendLogParams{TaskID: taskID, RunnerID: "r1", Attempt: 1, Data: chunk}); err != nil {
 			t.Fatal(err)
 		}
 		want.Write(chunk)

@@ -165,35 +165,52 @@ func (a *API) lease(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, wire.LeaseResponse{Jobs: jobs})
 }
 
-type runnerRef struct {
-	RunnerID string `json:"runner_id"`
+// leaseRef reads the lease a runner's report names: runner_id and attempt
+// in the JSON body.
+func (a *API) leaseRef(w http.ResponseWriter, r *http.Request) (wire.LeaseRef, error) {
+	var ref wire.LeaseRef
+	if err := a.readJSON(w, r, &ref); err != nil {
+		return ref, err
+	}
+	ref.TaskID = r.PathValue("id")
+	return ref, nil
 }
 
 func (a *API) started(w http.ResponseWriter, r *http.Request) error {
-	var ref runnerRef
-	if err := a.readJSON(w, r, &ref); err != nil {
+	ref, err := a.leaseRef(w, r)
+	if err != nil {
 		return err
 	}
-	if err := a.svc.Started(r.Context(), r.PathValue("id"), ref.RunnerID); err != nil {
+	if err := a.svc.Started(r.Context(), ref); err != nil {
 		return err
 	}
 	return writeJSON(w, wire.Msg{Msg: "OK"})
 }
 
 func (a *API) heartbeat(w http.ResponseWriter, r *http.Request) error {
-	var ref runnerRef
-	if err := a.readJSON(w, r, &ref); err != nil {
+	ref, err := a.leaseRef(w, r)
+	if err != nil {
 		return err
 	}
-	cancel, err := a.svc.Heartbeat(r.Context(), r.PathValue("id"), ref.RunnerID)
+	cancel, err := a.svc.Heartbeat(r.Context(), ref)
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, wire.HeartbeatResponse{Cancel: cancel})
 }
 
-// appendLog takes a raw chunk; the runner id rides in the query.
+// appendLog takes a raw chunk; the lease (runner_id, attempt) rides in the
+// query.
 func (a *API) appendLog(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	ref := wire.LeaseRef{TaskID: r.PathValue("id"), RunnerID: q.Get("runner_id")}
+	if v := q.Get("attempt"); v != "" {
+		n, err := wire.ParseInt("attempt", v)
+		if err != nil {
+			return errStatus(http.StatusBadRequest, err.Error())
+		}
+		ref.Attempt = n
+	}
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.opts.MaxRequestBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -202,7 +219,7 @@ func (a *API) appendLog(w http.ResponseWriter, r *http.Request) error {
 		}
 		return errStatus(http.StatusBadRequest, "Could not read the log chunk: "+err.Error())
 	}
-	if err := a.svc.AppendLog(r.Context(), r.PathValue("id"), r.URL.Query().Get("runner_id"), data); err != nil {
+	if err := a.svc.AppendLog(r.Context(), ref, data); err != nil {
 		return err
 	}
 	return writeJSON(w, wire.Msg{Msg: "OK"})
@@ -213,7 +230,8 @@ func (a *API) finish(w http.ResponseWriter, r *http.Request) error {
 	if err := a.readJSON(w, r, &req); err != nil {
 		return err
 	}
-	if err := a.svc.Finish(r.Context(), r.PathValue("id"), req); err != nil {
+	ref := wire.LeaseRef{TaskID: r.PathValue("id"), RunnerID: req.RunnerID, Attempt: req.Attempt}
+	if err := a.svc.Finish(r.Context(), ref, req); err != nil {
 		return err
 	}
 	return writeJSON(w, wire.Msg{Msg: "OK"})

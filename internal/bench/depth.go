@@ -74,7 +74,7 @@ func RunDepth(ctx context.Context, cfg Config) (*DepthResult, error) {
 				return nil, fmt.Errorf("lease from a queue of %d: got %d tasks, want 1", servers[i].queued, len(jobs))
 			}
 			t1 := time.Now()
-			if err := s.svc.Finish(ctx, jobs[0].TaskID, wire.FinishRequest{RunnerID: runnerID,
+			if err := s.svc.Finish(ctx, jobs[0].Lease(runnerID), wire.FinishRequest{RunnerID: runnerID,
 				Status: store.StatusComplete, ExitCode: &zero}); err != nil {
 				return nil, err
 			}

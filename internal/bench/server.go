@@ -55,8 +55,8 @@ type countingQueue struct {
 	kick     chan struct{}
 }
 
-func (q *countingQueue) Finish(ctx context.Context, taskID string, req wire.FinishRequest) error {
-	err := q.Service.Finish(ctx, taskID, req)
+func (q *countingQueue) Finish(ctx context.Context, lease wire.LeaseRef, req wire.FinishRequest) error {
+	err := q.Service.Finish(ctx, lease, req)
 	if err == nil {
 		q.finished.Add(1)
 		select {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
 )
 
 // ErrNotFound is returned by Get and Delete for a key that holds nothing.
@@ -15,6 +16,11 @@ var ErrNotFound = errors.New("blob not found")
 // ErrNoSpace is returned by Put when the storage under the store is full
 // (or over its quota); nothing of the blob is kept.
 var ErrNoSpace = errors.New("no space left for blobs")
+// Info describes one stored blob.
+type Info struct {
+	Key     string
+	ModTime time.Time // when it was last written
+}
 
 // Store keeps immutable blobs. Put of an existing key replaces it whole;
 // readers never see a partial blob.
@@ -22,4 +28,11 @@ type Store interface {
 	Put(ctx context.Context, key string, r io.Reader) (size int64, err error)
 	Get(ctx context.Context, key string) (io.ReadCloser, error)
 	Delete(ctx context.Context, key string) error
+	// List returns every complete blob, never the leftovers of a Put in
+	// progress or interrupted.
+	List(ctx context.Context) ([]Info, error)
+	// RemoveTemp removes what Puts that began before the given time left
+	// behind (a crash mid-write), and returns how many it removed. Puts
+	// still in progress after that time are left alone.
+	RemoveTemp(ctx context.Context, before time.Time) (int, error)
 }

@@ -95,6 +95,17 @@ type Baker interface {
 	RemoveImages(ctx context.Context, labels map[string]string, keep string) (int, error)
 }
 
+// ImagePruner is a Baker that can list its images and remove them one at
+// a time, so a runner can drop code images it has not used for a while.
+type ImagePruner interface {
+	// ListImages returns the references of the images carrying every
+	// label in labels.
+	ListImages(ctx context.Context, labels map[string]string) ([]string, error)
+	// RemoveImage removes one image unless a container uses it, and
+	// reports whether it went.
+	RemoveImage(ctx context.Context, ref string) (bool, error)
+}
+
 // Pinger is a driver that can tell whether its engine answers, so the
 // runner can tell a task that failed from an engine that is away.
 type Pinger interface {

@@ -146,19 +146,19 @@ type flakyQueue struct {
 
 var errNetwork = errors.New("connection refused")
 
-func (q *flakyQueue) Finish(ctx context.Context, taskID string, req wire.FinishRequest) error {
+func (q *flakyQueue) Finish(ctx context.Context, lease wire.LeaseRef, req wire.FinishRequest) error {
 	q.finishCalls.Add(1)
 	if q.finishFails.Add(-1) >= 0 {
 		return errNetwork
 	}
-	return q.Queue.Finish(ctx, taskID, req)
+	return q.Queue.Finish(ctx, lease, req)
 }
 
-func (q *flakyQueue) Heartbeat(ctx context.Context, taskID, runnerID string) (bool, error) {
+func (q *flakyQueue) Heartbeat(ctx context.Context, lease wire.LeaseRef) (bool, error) {
 	if !q.heartbeatsOK.Load() {
 		return false, errNetwork
 	}
-	return q.Queue.Heartbeat(ctx, taskID, runnerID)
+	return q.Queue.Heartbeat(ctx, lease)
 }
 
 func TestFakeFinishRetriedThroughPassingErrors(t *testing.T) {

@@ -35,7 +35,7 @@ func (r *Runner) startHeartbeat(ctx context.Context, job wire.Job) *heartbeat {
 				return
 			case <-t.C:
 			}
-			cancel, err := r.queue.Heartbeat(ctx, job.TaskID, r.cfg.ID)
+			cancel, err := r.queue.Heartbeat(ctx, job.Lease(r.cfg.ID))
 			switch {
 			case err != nil && r.cfg.IsLeaseLost(err):
 				close(h.lost)

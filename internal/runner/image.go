@@ -90,6 +90,7 @@ func (r *Runner) prepare(ctx context.Context, job wire.Job) (prepared, error) {
 	// removing one project's images cannot pull one from under another.
 	sum := sha256.Sum256([]byte(id + "\n" + job.Code.PackageSHA256 + "\n" + r.cfg.User + "\n" + job.ProjectID + "\n" + codeImageFormat))
 	ref := codeImageRepo + ":" + hex.EncodeToString(sum[:12])
+	r.markImageUsed(ref)
 	// Known images are looked up again after a while, in case someone
 	// removed one.
 	if at, ok := r.baked.Load(ref); ok && time.Since(at.(time.Time)) < baseIDTTL {
@@ -112,7 +113,7 @@ func (r *Runner) prepare(ctx context.Context, job wire.Job) (prepared, error) {
 			return nil, fmt.Errorf("Could not prepare the code image: %v", err)
 		}
 		r.log.Info("baked code image", "code", job.CodeName, "rev", job.Code.Rev, "image", ref)
-		go r.dropOldImages(baker, job.CodeID, ref)
+		r.wg.Go(func() { r.dropOldImages(baker, job.CodeID, ref) })
 		return nil, nil
 	})
 	if err != nil {
@@ -138,7 +139,7 @@ func (r *Runner) baseID(ctx context.Context, baker driver.Baker, ref string) (st
 }
 
 func (r *Runner) dropOldImages(baker driver.Baker, codeID, keep string) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(r.hardCtx, time.Minute)
 	defer cancel()
 	n, err := baker.RemoveImages(ctx, map[string]string{labelCodeID: codeID}, keep)
 	if err != nil {

@@ -82,13 +82,14 @@ func (r *Runner) runJob(job wire.Job) {
 // finish reports the outcome, retrying passing errors for about a lease,
 // after which the server will have rescued the task anyway.
 func (r *Runner) finish(job wire.Job, out outcome) {
-	req := wire.FinishRequest{RunnerID: r.cfg.ID, Status: out.status, Msg: out.msg, ExitCode: out.exitCode,
+	lease := job.Lease(r.cfg.ID)
+	req := wire.FinishRequest{RunnerID: r.cfg.ID, Attempt: job.Attempt, Status: out.status, Msg: out.msg, ExitCode: out.exitCode,
 		Timings: out.phases.ms(job)}
 	deadline := time.Now().Add(time.Duration(max(job.LeaseMs, 1000)) * time.Millisecond)
 	wait := 100 * time.Millisecond
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := r.queue.Finish(ctx, job.TaskID, req)
+		err := r.queue.Finish(ctx, lease, req)
 		cancel()
 		if err == nil || r.cfg.IsLeaseLost(err) {
 			if err != nil {
@@ -120,7 +121,7 @@ func (r *Runner) execute(ctx context.Context, job wire.Job) (out outcome) {
 		return fail("%v", err)
 	}
 
-	logs := newLogShipper(r.queue, job.TaskID, r.cfg.ID, job.MaxLogBytes, r.log)
+	logs := newLogShipper(r.queue, job.Lease(r.cfg.ID), job.MaxLogBytes, r.log)
 	defer logs.Close()
 	tail := &tailBuffer{max: 2048}
 
@@ -168,7 +169,7 @@ func (r *Runner) execute(ctx context.Context, job wire.Job) (out outcome) {
 			return fail("Could not unpack the code package: %v", perr)
 		}
 	}
-	if err := r.queue.Started(ctx, job.TaskID, r.cfg.ID); err != nil {
+	if err := r.queue.Started(ctx, job.Lease(r.cfg.ID)); err != nil {
 		if r.cfg.IsLeaseLost(err) {
 			r.stop(h, 0)
 			return outcome{abandon: true, msg: err.Error()}

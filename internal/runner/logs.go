@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/mayfly-run/mayfly/internal/wire"
 	"log/slog"
 	"sync"
 	"time"
@@ -22,7 +23,7 @@ const (
 type logShipper struct {
 	queue  Queue
 	taskID string
-	runner string
+	lease  wire.LeaseRef
 	max    int64
 	log    *slog.Logger
 
@@ -36,11 +37,11 @@ type logShipper struct {
 	sendMu  sync.Mutex // keeps chunks in order
 }
 
-func newLogShipper(q Queue, taskID, runnerID string, max int64, log *slog.Logger) *logShipper {
+func newLogShipper(q Queue, lease wire.LeaseRef, max int64, log *slog.Logger) *logShipper {
 	if max <= 0 {
 		max = 10 << 20
 	}
-	l := &logShipper{queue: q, taskID: taskID, runner: runnerID, max: max, log: log,
+	l := &logShipper{queue: q, taskID: lease.TaskID, lease: lease, max: max, log: log,
 		kick: make(chan struct{}, 1), done: make(chan struct{})}
 	go l.loop()
 	return l
@@ -104,7 +105,7 @@ func (l *logShipper) flush() {
 	wait := 100 * time.Millisecond
 	for try := 0; ; try++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := l.queue.AppendLog(ctx, l.taskID, l.runner, chunk)
+		err := l.queue.AppendLog(ctx, l.lease, chunk)
 		cancel()
 		if err == nil {
 			return

@@ -200,7 +200,7 @@ func TestLeaseExpiry(t *testing.T) {
 		t.Fatalf("ghost lease: %v %v", jobs, err)
 	}
 	b.waitFor(id, 30*time.Second, func(tk store.Task) bool { return tk.Status == store.StatusQueued && tk.Attempt == 1 })
-	if _, err := b.svc.Heartbeat(ctx, id, "ghost"); !errors.Is(err, service.ErrLeaseLost) {
+	if _, err := b.svc.Heartbeat(ctx, jobs[0].Lease("ghost")); !errors.Is(err, service.ErrLeaseLost) {
 		t.Fatalf("ghost heartbeat after expiry: %v", err)
 	}
 	b.addRunner(1, "c1")
@@ -208,7 +208,7 @@ func TestLeaseExpiry(t *testing.T) {
 	if tk.Status != store.StatusComplete || tk.Attempt != 2 || b.log(id) != "ran\n" {
 		t.Fatalf("rescued task: %s attempt %d log %q", tk.Status, tk.Attempt, b.log(id))
 	}
-	err = b.svc.Finish(ctx, id, wire.FinishRequest{RunnerID: "ghost", Status: store.StatusError, Msg: "late"})
+	err = b.svc.Finish(ctx, jobs[0].Lease("ghost"), wire.FinishRequest{RunnerID: "ghost", Status: store.StatusError, Msg: "late"})
 	if !errors.Is(err, service.ErrLeaseLost) {
 		t.Fatalf("ghost finish after the task ran elsewhere: %v", err)
 	}

@@ -33,10 +33,12 @@ import (
 // Queue is the runner's view of the server.
 type Queue interface {
 	Lease(ctx context.Context, req wire.LeaseRequest) ([]wire.Job, error)
-	Started(ctx context.Context, taskID, runnerID string) error
-	Heartbeat(ctx context.Context, taskID, runnerID string) (cancel bool, err error)
-	AppendLog(ctx context.Context, taskID, runnerID string, data []byte) error
-	Finish(ctx context.Context, taskID string, req wire.FinishRequest) error
+	// Every report names the lease it is made under; one whose lease is no
+	// longer current fails with an error Config.IsLeaseLost recognises.
+	Started(ctx context.Context, lease wire.LeaseRef) error
+	Heartbeat(ctx context.Context, lease wire.LeaseRef) (cancel bool, err error)
+	AppendLog(ctx context.Context, lease wire.LeaseRef, data []byte) error
+	Finish(ctx context.Context, lease wire.LeaseRef, req wire.FinishRequest) error
 	OpenPackage(ctx context.Context, revisionID string) (io.ReadCloser, error)
 	// ReportProgress forwards progress a task sent with its own token.
 	ReportProgress(ctx context.Context, token, taskID string, p wire.Progress) error
@@ -66,6 +68,11 @@ type Config struct {
 	Network           bool
 	User              string // uid:gid of the task process
 	Log               *slog.Logger
+
+	// CacheTTL: code packages and code images unused this long are
+	// removed; 0 keeps them for good.
+	CacheTTL           time.Duration
+	CachePruneInterval time.Duration // how often they are looked for
 }
 
 func (c *Config) defaults() {
@@ -83,6 +90,9 @@ func (c *Config) defaults() {
 	}
 	if c.SweepInterval <= 0 {
 		c.SweepInterval = time.Minute
+	}
+	if c.CachePruneInterval <= 0 {
+		c.CachePruneInterval = 10 * time.Minute
 	}
 	if c.LeaseWait <= 0 {
 		c.LeaseWait = 20 * time.Second
@@ -120,6 +130,11 @@ type Runner struct {
 	active   sync.Map // container id -> task id, of the containers this runner tracks
 	inflight sync.Map // task id -> struct{}, from lease to report
 
+	// imgMu orders a task's use of a code image against its removal by
+	// the cache prune; imageUsed maps code image ref -> last use.
+	imgMu     sync.Mutex
+	imageUsed map[string]time.Time
+
 	wg sync.WaitGroup
 	mu sync.Mutex
 	// hardStop ends every running task without reporting it (shutdown
@@ -152,12 +167,15 @@ func New(cfg Config, q Queue, d driver.Driver) (*Runner, error) {
 	}
 	hardCtx, hardStop := context.WithCancel(context.Background())
 	return &Runner{cfg: cfg, queue: q, driver: d, log: cfg.Log.With("runner_id", cfg.ID), cache: cache,
-		hardCtx: hardCtx, hardStop: hardStop}, nil
+		hardCtx: hardCtx, hardStop: hardStop, imageUsed: map[string]time.Time{}}, nil
 }
 
 // Run leases and runs tasks until ctx ends, then returns without waiting
-// for running tasks; call Drain for that.
+// for running tasks (call Drain for that), once its background sweeps
+// have stopped.
 func (r *Runner) Run(ctx context.Context) error {
+	var loops sync.WaitGroup
+	defer loops.Wait()
 	// Containers of an earlier life of this runner belong to tasks whose
 	// leases will run out and be retried; nobody tracks them any more.
 	if n, err := r.driver.RemoveOrphans(ctx, r.cfg.ID, nil); err != nil {
@@ -171,7 +189,10 @@ func (r *Runner) Run(ctx context.Context) error {
 			os.RemoveAll(filepath.Join(r.cfg.RunDir, e.Name()))
 		}
 	}
-	go r.sweepOrphans(ctx)
+	loops.Go(func() { r.sweepOrphans(ctx) })
+	if r.cfg.CacheTTL > 0 {
+		loops.Go(func() { r.pruneCacheLoop(ctx) })
+	}
 	slots := make(chan struct{}, r.cfg.Capacity)
 	backoff := time.Duration(0)
 	for {

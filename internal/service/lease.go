@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/mayfly-run/mayfly/internal/store"
@@ -68,20 +69,32 @@ func (s *Service) Lease(ctx context.Context, req wire.LeaseRequest) ([]wire.Job,
 func (s *Service) jobs(ctx context.Context, tasks []store.Task) ([]wire.Job, error) {
 	jobs := make([]wire.Job, 0, len(tasks))
 	revs := map[string]store.CodeRevision{}
+	var lookupErr error
 	for _, t := range tasks {
 		rev, ok := revs[t.CodeRevisionID]
 		if !ok {
 			var err error
 			rev, err = s.store.GetCodeRevision(ctx, t.CodeRevisionID)
-			if err != nil {
+			if errors.Is(err, store.ErrNotFound) {
 				// The code was deleted after the task was queued: end the
 				// task rather than hand out something unrunnable.
-				now := s.now()
-				ferr := s.store.FinishTask(ctx, store.FinishParams{TaskID: t.ID, RunnerID: t.RunnerID,
-					Status: store.StatusError, Msg: "Code revision no longer exists: " + err.Error(), Now: now})
+				ferr := s.store.FinishTask(ctx, store.FinishParams{TaskID: t.ID, RunnerID: t.RunnerID, Attempt: t.Attempt,
+					Status: store.StatusError, Msg: "Code revision no longer exists: " + err.Error(), Now: s.now()})
 				if ferr != nil {
-					return nil, fmt.Errorf("end task %s of a deleted code: %w", t.ID, ferr)
+					s.log.Error("could not end task of a deleted code; its lease will run out", "task_id", t.ID, "err", ferr)
 				}
+				continue
+			}
+			if err != nil {
+				// A passing store failure is not the task's fault: give
+				// it back to the queue as it was. Should that fail too,
+				// its lease runs out and the rescue requeues it.
+				s.log.Warn("could not read a leased task's code revision; task goes back to the queue",
+					"task_id", t.ID, "revision_id", t.CodeRevisionID, "err", err)
+				if rerr := s.store.ReleaseTask(context.WithoutCancel(ctx), t.ID, t.RunnerID, s.now()); rerr != nil {
+					s.log.Error("could not give a task back to the queue; its lease will run out", "task_id", t.ID, "err", rerr)
+				}
+				lookupErr = err
 				continue
 			}
 			revs[t.CodeRevisionID] = rev
@@ -99,6 +112,11 @@ func (s *Service) jobs(ctx context.Context, tasks []store.Task) ([]wire.Job, err
 			},
 		})
 	}
+	if len(jobs) == 0 && lookupErr != nil {
+		// An error, not an empty answer, so the runner backs off instead
+		// of leasing the released task straight back into the same fault.
+		return nil, fmt.Errorf("read code revisions of leased tasks: %w", lookupErr)
+	}
 	return jobs, nil
 }
 
@@ -110,28 +128,32 @@ func leaseErr(err error, taskID string) error {
 }
 
 // Started records that a leased task's container is running.
-func (s *Service) Started(ctx context.Context, taskID, runnerID string) error {
-	return leaseErr(s.store.MarkRunning(ctx, store.StartParams{TaskID: taskID, RunnerID: runnerID, Now: s.now()}), taskID)
+func (s *Service) Started(ctx context.Context, lease wire.LeaseRef) error {
+	return leaseErr(s.store.MarkRunning(ctx, store.StartParams{TaskID: lease.TaskID, RunnerID: lease.RunnerID,
+		Attempt: lease.Attempt, Now: s.now()}), lease.TaskID)
 }
 
 // Heartbeat renews a lease and says whether the task should be cancelled.
-func (s *Service) Heartbeat(ctx context.Context, taskID, runnerID string) (bool, error) {
-	cancel, err := s.store.Heartbeat(ctx, store.HeartbeatParams{TaskID: taskID, RunnerID: runnerID,
-		LeaseDuration: s.cfg.LeaseDuration, Now: s.now()})
-	return cancel, leaseErr(err, taskID)
+func (s *Service) Heartbeat(ctx context.Context, lease wire.LeaseRef) (bool, error) {
+	cancel, err := s.store.Heartbeat(ctx, store.HeartbeatParams{TaskID: lease.TaskID, RunnerID: lease.RunnerID,
+		Attempt: lease.Attempt, LeaseDuration: s.cfg.LeaseDuration, Now: s.now()})
+	return cancel, leaseErr(err, lease.TaskID)
 }
 
 // AppendLog adds output to a task's log. Runners cut logs at the job's
-// MaxLogBytes themselves.
-func (s *Service) AppendLog(ctx context.Context, taskID, runnerID string, data []byte) error {
+// MaxLogBytes themselves; the store holds the cap whatever they send.
+func (s *Service) AppendLog(ctx context.Context, lease wire.LeaseRef, data []byte) error {
 	if len(data) == 0 {
 		return nil
 	}
-	return leaseErr(s.noteIfNoSpace(s.store.AppendLog(ctx, taskID, data)), taskID)
+	err := s.store.AppendLog(ctx, store.AppendLogParams{TaskID: lease.TaskID, RunnerID: lease.RunnerID,
+		Attempt: lease.Attempt, Data: data, MaxBytes: s.cfg.MaxLogBytes})
+	return leaseErr(s.noteIfNoSpace(err), lease.TaskID)
 }
 
 // Finish records how a task ended.
-func (s *Service) Finish(ctx context.Context, taskID string, req wire.FinishRequest) error {
+func (s *Service) Finish(ctx context.Context, lease wire.LeaseRef, req wire.FinishRequest) error {
+	taskID := lease.TaskID
 	if !store.Terminal(req.Status) {
 		return errorf(ErrInvalid, "status %q is not a final status", req.Status)
 	}
@@ -140,7 +162,7 @@ func (s *Service) Finish(ctx context.Context, taskID string, req wire.FinishRequ
 	if err != nil {
 		return err
 	}
-	err = s.store.FinishTask(ctx, store.FinishParams{TaskID: taskID, RunnerID: req.RunnerID,
+	err = s.store.FinishTask(ctx, store.FinishParams{TaskID: taskID, RunnerID: lease.RunnerID, Attempt: lease.Attempt,
 		Status: req.Status, Msg: req.Msg, ExitCode: req.ExitCode, Now: now, Retry: retry, Timings: req.Timings})
 	if err != nil {
 		return leaseErr(err, taskID)
@@ -153,7 +175,7 @@ func (s *Service) Finish(ctx context.Context, taskID string, req wire.FinishRequ
 			"retry_count", retry.RetryCount, "due_at", retry.DueAt)
 		return nil
 	}
-	s.log.Info("task finished", "task_id", taskID, "status", req.Status, "runner_id", req.RunnerID)
+	s.log.Info("task finished", "task_id", taskID, "status", req.Status, "runner_id", lease.RunnerID, "attempt", lease.Attempt)
 	return nil
 }
 
@@ -169,9 +191,13 @@ func (s *Service) OpenPackage(ctx context.Context, revisionID string) (io.ReadCl
 	return s.blobs.Get(ctx, rev.PackageKey)
 }
 
-// RunMaintenance rescues tasks whose lease ran out, every interval, until
-// ctx ends.
+// RunMaintenance rescues tasks whose lease ran out, every interval, and
+// prunes old tasks and sweeps orphaned packages every UpkeepInterval, until
+// ctx ends; it returns once all of its work has stopped.
 func (s *Service) RunMaintenance(ctx context.Context, interval time.Duration) {
+	var upkeep sync.WaitGroup
+	upkeep.Go(func() { s.runUpkeep(ctx) })
+	defer upkeep.Wait()
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {

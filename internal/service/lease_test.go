@@ -36,7 +36,7 @@ func TestFinishWakesRunnersWaitingOnMaxConcurrency(t *testing.T) {
 		got <- jobs
 	}()
 	time.Sleep(100 * time.Millisecond) // let it wait
-	if err := b.svc.Finish(b.ctx, ids[0], wire.FinishRequest{RunnerID: "r1", Status: "complete"}); err != nil {
+	if err := b.svc.Finish(b.ctx, first[0].Lease("r1"), wire.FinishRequest{RunnerID: "r1", Status: "complete"}); err != nil {
 		t.Fatal(err)
 	}
 	select {

@@ -78,6 +78,12 @@ type Config struct {
 	// NoSpaceHold is how long Ready stays false after a write found the
 	// disk full; zero = 30 s.
 	NoSpaceHold time.Duration
+	// Retention: finished tasks and their logs are deleted this long
+	// after they ended. Unlike the other fields, 0 keeps them forever.
+	Retention      time.Duration
+	UpkeepInterval time.Duration // how often pruning and the blob sweep run
+	BlobGrace      time.Duration // age before an unnamed package or temporary file is removed
+	PruneBatch     int           // tasks deleted per transaction
 }
 
 // DefaultConfig is what a server runs with unless told otherwise.
@@ -92,6 +98,10 @@ func DefaultConfig() Config {
 		MaxLogBytes:     10 << 20,
 		LeaseDuration:   30 * time.Second,
 		MaxAttempts:     3,
+		Retention:       30 * 24 * time.Hour,
+		UpkeepInterval:  defaultUpkeepInterval,
+		BlobGrace:       defaultBlobGrace,
+		PruneBatch:      defaultPruneBatch,
 	}
 }
 
@@ -126,6 +136,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.NoSpaceHold <= 0 {
 		c.NoSpaceHold = defaultNoSpaceHold
+	}
+	if c.UpkeepInterval <= 0 {
+		c.UpkeepInterval = d.UpkeepInterval
+	}
+	if c.BlobGrace <= 0 {
+		c.BlobGrace = d.BlobGrace
+	}
+	if c.PruneBatch <= 0 {
+		c.PruneBatch = d.PruneBatch
 	}
 	if len(c.TaskTokenKey) == 0 {
 		// Good for one server; servers sharing a store configure one key.

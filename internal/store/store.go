@@ -8,6 +8,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -166,9 +167,16 @@ type LeaseParams struct {
 	Now           time.Time
 }
 
+// Every report a runner makes names its lease: the task, the runner that
+// holds it and the attempt (leases taken so far, counting this one). A
+// store refuses a report whose lease is no longer current with
+// ErrLeaseLost and writes nothing, so a runner presumed dead can never
+// write into a later attempt, even under the same runner id.
+
 type HeartbeatParams struct {
 	TaskID        string
 	RunnerID      string
+	Attempt       int
 	LeaseDuration time.Duration
 	Now           time.Time
 }
@@ -176,12 +184,48 @@ type HeartbeatParams struct {
 type StartParams struct {
 	TaskID   string
 	RunnerID string
+	Attempt  int
 	Now      time.Time
+}
+
+// AppendLogParams adds Data to the log of a task under its current lease.
+type AppendLogParams struct {
+	TaskID   string
+	RunnerID string
+	Attempt  int
+	Data     []byte
+	// MaxBytes caps the log (0 = no cap): what would take it past the cap
+	// is dropped, with a marker, whatever a runner sends.
+	MaxBytes int64
+}
+
+// logMarkerRoom is what a log may hold past its cap: room for the
+// runner's own truncation marker.
+const logMarkerRoom = 256
+
+// CapLog returns what of data a log that holds size bytes may take under
+// a cap of max bytes (0 = no cap), with a marker when it cuts. Every store
+// applies it, so the cap holds whatever a runner sends.
+func CapLog(data []byte, size, max int64) []byte {
+	if max <= 0 {
+		return data
+	}
+	limit := max + logMarkerRoom
+	if size+int64(len(data)) <= limit {
+		return data
+	}
+	marker := fmt.Sprintf("\n[mayfly: log cut by the server at %d bytes]\n", max)
+	keep := limit - size - int64(len(marker))
+	if keep < 0 {
+		return nil
+	}
+	return append(data[:keep:keep], marker...)
 }
 
 type FinishParams struct {
 	TaskID   string
 	RunnerID string
+	Attempt  int
 	Status   string // a terminal status
 	Msg      string // "" keeps the task's msg (the last progress message)
 	ExitCode *int
@@ -209,6 +253,7 @@ type RescueParams struct {
 // once the change is durable.
 type Store interface {
 	ScheduleStore
+	MaintenanceStore
 	CreateProject(ctx context.Context, p Project) error
 	GetProject(ctx context.Context, id string) (Project, error)
 	CountProjects(ctx context.Context) (int, error)
@@ -276,7 +321,9 @@ type Store interface {
 	// ends them killed after their last attempt. It returns how many moved.
 	RescueExpired(ctx context.Context, p RescueParams) (int, error)
 
-	AppendLog(ctx context.Context, taskID string, data []byte) error
+	// AppendLog adds output to a task's log under its current lease;
+	// ErrLeaseLost when the lease is not current.
+	AppendLog(ctx context.Context, p AppendLogParams) error
 	// GetLog returns the whole log; ErrNotFound when none was written.
 	GetLog(ctx context.Context, taskID string) ([]byte, error)
 	// ReadLog calls fn with the task's log chunks in order, from the one

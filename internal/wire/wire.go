@@ -378,6 +378,20 @@ type JobCode struct {
 	PackageSize   int64             `json:"package_size,omitempty"`
 }
 
+// LeaseRef names one lease of a task, and every report a runner makes
+// (started, heartbeat, log, finish) carries it: a report whose lease is
+// no longer current is refused with 410 Gone and changes nothing.
+type LeaseRef struct {
+	TaskID   string `json:"-"`
+	RunnerID string `json:"runner_id"`
+	Attempt  int    `json:"attempt"`
+}
+
+// Lease is the reference of the lease a job was handed under.
+func (j Job) Lease(runnerID string) LeaseRef {
+	return LeaseRef{TaskID: j.TaskID, RunnerID: runnerID, Attempt: j.Attempt}
+}
+
 type LeaseResponse struct {
 	Jobs []Job `json:"jobs"`
 }
@@ -389,6 +403,7 @@ type HeartbeatResponse struct {
 // FinishRequest reports how a task ended.
 type FinishRequest struct {
 	RunnerID string `json:"runner_id"`
+	Attempt  int    `json:"attempt"`
 	Status   string `json:"status"`
 	Msg      string `json:"msg,omitempty"`
 	ExitCode *int   `json:"exit_code,omitempty"`

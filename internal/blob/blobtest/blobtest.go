@@ -6,8 +6,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mayfly-run/mayfly/internal/blob"
 )
@@ -68,6 +70,58 @@ func Run(t *testing.T, newStore func(t *testing.T) blob.Store) {
 		}
 		if _, err := s.Get(ctx, "broken"); !errors.Is(err, blob.ErrNotFound) {
 			t.Fatalf("Get after failed Put = %v, want ErrNotFound", err)
+		}
+	})
+	t.Run("List", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		if got, err := s.List(ctx); err != nil || len(got) != 0 {
+			t.Fatalf("List of an empty store = %v, %v; want nothing", got, err)
+		}
+		before := time.Now().Add(-time.Minute)
+		for _, k := range []string{"codes/a/1.zip", "codes/b/2.zip", "top"} {
+			if _, err := s.Put(ctx, k, strings.NewReader(k)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, _ = s.Put(ctx, "codes/c/broken.zip", io.MultiReader(strings.NewReader("partial"), errReader{}))
+		if err := s.Delete(ctx, "top"); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.List(ctx)
+		if err != nil {
+			t.Fatalf("List: %v", err)
+		}
+		var keys []string
+		for _, b := range got {
+			keys = append(keys, b.Key)
+			if b.ModTime.Before(before) || b.ModTime.After(time.Now().Add(time.Minute)) {
+				t.Errorf("blob %s written just now has mod time %v", b.Key, b.ModTime)
+			}
+		}
+		slices.Sort(keys)
+		if want := []string{"codes/a/1.zip", "codes/b/2.zip"}; !slices.Equal(keys, want) {
+			t.Fatalf("List = %v, want %v", keys, want)
+		}
+	})
+	t.Run("RemoveTempSparesBlobs", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		if _, err := s.Put(ctx, "codes/a/1.zip", strings.NewReader("keep me")); err != nil {
+			t.Fatal(err)
+		}
+		// Everything is older than a time in the future: only finished
+		// blobs may survive.
+		if _, err := s.RemoveTemp(ctx, time.Now().Add(time.Hour)); err != nil {
+			t.Fatalf("RemoveTemp: %v", err)
+		}
+		rc, err := s.Get(ctx, "codes/a/1.zip")
+		if err != nil {
+			t.Fatalf("Get after RemoveTemp: %v", err)
+		}
+		defer rc.Close()
+		if got, _ := io.ReadAll(rc); string(got) != "keep me" {
+			t.Fatalf("after RemoveTemp got %q", got)
 		}
 	})
 	t.Run("BadKeys", func(t *testing.T) {

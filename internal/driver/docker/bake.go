@@ -13,7 +13,10 @@ import (
 	"github.com/mayfly-run/mayfly/internal/driver"
 )
 
-var _ driver.Baker = (*Driver)(nil)
+var (
+	_ driver.Baker       = (*Driver)(nil)
+	_ driver.ImagePruner = (*Driver)(nil)
+)
 
 // ImageID returns the id of ref, or "" when the engine has no such image.
 func (d *Driver) ImageID(ctx context.Context, ref string) (string, error) {
@@ -98,4 +101,35 @@ func (d *Driver) RemoveImages(ctx context.Context, labels map[string]string, kee
 		}
 	}
 	return n, nil
+}
+
+// ListImages returns the tags of the images carrying every label in labels.
+func (d *Driver) ListImages(ctx context.Context, labels map[string]string) ([]string, error) {
+	args := filters.NewArgs()
+	for k, v := range labels {
+		args.Add("label", k+"="+v)
+	}
+	list, err := d.cli.ImageList(ctx, image.ListOptions{Filters: args})
+	if err != nil {
+		return nil, fmt.Errorf("list images %v: %w", labels, err)
+	}
+	var refs []string
+	for _, img := range list {
+		refs = append(refs, img.RepoTags...)
+	}
+	return refs, nil
+}
+
+// RemoveImage removes ref, not forced: an image a container uses stays.
+func (d *Driver) RemoveImage(ctx context.Context, ref string) (bool, error) {
+	_, err := d.cli.ImageRemove(ctx, ref, image.RemoveOptions{PruneChildren: true})
+	switch {
+	case err == nil:
+		return true, nil
+	case cerrdefs.IsNotFound(err):
+		return false, nil
+	case cerrdefs.IsConflict(err):
+		return false, nil // in use
+	}
+	return false, fmt.Errorf("remove image %s: %w", ref, err)
 }

@@ -130,7 +130,7 @@ func benchLease(b *testing.B, queued int) {
 			b.Fatalf("lease: %d tasks, %v", len(got), err)
 		}
 		if err := s.FinishTask(ctx, store.FinishParams{
-			TaskID: got[0].ID, RunnerID: "bench", Status: store.StatusComplete, ExitCode: &zero, Now: now,
+			TaskID: got[0].ID, RunnerID: "bench", Attempt: 1, Status: store.StatusComplete, ExitCode: &zero, Now: now,
 		}); err != nil {
 			b.Fatal(err)
 		}

@@ -186,8 +186,8 @@ func (s *Store) MarkRunning(ctx context.Context, p store.StartParams) error {
 	now := micros(p.Now)
 	err := leaseLost(s.write().ExecContext(ctx,
 		`UPDATE tasks SET status = 'running', start_time = ?, updated_at = ?
-		 WHERE id = ? AND runner_id = ? AND status = 'preparing'`,
-		now, now, p.TaskID, p.RunnerID))
+		 WHERE id = ? AND runner_id = ? AND attempt = ? AND status = 'preparing'`,
+		now, now, p.TaskID, p.RunnerID, p.Attempt))
 	if err != nil {
 		return fail(err, "mark task %s running for runner %s", p.TaskID, p.RunnerID)
 	}
@@ -198,9 +198,9 @@ func (s *Store) Heartbeat(ctx context.Context, p store.HeartbeatParams) (bool, e
 	var cancel bool
 	err := s.write().QueryRowContext(ctx,
 		`UPDATE tasks SET lease_expires_at = ?
-		 WHERE id = ? AND runner_id = ? AND status IN ('preparing', 'running')
+		 WHERE id = ? AND runner_id = ? AND attempt = ? AND status IN ('preparing', 'running')
 		 RETURNING cancel_request`,
-		micros(p.Now.Add(p.LeaseDuration)), p.TaskID, p.RunnerID).Scan(&cancel)
+		micros(p.Now.Add(p.LeaseDuration)), p.TaskID, p.RunnerID, p.Attempt).Scan(&cancel)
 	if errors.Is(err, sql.ErrNoRows) {
 		err = store.ErrLeaseLost
 	}
@@ -224,8 +224,8 @@ func (s *Store) FinishTask(ctx context.Context, p store.FinishParams) error {
 		return leaseLost(q.ExecContext(ctx,
 			`UPDATE tasks SET status = ?, msg = CASE WHEN ? = '' THEN msg ELSE ? END, exit_code = ?,
 				end_time = ?, updated_at = ?, lease_expires_at = NULL, retry_at = ?, timings = ?
-			 WHERE id = ? AND runner_id = ? AND status IN ('preparing', 'running')`,
-			p.Status, p.Msg, p.Msg, nullInt(p.ExitCode), now, now, retryAt, encodeTimings(p.Timings), p.TaskID, p.RunnerID))
+			 WHERE id = ? AND runner_id = ? AND attempt = ? AND status IN ('preparing', 'running')`,
+			p.Status, p.Msg, p.Msg, nullInt(p.ExitCode), now, now, retryAt, encodeTimings(p.Timings), p.TaskID, p.RunnerID, p.Attempt))
 	}
 	var err error
 	if p.Retry == nil {
@@ -316,27 +316,36 @@ func (s *Store) RescueExpired(ctx context.Context, p store.RescueParams) (int, e
 	return int(moved), nil
 }
 
-func (s *Store) AppendLog(ctx context.Context, taskID string, data []byte) error {
+func (s *Store) AppendLog(ctx context.Context, p store.AppendLogParams) error {
 	err := s.withTx(ctx, func(tx *querier) error {
-		res, err := tx.ExecContext(ctx,
-			`UPDATE tasks SET log_size = log_size + ? WHERE id = ?`, len(data), taskID)
-		if err != nil {
+		var (
+			status, runnerID string
+			attempt          int
+			size             int64
+		)
+		if err := tx.QueryRowContext(ctx, `SELECT status, runner_id, attempt, log_size FROM tasks WHERE id = ?`,
+			p.TaskID).Scan(&status, &runnerID, &attempt, &size); err != nil {
 			return err
 		}
-		if err := oneRow(res); err != nil {
-			return err
+		if status != store.StatusPreparing && status != store.StatusRunning || runnerID != p.RunnerID || attempt != p.Attempt {
+			return fmt.Errorf("%w: the task is %s, attempt %d by runner %q", store.ErrLeaseLost, status, attempt, runnerID)
 		}
+		data := store.CapLog(p.Data, size, p.MaxBytes)
 		if len(data) == 0 {
 			return nil
 		}
-		_, err = tx.ExecContext(ctx,
+		if _, err := tx.ExecContext(ctx,
+			`UPDATE tasks SET log_size = log_size + ? WHERE id = ?`, len(data), p.TaskID); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx,
 			`INSERT INTO task_logs (task_id, seq, data)
 			 VALUES (?, COALESCE((SELECT MAX(seq) FROM task_logs WHERE task_id = ?), 0) + 1, ?)`,
-			taskID, taskID, data)
+			p.TaskID, p.TaskID, data)
 		return err
 	})
 	if err != nil {
-		return fail(err, "append %d bytes to log of task %s", len(data), taskID)
+		return fail(err, "append %d bytes to log of task %s for runner %s attempt %d", len(p.Data), p.TaskID, p.RunnerID, p.Attempt)
 	}
 	return nil
 }

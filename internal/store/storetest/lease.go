@@ -159,7 +159,7 @@ func testLeaseMaxConcurrency(t *testing.T, b *bundle) {
 		t.Fatalf("max_concurrency 2: leased %d of 10", len(first))
 	}
 	// The limit holds across runners, and for running tasks too.
-	if err := b.s.MarkRunning(b.ctx, store.StartParams{TaskID: first[0].ID, RunnerID: "r1", Now: b.now}); err != nil {
+	if err := b.s.MarkRunning(b.ctx, store.StartParams{TaskID: first[0].ID, RunnerID: "r1", Attempt: 1, Now: b.now}); err != nil {
 		t.Fatalf("mark running: %v", err)
 	}
 	if l := b.lease(t, "r2", 10, b.now); len(l) != 0 {
@@ -329,7 +329,7 @@ func testRescueRequeuesThenKills(t *testing.T, b *bundle) {
 	}
 
 	b.lease(t, "r1", 1, b.now) // lease until now+30s
-	if err := b.s.MarkRunning(b.ctx, store.StartParams{TaskID: tk.ID, RunnerID: "r1", Now: b.now}); err != nil {
+	if err := b.s.MarkRunning(b.ctx, store.StartParams{TaskID: tk.ID, RunnerID: "r1", Attempt: 1, Now: b.now}); err != nil {
 		t.Fatalf("mark running: %v", err)
 	}
 	expiry := b.now.Add(30 * time.Second)
@@ -346,11 +346,11 @@ func testRescueRequeuesThenKills(t *testing.T, b *bundle) {
 	}
 
 	// The old runner has lost the task.
-	_, err := b.s.Heartbeat(b.ctx, store.HeartbeatParams{TaskID: tk.ID, RunnerID: "r1", LeaseDuration: time.Minute, Now: later})
+	_, err := b.s.Heartbeat(b.ctx, store.HeartbeatParams{TaskID: tk.ID, RunnerID: "r1", Attempt: 1, LeaseDuration: time.Minute, Now: later})
 	wantErr(t, err, store.ErrLeaseLost, "heartbeat after rescue")
-	err = b.s.FinishTask(b.ctx, store.FinishParams{TaskID: tk.ID, RunnerID: "r1", Status: store.StatusComplete, Now: later})
+	err = b.s.FinishTask(b.ctx, store.FinishParams{TaskID: tk.ID, RunnerID: "r1", Attempt: 1, Status: store.StatusComplete, Now: later})
 	wantErr(t, err, store.ErrLeaseLost, "finish after rescue")
-	err = b.s.MarkRunning(b.ctx, store.StartParams{TaskID: tk.ID, RunnerID: "r1", Now: later})
+	err = b.s.MarkRunning(b.ctx, store.StartParams{TaskID: tk.ID, RunnerID: "r1", Attempt: 1, Now: later})
 	wantErr(t, err, store.ErrLeaseLost, "mark running after rescue")
 
 	// Second and last attempt.
@@ -367,7 +367,7 @@ func testRescueRequeuesThenKills(t *testing.T, b *bundle) {
 		got.EndTime == nil || !got.EndTime.Equal(last) || got.LeaseExpiresAt != nil {
 		t.Fatalf("after last attempt: %+v", got)
 	}
-	_, err = b.s.Heartbeat(b.ctx, store.HeartbeatParams{TaskID: tk.ID, RunnerID: "r2", LeaseDuration: time.Minute, Now: last})
+	_, err = b.s.Heartbeat(b.ctx, store.HeartbeatParams{TaskID: tk.ID, RunnerID: "r2", Attempt: 1, LeaseDuration: time.Minute, Now: last})
 	wantErr(t, err, store.ErrLeaseLost, "heartbeat after kill")
 	if n := rescue(last.Add(time.Hour)); n != 0 {
 		t.Fatalf("rescue of nothing moved %d", n)
@@ -382,7 +382,7 @@ func testRescueHeartbeatExtends(t *testing.T, b *bundle) {
 	tasks := b.insertN(t, 2, code)
 	b.lease(t, "r1", 2, b.now) // both until now+30s
 	cancel, err := b.s.Heartbeat(b.ctx, store.HeartbeatParams{
-		TaskID: tasks[0].ID, RunnerID: "r1", LeaseDuration: 30 * time.Second, Now: b.now.Add(20 * time.Second),
+		TaskID: tasks[0].ID, RunnerID: "r1", Attempt: 1, LeaseDuration: 30 * time.Second, Now: b.now.Add(20 * time.Second),
 	})
 	if err != nil || cancel {
 		t.Fatalf("heartbeat: %v, %v", cancel, err)

@@ -24,7 +24,7 @@ func testFinishWithRetry(t *testing.T, b *bundle) {
 	leased := b.lease(t, "r1", 1, b.now)[0]
 	next := b.retryOf(code, leased, b.now.Add(10*time.Second))
 	exit := 1
-	if err := b.s.FinishTask(b.ctx, store.FinishParams{TaskID: orig.ID, RunnerID: "r1", Status: store.StatusError,
+	if err := b.s.FinishTask(b.ctx, store.FinishParams{TaskID: orig.ID, RunnerID: "r1", Attempt: 1, Status: store.StatusError,
 		Msg: "Exit code 1", ExitCode: &exit, Now: b.now, Retry: &next}); err != nil {
 		t.Fatalf("finish with retry: %v", err)
 	}
@@ -48,7 +48,7 @@ func testFinishWithRetry(t *testing.T, b *bundle) {
 	lost := b.insertN(t, 1, code)[0]
 	b.lease(t, "r2", 1, b.now.Add(time.Minute))
 	ghost := b.retryOf(code, lost, b.now)
-	err := b.s.FinishTask(b.ctx, store.FinishParams{TaskID: lost.ID, RunnerID: "someone-else", Status: store.StatusError,
+	err := b.s.FinishTask(b.ctx, store.FinishParams{TaskID: lost.ID, RunnerID: "someone-else", Attempt: 1, Status: store.StatusError,
 		Now: b.now, Retry: &ghost})
 	wantErr(t, err, store.ErrLeaseLost, "finish by the wrong runner with a retry")
 	if _, err := b.s.GetTask(b.ctx, b.project.ID, ghost.ID); err == nil {
@@ -142,7 +142,7 @@ func testCancelCodeTasksAndStats(t *testing.T, b *bundle) {
 		t.Fatalf("stats after cancel_all: %v", stats)
 	}
 	for _, r := range running {
-		if cancel, err := b.s.Heartbeat(b.ctx, store.HeartbeatParams{TaskID: r.ID, RunnerID: "r1", LeaseDuration: time.Minute, Now: b.now}); err != nil || !cancel {
+		if cancel, err := b.s.Heartbeat(b.ctx, store.HeartbeatParams{TaskID: r.ID, RunnerID: "r1", Attempt: 1, LeaseDuration: time.Minute, Now: b.now}); err != nil || !cancel {
 			t.Fatalf("heartbeat of a running task after cancel_all: cancel=%v %v", cancel, err)
 		}
 	}
@@ -161,7 +161,7 @@ func testFinishTimings(t *testing.T, b *bundle) {
 	tk := b.insertN(t, 1, code)[0]
 	b.lease(t, "r1", 1, b.now)
 	timings := map[string]float64{"prepare": 1.5, "start": 240, "run": 12.25}
-	if err := b.s.FinishTask(b.ctx, store.FinishParams{TaskID: tk.ID, RunnerID: "r1", Status: store.StatusComplete,
+	if err := b.s.FinishTask(b.ctx, store.FinishParams{TaskID: tk.ID, RunnerID: "r1", Attempt: 1, Status: store.StatusComplete,
 		Now: b.now, Timings: timings}); err != nil {
 		t.Fatal(err)
 	}

@@ -58,6 +58,8 @@ func Run(t *testing.T, h Harness) {
 		{"LeasePausedCode", testLeasePausedCode},
 		{"Lifecycle", testLifecycle},
 		{"WrongRunner", testWrongRunner},
+		{"StaleAttemptFencedOff", testStaleAttemptFencedOff},
+		{"LogCappedByTheStore", testLogCappedByTheStore},
 		{"RescueRequeuesThenKills", testRescueRequeuesThenKills},
 		{"RescueHeartbeatExtends", testRescueHeartbeatExtends},
 		{"RescueCancelRequested", testRescueCancelRequested},
@@ -73,6 +75,7 @@ func Run(t *testing.T, h Harness) {
 	}
 	tests = append(tests, scheduleTests...)
 	tests = append(tests, tokenLogTests...)
+	tests = append(tests, maintenanceTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -187,6 +190,21 @@ func (b *bundle) insertN(t *testing.T, n int, code store.Code, mods ...func(*sto
 	return tasks
 }
 
+// logTo appends to the log of a task that runner r1 holds on its first
+// attempt.
+func (b *bundle) logTo(taskID string, data []byte) error {
+	return b.s.AppendLog(b.ctx, store.AppendLogParams{TaskID: taskID, RunnerID: "r1", Attempt: 1, Data: data})
+}
+
+// leaseOnly leases exactly tk to runner r1.
+func (b *bundle) leaseOnly(t *testing.T, tk store.Task) {
+	t.Helper()
+	got := b.lease(t, "r1", 1, b.now)
+	if len(got) != 1 || got[0].ID != tk.ID {
+		t.Fatalf("leased %v, want only task %s", got, tk.ID)
+	}
+}
+
 func (b *bundle) lease(t *testing.T, runner string, n int, at time.Time, clusters ...string) []store.Task {
 	t.Helper()
 	got, err := b.s.LeaseTasks(b.ctx, store.LeaseParams{
@@ -218,7 +236,7 @@ func (b *bundle) finish(t *testing.T, tk store.Task, status string) {
 	t.Helper()
 	zero := 0
 	if err := b.s.FinishTask(b.ctx, store.FinishParams{
-		TaskID: tk.ID, RunnerID: tk.RunnerID, Status: status, ExitCode: &zero, Now: b.now,
+		TaskID: tk.ID, RunnerID: tk.RunnerID, Attempt: tk.Attempt, Status: status, ExitCode: &zero, Now: b.now,
 	}); err != nil {
 		t.Fatalf("finish task %s: %v", tk.ID, err)
 	}

@@ -175,17 +175,17 @@ func testLifecycle(t *testing.T, b *bundle) {
 	}
 
 	start := b.now.Add(time.Second)
-	if err := b.s.MarkRunning(b.ctx, store.StartParams{TaskID: tk.ID, RunnerID: "r1", Now: start}); err != nil {
+	if err := b.s.MarkRunning(b.ctx, store.StartParams{TaskID: tk.ID, RunnerID: "r1", Attempt: 1, Now: start}); err != nil {
 		t.Fatalf("mark running: %v", err)
 	}
 	got := b.getTask(t, tk.ID)
 	if got.Status != store.StatusRunning || got.StartTime == nil || !got.StartTime.Equal(start) {
 		t.Fatalf("after mark running: status %s start %v", got.Status, got.StartTime)
 	}
-	err := b.s.MarkRunning(b.ctx, store.StartParams{TaskID: tk.ID, RunnerID: "r1", Now: start})
+	err := b.s.MarkRunning(b.ctx, store.StartParams{TaskID: tk.ID, RunnerID: "r1", Attempt: 1, Now: start})
 	wantErr(t, err, store.ErrLeaseLost, "mark running twice")
 
-	cancel, err := b.s.Heartbeat(b.ctx, store.HeartbeatParams{TaskID: tk.ID, RunnerID: "r1", LeaseDuration: time.Minute, Now: b.now.Add(10 * time.Second)})
+	cancel, err := b.s.Heartbeat(b.ctx, store.HeartbeatParams{TaskID: tk.ID, RunnerID: "r1", Attempt: 1, LeaseDuration: time.Minute, Now: b.now.Add(10 * time.Second)})
 	if err != nil || cancel {
 		t.Fatalf("heartbeat: cancel %v, %v", cancel, err)
 	}
@@ -196,7 +196,7 @@ func testLifecycle(t *testing.T, b *bundle) {
 
 	end := b.now.Add(20 * time.Second)
 	if err := b.s.FinishTask(b.ctx, store.FinishParams{
-		TaskID: tk.ID, RunnerID: "r1", Status: store.StatusError, Msg: "boom", ExitCode: ptr(3), Now: end,
+		TaskID: tk.ID, RunnerID: "r1", Attempt: 1, Status: store.StatusError, Msg: "boom", ExitCode: ptr(3), Now: end,
 	}); err != nil {
 		t.Fatalf("finish: %v", err)
 	}
@@ -209,9 +209,9 @@ func testLifecycle(t *testing.T, b *bundle) {
 		t.Fatalf("after finish: start %v attempt %d", got.StartTime, got.Attempt)
 	}
 
-	_, err = b.s.Heartbeat(b.ctx, store.HeartbeatParams{TaskID: tk.ID, RunnerID: "r1", LeaseDuration: time.Minute, Now: end})
+	_, err = b.s.Heartbeat(b.ctx, store.HeartbeatParams{TaskID: tk.ID, RunnerID: "r1", Attempt: 1, LeaseDuration: time.Minute, Now: end})
 	wantErr(t, err, store.ErrLeaseLost, "heartbeat after finish")
-	err = b.s.FinishTask(b.ctx, store.FinishParams{TaskID: tk.ID, RunnerID: "r1", Status: store.StatusComplete, Now: end})
+	err = b.s.FinishTask(b.ctx, store.FinishParams{TaskID: tk.ID, RunnerID: "r1", Attempt: 1, Status: store.StatusComplete, Now: end})
 	wantErr(t, err, store.ErrLeaseLost, "finish twice")
 
 	// A task can end straight from preparing (its image would not pull).
@@ -220,14 +220,14 @@ func testLifecycle(t *testing.T, b *bundle) {
 	if l := b.lease(t, "r1", 1, b.now); len(l) != 1 || l[0].ID != tk2.ID {
 		t.Fatalf("lease second task: %v", ids(l))
 	}
-	if err := b.s.FinishTask(b.ctx, store.FinishParams{TaskID: tk2.ID, RunnerID: "r1", Status: store.StatusError, Msg: "pull failed", Now: end}); err != nil {
+	if err := b.s.FinishTask(b.ctx, store.FinishParams{TaskID: tk2.ID, RunnerID: "r1", Attempt: 1, Status: store.StatusError, Msg: "pull failed", Now: end}); err != nil {
 		t.Fatalf("finish from preparing: %v", err)
 	}
 	if got := b.getTask(t, tk2.ID); got.Status != store.StatusError || got.ExitCode != nil || got.StartTime != nil {
 		t.Fatalf("finished from preparing: %+v", got)
 	}
 	// Unknown tasks are lost leases too: the runner holds nothing.
-	err = b.s.MarkRunning(b.ctx, store.StartParams{TaskID: NewID(), RunnerID: "r1", Now: end})
+	err = b.s.MarkRunning(b.ctx, store.StartParams{TaskID: NewID(), RunnerID: "r1", Attempt: 1, Now: end})
 	wantErr(t, err, store.ErrLeaseLost, "mark unknown task running")
 }
 
@@ -237,11 +237,11 @@ func testWrongRunner(t *testing.T, b *bundle) {
 	b.insert(t, tk)
 	b.lease(t, "r1", 1, b.now)
 
-	err := b.s.MarkRunning(b.ctx, store.StartParams{TaskID: tk.ID, RunnerID: "r2", Now: b.now})
+	err := b.s.MarkRunning(b.ctx, store.StartParams{TaskID: tk.ID, RunnerID: "r2", Attempt: 1, Now: b.now})
 	wantErr(t, err, store.ErrLeaseLost, "mark running by the wrong runner")
-	_, err = b.s.Heartbeat(b.ctx, store.HeartbeatParams{TaskID: tk.ID, RunnerID: "r2", LeaseDuration: time.Minute, Now: b.now})
+	_, err = b.s.Heartbeat(b.ctx, store.HeartbeatParams{TaskID: tk.ID, RunnerID: "r2", Attempt: 1, LeaseDuration: time.Minute, Now: b.now})
 	wantErr(t, err, store.ErrLeaseLost, "heartbeat by the wrong runner")
-	err = b.s.FinishTask(b.ctx, store.FinishParams{TaskID: tk.ID, RunnerID: "r2", Status: store.StatusComplete, Now: b.now})
+	err = b.s.FinishTask(b.ctx, store.FinishParams{TaskID: tk.ID, RunnerID: "r2", Attempt: 1, Status: store.StatusComplete, Now: b.now})
 	wantErr(t, err, store.ErrLeaseLost, "finish by the wrong runner")
 
 	got := b.getTask(t, tk.ID)
@@ -259,7 +259,7 @@ func testCancelTask(t *testing.T, b *bundle) {
 	if l := b.lease(t, "r1", 1, b.now); len(l) != 1 || l[0].ID != running.ID {
 		t.Fatalf("lease: %v", ids(l))
 	}
-	if err := b.s.MarkRunning(b.ctx, store.StartParams{TaskID: running.ID, RunnerID: "r1", Now: b.now}); err != nil {
+	if err := b.s.MarkRunning(b.ctx, store.StartParams{TaskID: running.ID, RunnerID: "r1", Attempt: 1, Now: b.now}); err != nil {
 		t.Fatalf("mark running: %v", err)
 	}
 
@@ -283,7 +283,7 @@ func testCancelTask(t *testing.T, b *bundle) {
 	if got.Status != store.StatusRunning || !got.CancelRequest || got.EndTime != nil {
 		t.Fatalf("cancel running returned %+v", got)
 	}
-	cancel, err := b.s.Heartbeat(b.ctx, store.HeartbeatParams{TaskID: running.ID, RunnerID: "r1", LeaseDuration: time.Minute, Now: at})
+	cancel, err := b.s.Heartbeat(b.ctx, store.HeartbeatParams{TaskID: running.ID, RunnerID: "r1", Attempt: 1, LeaseDuration: time.Minute, Now: at})
 	if err != nil || !cancel {
 		t.Fatalf("heartbeat after cancel: cancel %v, %v", cancel, err)
 	}
@@ -291,7 +291,7 @@ func testCancelTask(t *testing.T, b *bundle) {
 	if _, err := b.s.CancelTask(b.ctx, b.project.ID, running.ID, at); err != nil {
 		t.Fatalf("cancel running twice: %v", err)
 	}
-	if err := b.s.FinishTask(b.ctx, store.FinishParams{TaskID: running.ID, RunnerID: "r1", Status: store.StatusCancelled, Msg: "Cancelled", Now: at}); err != nil {
+	if err := b.s.FinishTask(b.ctx, store.FinishParams{TaskID: running.ID, RunnerID: "r1", Attempt: 1, Status: store.StatusCancelled, Msg: "Cancelled", Now: at}); err != nil {
 		t.Fatalf("finish cancelled: %v", err)
 	}
 
@@ -305,13 +305,14 @@ func testCancelTask(t *testing.T, b *bundle) {
 
 func testLogs(t *testing.T, b *bundle) {
 	code := b.putCode(t, "logs")
-	tk := b.task(code)
+	tk := b.task(code, func(tk *store.Task) { tk.Priority = 2 })
 	quiet := b.task(code)
 	b.insert(t, tk, quiet)
+	b.leaseOnly(t, tk)
 
 	_, err := b.s.GetLog(b.ctx, quiet.ID)
 	wantErr(t, err, store.ErrNotFound, "get log of a task that wrote none")
-	wantErr(t, b.s.AppendLog(b.ctx, NewID(), []byte("x")), store.ErrNotFound, "append to a missing task's log")
+	wantErr(t, b.logTo(NewID(), []byte("x")), store.ErrNotFound, "append to a missing task's log")
 
 	var want []byte
 	for i := range 50 {
@@ -319,7 +320,7 @@ func testLogs(t *testing.T, b *bundle) {
 		if i == 25 {
 			chunk = append(chunk, 0, 0xff, '\n') // logs are bytes, not text
 		}
-		if err := b.s.AppendLog(b.ctx, tk.ID, chunk); err != nil {
+		if err := b.logTo(tk.ID, chunk); err != nil {
 			t.Fatalf("append log chunk %d: %v", i, err)
 		}
 		want = append(want, chunk...)
@@ -355,7 +356,7 @@ func testDurability(t *testing.T, b *bundle) {
 	if len(leased) != 1 {
 		t.Fatalf("lease: %d tasks", len(leased))
 	}
-	if err := b.s.AppendLog(b.ctx, leasedTask.ID, []byte("kept")); err != nil {
+	if err := b.logTo(leasedTask.ID, []byte("kept")); err != nil {
 		t.Fatalf("append log: %v", err)
 	}
 

@@ -96,8 +96,9 @@ func testReplaceNamedToken(t *testing.T, b *bundle) {
 
 func testReadLog(t *testing.T, b *bundle) {
 	code := b.putCode(t, "readlog")
-	tk, quiet := b.task(code), b.task(code)
+	tk, quiet := b.task(code, func(tk *store.Task) { tk.Priority = 2 }), b.task(code)
 	b.insert(t, tk, quiet)
+	b.leaseOnly(t, tk)
 
 	_, err := b.s.ReadLog(b.ctx, quiet.ID, 0, func([]byte) error { t.Fatal("fn called for a task without log"); return nil })
 	wantErr(t, err, store.ErrNotFound, "read the log of a task that wrote none")
@@ -114,7 +115,7 @@ func testReadLog(t *testing.T, b *bundle) {
 		}
 		chunk := bytes.Repeat([]byte{byte('a' + i%26)}, size)
 		chunk = append(chunk, []byte(fmt.Sprintf(" #%d\n", i))...)
-		if err := b.s.AppendLog(b.ctx, tk.ID, chunk); err != nil {
+		if err := b.logTo(tk.ID, chunk); err != nil {
 			t.Fatalf("append chunk %d: %v", i, err)
 		}
 		want = append(want, chunk...)
@@ -146,7 +147,7 @@ func testReadLog(t *testing.T, b *bundle) {
 	if err != nil || n != last {
 		t.Fatalf("read past the end: %d, %v; want %d, nil", n, err, last)
 	}
-	if err := b.s.AppendLog(b.ctx, tk.ID, []byte("more\n")); err != nil {
+	if err := b.logTo(tk.ID, []byte("more\n")); err != nil {
 		t.Fatal(err)
 	}
 	var tail []byte
