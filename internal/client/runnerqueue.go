@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -61,7 +62,7 @@ func (e leaseLostError) Is(target error) bool { return target == ErrLeaseLost }
 func (e leaseLostError) Unwrap() error        { return e.APIError }
 
 // mapLeaseLost turns the server's lease-lost answer into ErrLeaseLost: 410
-// Gone, or 409 naming a lost lease from servers that predate 410.
+// Gone, or 409 naming a lost lease from servers that predate fencing.
 func mapLeaseLost(err error) error {
 	var ae *APIError
 	if !errors.As(err, &ae) {
@@ -110,35 +111,32 @@ func (q *RunnerQueue) Lease(ctx context.Context, req wire.LeaseRequest) ([]wire.
 	return out.Jobs, nil
 }
 
-// runnerRef is the body of started and heartbeat.
-type runnerRef struct {
-	RunnerID string `json:"runner_id"`
-}
-
 // Started says the task's container runs.
-func (q *RunnerQueue) Started(ctx context.Context, taskID, runnerID string) error {
-	return q.reportJSON(ctx, taskID, "started", runnerRef{RunnerID: runnerID}, &wire.Msg{})
+func (q *RunnerQueue) Started(ctx context.Context, lease wire.LeaseRef) error {
+	return q.reportJSON(ctx, lease.TaskID, "started", lease, &wire.Msg{})
 }
 
 // Heartbeat renews the lease and says whether a user cancelled the task.
-func (q *RunnerQueue) Heartbeat(ctx context.Context, taskID, runnerID string) (bool, error) {
+func (q *RunnerQueue) Heartbeat(ctx context.Context, lease wire.LeaseRef) (bool, error) {
 	var out wire.HeartbeatResponse
-	err := q.reportJSON(ctx, taskID, "heartbeat", runnerRef{RunnerID: runnerID}, &out)
+	err := q.reportJSON(ctx, lease.TaskID, "heartbeat", lease, &out)
 	return out.Cancel, err
 }
 
-// AppendLog sends a chunk of the task's output.
-func (q *RunnerQueue) AppendLog(ctx context.Context, taskID, runnerID string, data []byte) error {
+// AppendLog sends a chunk of the task's output; the body is the raw chunk,
+// so the lease rides in the query.
+func (q *RunnerQueue) AppendLog(ctx context.Context, lease wire.LeaseRef, data []byte) error {
 	if len(data) == 0 {
 		return nil
 	}
-	return q.report(ctx, taskID, "log", url.Values{"runner_id": {runnerID}}, bytes.NewReader(data),
-		"application/octet-stream", &wire.Msg{})
+	query := url.Values{"runner_id": {lease.RunnerID}, "attempt": {strconv.Itoa(lease.Attempt)}}
+	return q.report(ctx, lease.TaskID, "log", query, bytes.NewReader(data), "application/octet-stream", &wire.Msg{})
 }
 
-// Finish reports how the task ended.
-func (q *RunnerQueue) Finish(ctx context.Context, taskID string, req wire.FinishRequest) error {
-	return q.reportJSON(ctx, taskID, "finish", req, &wire.Msg{})
+// Finish reports how the task ended, under the lease it names.
+func (q *RunnerQueue) Finish(ctx context.Context, lease wire.LeaseRef, req wire.FinishRequest) error {
+	req.RunnerID, req.Attempt = lease.RunnerID, lease.Attempt
+	return q.reportJSON(ctx, lease.TaskID, "finish", req, &wire.Msg{})
 }
 
 // OpenPackage streams the zip of a code revision; the caller closes it.

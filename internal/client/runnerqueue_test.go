@@ -42,11 +42,12 @@ func TestRunnerQueueErrorKinds(t *testing.T) {
 		{"connection refused", NewRunnerQueue(down.URL, "tok"), false},
 	} {
 		ctx := context.Background()
-		_, err := tc.q.Heartbeat(ctx, "t1", "r1")
+		ref := wire.LeaseRef{TaskID: "t1", RunnerID: "r1", Attempt: 1}
+		_, err := tc.q.Heartbeat(ctx, ref)
 		if err == nil || IsLeaseLost(err) != tc.lost {
 			t.Errorf("%s: heartbeat error %v, lease lost %v, want %v", tc.name, err, IsLeaseLost(err), tc.lost)
 		}
-		err = tc.q.Finish(ctx, "t1", wire.FinishRequest{RunnerID: "r1", Status: "complete"})
+		err = tc.q.Finish(ctx, ref, wire.FinishRequest{Status: "complete"})
 		if err == nil || IsLeaseLost(err) != tc.lost {
 			t.Errorf("%s: finish error %v, lease lost %v, want %v", tc.name, err, IsLeaseLost(err), tc.lost)
 		}
@@ -68,7 +69,7 @@ func TestRunnerQueueHungServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err := q.Heartbeat(ctx, "t1", "r1")
+	_, err := q.Heartbeat(ctx, wire.LeaseRef{TaskID: "t1", RunnerID: "r1", Attempt: 1})
 	if err == nil || IsLeaseLost(err) || time.Since(start) > 10*time.Second {
 		t.Fatalf("heartbeat to a hung server: %v after %v", err, time.Since(start))
 	}

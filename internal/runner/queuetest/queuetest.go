@@ -344,10 +344,10 @@ func testJobContents(t *testing.T, b *bundle) {
 
 func testStartedAndHeartbeat(t *testing.T, b *bundle) {
 	j := b.leaseOne(t, "r1")
-	if cancel, err := b.q.Heartbeat(b.ctx, j.TaskID, "r1"); err != nil || cancel {
+	if cancel, err := b.q.Heartbeat(b.ctx, j.Lease("r1")); err != nil || cancel {
 		t.Fatalf("heartbeat while preparing: cancel %v err %v", cancel, err)
 	}
-	if err := b.q.Started(b.ctx, j.TaskID, "r1"); err != nil {
+	if err := b.q.Started(b.ctx, j.Lease("r1")); err != nil {
 		t.Fatalf("started: %v", err)
 	}
 	if tk := b.task(t, j.TaskID); tk.Status != store.StatusRunning {
@@ -356,7 +356,7 @@ func testStartedAndHeartbeat(t *testing.T, b *bundle) {
 	// Heartbeats hold the lease past its length.
 	for range 6 {
 		time.Sleep(LeaseDuration / 4)
-		if _, err := b.q.Heartbeat(b.ctx, j.TaskID, "r1"); err != nil {
+		if _, err := b.q.Heartbeat(b.ctx, j.Lease("r1")); err != nil {
 			t.Fatalf("heartbeat: %v", err)
 		}
 	}
@@ -364,24 +364,24 @@ func testStartedAndHeartbeat(t *testing.T, b *bundle) {
 		t.Fatalf("heartbeats did not hold the lease: %s attempt %d", tk.Status, tk.Attempt)
 	}
 	// Another runner's reports about it are refused.
-	_, err := b.q.Heartbeat(b.ctx, j.TaskID, "r2")
+	_, err := b.q.Heartbeat(b.ctx, j.Lease("r2"))
 	b.wantLost(t, err, "heartbeat of another runner")
-	b.wantLost(t, b.q.Started(b.ctx, j.TaskID, "r2"), "started of another runner")
+	b.wantLost(t, b.q.Started(b.ctx, j.Lease("r2")), "started of another runner")
 }
 
 func testHeartbeatCarriesCancel(t *testing.T, b *bundle) {
 	j := b.leaseOne(t, "r1")
-	if err := b.q.Started(b.ctx, j.TaskID, "r1"); err != nil {
+	if err := b.q.Started(b.ctx, j.Lease("r1")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := b.fx.Svc.CancelTask(b.ctx, b.fx.ProjectID, j.TaskID); err != nil {
 		t.Fatalf("cancel: %v", err)
 	}
-	cancel, err := b.q.Heartbeat(b.ctx, j.TaskID, "r1")
+	cancel, err := b.q.Heartbeat(b.ctx, j.Lease("r1"))
 	if err != nil || !cancel {
 		t.Fatalf("heartbeat after cancel: cancel %v err %v", cancel, err)
 	}
-	if err := b.q.Finish(b.ctx, j.TaskID, wire.FinishRequest{RunnerID: "r1", Status: store.StatusCancelled, Msg: "Cancelled"}); err != nil {
+	if err := b.q.Finish(b.ctx, j.Lease("r1"), wire.FinishRequest{Status: store.StatusCancelled, Msg: "Cancelled"}); err != nil {
 		t.Fatalf("finish cancelled: %v", err)
 	}
 	if tk := b.task(t, j.TaskID); tk.Status != store.StatusCancelled {
@@ -393,7 +393,7 @@ func testAppendLog(t *testing.T, b *bundle) {
 	j := b.leaseOne(t, "r1")
 	chunks := []string{"first line\n", "", "second \x00 binary \xff\n", strings.Repeat("z", 100<<10)}
 	for _, c := range chunks {
-		if err := b.q.AppendLog(b.ctx, j.TaskID, "r1", []byte(c)); err != nil {
+		if err := b.q.AppendLog(b.ctx, j.Lease("r1"), []byte(c)); err != nil {
 			t.Fatalf("append log: %v", err)
 		}
 	}
@@ -408,13 +408,13 @@ func testAppendLog(t *testing.T, b *bundle) {
 
 func testFinish(t *testing.T, b *bundle) {
 	j := b.leaseOne(t, "r1")
-	if err := b.q.Started(b.ctx, j.TaskID, "r1"); err != nil {
+	if err := b.q.Started(b.ctx, j.Lease("r1")); err != nil {
 		t.Fatal(err)
 	}
-	err := b.q.Finish(b.ctx, j.TaskID, wire.FinishRequest{RunnerID: "r1", Status: store.StatusRunning})
+	err := b.q.Finish(b.ctx, j.Lease("r1"), wire.FinishRequest{Status: store.StatusRunning})
 	b.wantPassingOrRefused(t, err, "finish with an unfinished status")
 	code := 3
-	err = b.q.Finish(b.ctx, j.TaskID, wire.FinishRequest{RunnerID: "r1", Status: store.StatusError, Msg: "Exit code 3",
+	err = b.q.Finish(b.ctx, j.Lease("r1"), wire.FinishRequest{Status: store.StatusError, Msg: "Exit code 3",
 		ExitCode: &code, Timings: map[string]float64{"run": 12}})
 	if err != nil {
 		t.Fatalf("finish: %v", err)
@@ -424,9 +424,9 @@ func testFinish(t *testing.T, b *bundle) {
 		t.Fatalf("finished task: %s %q exit %v end %v", tk.Status, tk.Msg, tk.ExitCode, tk.EndTime)
 	}
 	// The end is reported once; a second report changes nothing.
-	err = b.q.Finish(b.ctx, j.TaskID, wire.FinishRequest{RunnerID: "r1", Status: store.StatusComplete})
+	err = b.q.Finish(b.ctx, j.Lease("r1"), wire.FinishRequest{Status: store.StatusComplete})
 	b.wantLost(t, err, "second finish")
-	_, err = b.q.Heartbeat(b.ctx, j.TaskID, "r1")
+	_, err = b.q.Heartbeat(b.ctx, j.Lease("r1"))
 	b.wantLost(t, err, "heartbeat after finish")
 	if tk := b.task(t, j.TaskID); tk.Status != store.StatusError {
 		t.Fatalf("second finish changed the task to %s", tk.Status)
@@ -482,43 +482,63 @@ func testProgress(t *testing.T, b *bundle) {
 }
 
 func testUnknownTask(t *testing.T, b *bundle) {
-	const unknown = "5f00000000000000000f00d1"
-	b.wantLost(t, b.q.Started(b.ctx, unknown, "r1"), "started of an unknown task")
-	_, err := b.q.Heartbeat(b.ctx, unknown, "r1")
+	unknown := wire.LeaseRef{TaskID: "5f00000000000000000f00d1", RunnerID: "r1", Attempt: 1}
+	b.wantLost(t, b.q.Started(b.ctx, unknown), "started of an unknown task")
+	_, err := b.q.Heartbeat(b.ctx, unknown)
 	b.wantLost(t, err, "heartbeat of an unknown task")
-	b.wantLost(t, b.q.AppendLog(b.ctx, unknown, "r1", []byte("x")), "log of an unknown task")
-	b.wantLost(t, b.q.Finish(b.ctx, unknown, wire.FinishRequest{RunnerID: "r1", Status: store.StatusComplete}), "finish of an unknown task")
+	b.wantLost(t, b.q.AppendLog(b.ctx, unknown, []byte("x")), "log of an unknown task")
+	b.wantLost(t, b.q.Finish(b.ctx, unknown, wire.FinishRequest{Status: store.StatusComplete}), "finish of an unknown task")
 }
 
+// A runner that went silent and leased the same task again holds a new
+// lease; whatever it still sends under the old one is refused and changes
+// nothing, so a runner presumed dead never writes into the next attempt.
 func testLostLease(t *testing.T, b *bundle) {
 	j := b.leaseOne(t, "r1")
-	if err := b.q.Started(b.ctx, j.TaskID, "r1"); err != nil {
+	old := j.Lease("r1")
+	if err := b.q.Started(b.ctx, old); err != nil {
 		t.Fatal(err)
 	}
-	// r1 goes silent; the rescue puts the task back and r2 takes it.
+	if err := b.q.AppendLog(b.ctx, old, []byte("attempt 1\n")); err != nil {
+		t.Fatal(err)
+	}
 	var again []wire.Job
 	for deadline := time.Now().Add(20 * LeaseDuration); len(again) == 0; {
 		if time.Now().After(deadline) {
 			t.Fatal("the task was not handed on after its lease ran out")
 		}
-		again = b.lease(t, "r2", 1)
+		again = b.lease(t, "r1", 1)
 	}
 	if again[0].TaskID != j.TaskID || again[0].Attempt != 2 {
 		t.Fatalf("handed on: task %s attempt %d", again[0].TaskID, again[0].Attempt)
 	}
-	_, err := b.q.Heartbeat(b.ctx, j.TaskID, "r1")
+	cur := again[0].Lease("r1")
+	_, err := b.q.Heartbeat(b.ctx, old)
 	b.wantLost(t, err, "heartbeat of the old lease")
-	b.wantLost(t, b.q.Started(b.ctx, j.TaskID, "r1"), "started of the old lease")
-	b.wantLost(t, b.q.Finish(b.ctx, j.TaskID, wire.FinishRequest{RunnerID: "r1", Status: store.StatusComplete}), "finish of the old lease")
-	// The new lease is untouched by the old one's reports.
-	if _, err := b.q.Heartbeat(b.ctx, j.TaskID, "r2"); err != nil {
-		t.Fatalf("heartbeat of the new lease: %v", err)
-	}
-	if tk := b.task(t, j.TaskID); tk.Status != store.StatusPreparing || tk.RunnerID != "r2" || tk.Attempt != 2 {
+	b.wantLost(t, b.q.Started(b.ctx, old), "started of the old lease")
+	b.wantLost(t, b.q.AppendLog(b.ctx, old, []byte("late output of attempt 1\n")), "log of the old lease")
+	b.wantLost(t, b.q.Finish(b.ctx, old, wire.FinishRequest{Status: store.StatusError, Msg: "stale"}), "finish of the old lease")
+	// Another runner naming the current attempt is no better.
+	_, err = b.q.Heartbeat(b.ctx, again[0].Lease("r2"))
+	b.wantLost(t, err, "heartbeat of another runner on the current attempt")
+	if tk := b.task(t, j.TaskID); tk.Status != store.StatusPreparing || tk.RunnerID != "r1" || tk.Attempt != 2 {
 		t.Fatalf("after the old lease's reports: %s runner %s attempt %d", tk.Status, tk.RunnerID, tk.Attempt)
 	}
-	if err := b.q.Finish(b.ctx, j.TaskID, wire.FinishRequest{RunnerID: "r2", Status: store.StatusComplete}); err != nil {
+	if _, err := b.q.Heartbeat(b.ctx, cur); err != nil {
+		t.Fatalf("heartbeat of the new lease: %v", err)
+	}
+	if err := b.q.AppendLog(b.ctx, cur, []byte("attempt 2\n")); err != nil {
+		t.Fatalf("log of the new lease: %v", err)
+	}
+	if err := b.q.Finish(b.ctx, cur, wire.FinishRequest{Status: store.StatusComplete}); err != nil {
 		t.Fatalf("finish of the new lease: %v", err)
+	}
+	if tk := b.task(t, j.TaskID); tk.Status != store.StatusComplete {
+		t.Fatalf("after the new lease's finish: %s %q", tk.Status, tk.Msg)
+	}
+	log, err := b.fx.Svc.TaskLog(b.ctx, b.fx.ProjectID, j.TaskID)
+	if err != nil || strings.Contains(string(log), "late output") {
+		t.Fatalf("log after the old lease's report: %q %v", log, err)
 	}
 }
 
@@ -530,9 +550,9 @@ func testBadToken(t *testing.T, b *bundle) {
 	bad := b.fx.BadCredentials()
 	_, err := bad.Lease(b.ctx, wire.LeaseRequest{RunnerID: "r9", Max: 1})
 	b.wantPassingOrRefused(t, err, "lease with a bad token")
-	_, err = bad.Heartbeat(b.ctx, j.TaskID, "r1")
+	_, err = bad.Heartbeat(b.ctx, j.Lease("r1"))
 	b.wantPassingOrRefused(t, err, "heartbeat with a bad token")
-	b.wantPassingOrRefused(t, bad.Finish(b.ctx, j.TaskID, wire.FinishRequest{RunnerID: "r1", Status: store.StatusComplete}),
+	b.wantPassingOrRefused(t, bad.Finish(b.ctx, j.Lease("r1"), wire.FinishRequest{Status: store.StatusComplete}),
 		"finish with a bad token")
 	_, err = bad.OpenPackage(b.ctx, j.Code.RevisionID)
 	b.wantPassingOrRefused(t, err, "package with a bad token")
