@@ -79,30 +79,44 @@ func (r *Runner) runJob(job wire.Job) {
 	log.Info("task ended", "status", out.status)
 }
 
-// finish reports the outcome, retrying passing errors for about a lease,
-// after which the server will have rescued the task anyway.
+// finish reports the outcome. Passing errors (the server restarting, a
+// dropped connection, a 5xx) are retried with backoff until the server
+// answers, for up to ReportRetry: the report is the only record of how the
+// task ended, and a server that cannot be reached cannot hand the task on
+// either, so giving up after one lease would turn a short outage into a
+// second run of a task that already ran. A report that comes after the
+// lease was rescued is refused as lost and changes nothing. Shutdown past
+// the drain grace ends the retries too.
 func (r *Runner) finish(job wire.Job, out outcome) {
 	lease := job.Lease(r.cfg.ID)
 	req := wire.FinishRequest{RunnerID: r.cfg.ID, Attempt: job.Attempt, Status: out.status, Msg: out.msg, ExitCode: out.exitCode,
 		Timings: out.phases.ms(job)}
-	deadline := time.Now().Add(time.Duration(max(job.LeaseMs, 1000)) * time.Millisecond)
-	wait := 100 * time.Millisecond
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	deadline := time.Now().Add(r.cfg.ReportRetry)
+	wait := time.Duration(0)
+	for try := 1; ; try++ {
+		ctx, cancel := context.WithTimeout(r.hardCtx, 10*time.Second)
 		err := r.queue.Finish(ctx, lease, req)
 		cancel()
 		if err == nil || r.cfg.IsLeaseLost(err) {
 			if err != nil {
 				r.log.Warn("finish refused: lease lost", "task_id", job.TaskID, "err", err)
+			} else if try > 1 {
+				r.log.Info("task end reported after retries", "task_id", job.TaskID, "tries", try)
 			}
 			return
 		}
-		if time.Now().After(deadline) {
-			r.log.Error("could not report task end; the server will retry it", "task_id", job.TaskID, "err", err)
+		if time.Now().After(deadline) || r.hardCtx.Err() != nil {
+			r.log.Error("could not report task end; the server will run it again", "task_id", job.TaskID, "err", err)
 			return
 		}
-		time.Sleep(wait)
-		wait = min(wait*2, 5*time.Second)
+		wait = backoff(wait)
+		if try == 1 || try%10 == 0 {
+			r.log.Warn("could not report task end; retrying", "task_id", job.TaskID, "err", err, "try", try, "in", wait)
+		}
+		select {
+		case <-r.hardCtx.Done():
+		case <-time.After(wait):
+		}
 	}
 }
 
@@ -121,7 +135,7 @@ func (r *Runner) execute(ctx context.Context, job wire.Job) (out outcome) {
 		return fail("%v", err)
 	}
 
-	logs := newLogShipper(r.queue, job.Lease(r.cfg.ID), job.MaxLogBytes, r.log)
+	logs := newLogShipper(r.hardCtx, r.queue, job.Lease(r.cfg.ID), job.MaxLogBytes, r.cfg.ReportRetry, r.cfg.IsLeaseLost, r.log)
 	defer logs.Close()
 	tail := &tailBuffer{max: 2048}
 

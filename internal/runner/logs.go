@@ -4,10 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/mayfly-run/mayfly/internal/wire"
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/mayfly-run/mayfly/internal/wire"
 )
 
 // Log shipping: output is batched so a chatty task costs a request per
@@ -21,11 +22,14 @@ const (
 // log to the queue in chunks and cuts it at max bytes with a marker; the
 // task itself is not disturbed by the cut.
 type logShipper struct {
+	ctx    context.Context // ends the retries at a hard stop
 	queue  Queue
 	taskID string
 	lease  wire.LeaseRef
 	max    int64
 	log    *slog.Logger
+	retry  time.Duration
+	lost   func(error) bool
 
 	mu      sync.Mutex
 	buf     bytes.Buffer
@@ -37,11 +41,12 @@ type logShipper struct {
 	sendMu  sync.Mutex // keeps chunks in order
 }
 
-func newLogShipper(q Queue, lease wire.LeaseRef, max int64, log *slog.Logger) *logShipper {
+func newLogShipper(ctx context.Context, q Queue, lease wire.LeaseRef, max int64, retry time.Duration,
+	lost func(error) bool, log *slog.Logger) *logShipper {
 	if max <= 0 {
 		max = 10 << 20
 	}
-	l := &logShipper{queue: q, taskID: lease.TaskID, lease: lease, max: max, log: log,
+	l := &logShipper{ctx: ctx, queue: q, taskID: lease.TaskID, lease: lease, max: max, log: log, retry: retry, lost: lost,
 		kick: make(chan struct{}, 1), done: make(chan struct{})}
 	go l.loop()
 	return l
@@ -100,22 +105,32 @@ func (l *logShipper) flush() {
 	chunk := bytes.Clone(l.buf.Bytes())
 	l.buf.Reset()
 	l.mu.Unlock()
-	// A chunk that cannot be delivered after a few tries is dropped with a
-	// warning rather than stalling the task.
-	wait := 100 * time.Millisecond
-	for try := 0; ; try++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// A chunk is retried, in order, while the server cannot be reached
+	// (restart, dropped connection): the task's further output waits in
+	// the buffer meanwhile, bounded by max, and the task runs on
+	// undisturbed. It is dropped only when the lease is gone or after
+	// retry.
+	deadline := time.Now().Add(l.retry)
+	wait := time.Duration(0)
+	for try := 1; ; try++ {
+		ctx, cancel := context.WithTimeout(l.ctx, 10*time.Second)
 		err := l.queue.AppendLog(ctx, l.lease, chunk)
 		cancel()
 		if err == nil {
 			return
 		}
-		if try == 4 {
+		if l.lost(err) || time.Now().After(deadline) || l.ctx.Err() != nil {
 			l.log.Warn("dropped a log chunk", "task_id", l.taskID, "bytes", len(chunk), "err", err)
 			return
 		}
-		time.Sleep(wait)
-		wait *= 2
+		wait = backoff(wait)
+		if try == 1 {
+			l.log.Warn("could not ship a log chunk; retrying", "task_id", l.taskID, "err", err)
+		}
+		select {
+		case <-l.ctx.Done():
+		case <-time.After(wait):
+		}
 	}
 }
 

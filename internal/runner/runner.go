@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
@@ -61,13 +62,16 @@ type Config struct {
 	HeartbeatInterval time.Duration // at most; shortened to a quarter of the lease
 	StopGrace         time.Duration // SIGTERM to SIGKILL on cancel
 	LeaseWait         time.Duration // long-poll length
-	SweepInterval     time.Duration // how often untracked containers are looked for
-	MemoryBytes       int64
-	PidsLimit         int64
-	NanoCPUs          int64
-	Network           bool
-	User              string // uid:gid of the task process
-	Log               *slog.Logger
+	// ReportRetry is how long the end of a task and its log chunks are
+	// retried while the server cannot be reached (restart, network cut).
+	ReportRetry   time.Duration
+	SweepInterval time.Duration // how often untracked containers are looked for
+	MemoryBytes   int64
+	PidsLimit     int64
+	NanoCPUs      int64
+	Network       bool
+	User          string // uid:gid of the task process
+	Log           *slog.Logger
 
 	// CacheTTL: code packages and code images unused this long are
 	// removed; 0 keeps them for good.
@@ -96,6 +100,9 @@ func (c *Config) defaults() {
 	}
 	if c.LeaseWait <= 0 {
 		c.LeaseWait = 20 * time.Second
+	}
+	if c.ReportRetry <= 0 {
+		c.ReportRetry = 10 * time.Minute
 	}
 	if c.PidsLimit == 0 {
 		c.PidsLimit = 512
@@ -194,7 +201,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		loops.Go(func() { r.pruneCacheLoop(ctx) })
 	}
 	slots := make(chan struct{}, r.cfg.Capacity)
-	backoff := time.Duration(0)
+	wait := time.Duration(0)
 	for {
 		// Wait for at least one free slot, then ask for as many tasks as
 		// there are free slots.
@@ -223,14 +230,16 @@ func (r *Runner) Run(ctx context.Context) error {
 		jobs, err := r.queue.Lease(ctx, wire.LeaseRequest{RunnerID: r.cfg.ID, Max: free,
 			Clusters: r.cfg.Clusters, WaitMs: int(r.cfg.LeaseWait.Milliseconds())})
 		if err != nil && ctx.Err() == nil {
-			backoff = min(max(backoff*2, 100*time.Millisecond), 5*time.Second)
-			r.log.Warn("lease failed; retrying", "err", err, "in", backoff)
+			// A restarting server is met by every runner at once; jitter
+			// keeps them from coming back in step.
+			wait = backoff(wait)
+			r.log.Warn("lease failed; retrying", "err", err, "in", wait)
 			select {
 			case <-ctx.Done():
-			case <-time.After(backoff):
+			case <-time.After(wait):
 			}
 		} else {
-			backoff = 0
+			wait = 0
 		}
 		for i := len(jobs); i < free; i++ {
 			<-slots
@@ -244,6 +253,14 @@ func (r *Runner) Run(ctx context.Context) error {
 			}()
 		}
 	}
+}
+
+// backoff returns the wait after one that was prev: doubling from 100ms
+// to 5s, each drawn from its upper half so that runners that failed
+// together do not retry together.
+func backoff(prev time.Duration) time.Duration {
+	next := min(max(prev*2, 100*time.Millisecond), 5*time.Second)
+	return next/2 + rand.N(next/2+1)
 }
 
 // engineDown reports whether the driver's engine does not answer.
