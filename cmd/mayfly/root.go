@@ -119,6 +119,7 @@ MAYFLY_TOKEN, MAYFLY_PROJECT) and the flags --url, --token, --project.`,
 
 	root.AddCommand(
 		newServerCmd(),
+		newRunnerCmd(),
 		newStackCmd(),
 		newCodeCmd(a),
 		newTaskCmd(a),

@@ -29,16 +29,12 @@ import (
 
 // serverConfig is everything `mayfly server` can be told.
 type serverConfig struct {
-	Listen           string
-	DataDir          string
-	Runner           bool
-	RunnerCapacity   int
-	RunnerClusters   []string
-	TaskMemoryMB     int64
-	TaskPids         int64
-	TaskNetwork      bool
-	StopGrace        time.Duration
-	DrainGrace       time.Duration
+	Listen         string
+	DataDir        string
+	Runner         bool
+	RunnerCapacity int
+	RunnerClusters []string
+	taskLimits
 	LeaseDuration    time.Duration
 	MaxAttempts      int
 	MaxPayloadBytes  int64
@@ -94,11 +90,7 @@ SIGTERM or SIGINT drains: no new tasks are taken, running ones get
 	f.BoolVar(&c.Runner, "runner", envBool("MAYFLY_RUNNER", true), "run tasks in this process too (MAYFLY_RUNNER)")
 	f.IntVar(&c.RunnerCapacity, "runner-capacity", envInt("MAYFLY_RUNNER_CAPACITY", 4), "tasks the embedded runner runs at once (MAYFLY_RUNNER_CAPACITY)")
 	f.StringSliceVar(&c.RunnerClusters, "runner-clusters", envList("MAYFLY_RUNNER_CLUSTERS", []string{""}), "clusters the embedded runner serves; empty is the default cluster (MAYFLY_RUNNER_CLUSTERS)")
-	f.Int64Var(&c.TaskMemoryMB, "task-memory-mb", envInt64("MAYFLY_TASK_MEMORY_MB", 512), "memory limit of a task container in MiB (MAYFLY_TASK_MEMORY_MB)")
-	f.Int64Var(&c.TaskPids, "task-pids", envInt64("MAYFLY_TASK_PIDS", 512), "process limit of a task container (MAYFLY_TASK_PIDS)")
-	f.BoolVar(&c.TaskNetwork, "task-network", envBool("MAYFLY_TASK_NETWORK", false), "give task containers a network (MAYFLY_TASK_NETWORK)")
-	f.DurationVar(&c.StopGrace, "stop-grace", envDuration("MAYFLY_STOP_GRACE", 10*time.Second), "SIGTERM to SIGKILL when a task is cancelled (MAYFLY_STOP_GRACE)")
-	f.DurationVar(&c.DrainGrace, "drain-grace", envDuration("MAYFLY_DRAIN_GRACE", 30*time.Second), "how long running tasks may finish on shutdown (MAYFLY_DRAIN_GRACE)")
+	c.taskLimits.register(f)
 	f.DurationVar(&c.LeaseDuration, "lease-duration", envDuration("MAYFLY_LEASE_DURATION", d.LeaseDuration), "a runner that is silent this long loses its task (MAYFLY_LEASE_DURATION)")
 	f.IntVar(&c.MaxAttempts, "max-attempts", envInt("MAYFLY_MAX_ATTEMPTS", d.MaxAttempts), "leases a task may lose before it ends killed (MAYFLY_MAX_ATTEMPTS)")
 	f.Int64Var(&c.MaxPayloadBytes, "max-payload-bytes", envInt64("MAYFLY_MAX_PAYLOAD_BYTES", d.MaxPayloadBytes), "largest task payload (MAYFLY_MAX_PAYLOAD_BYTES)")
@@ -218,7 +210,12 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.Listen, err)
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	// Remote runners wait in long-polls of up to a minute; shutdown ends
+	// those at once (they come back to the next server), instead of
+	// holding the stop up for the longest of them.
+	polls, endPolls := context.WithCancel(context.Background())
+	defer endPolls()
+	srv := &http.Server{Handler: endLongPolls(handler, polls), ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	fmt.Fprintf(out, "Mayfly %s listening on http://%s\n", version, ln.Addr())
@@ -226,7 +223,19 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 
 	bg, stopBg := context.WithCancel(context.Background())
 	maintDone := make(chan struct{})
-	go func() { defer close(maintDone); svc.RunMaintenance(bg, time.Second) }()
+	go func() {
+		defer close(maintDone)
+		// Leases that ran out while this server was down belong to
+		// runners that could not reach it: they renew them within a
+		// heartbeat of its return, so the rescue waits a lease before it
+		// takes any task from a runner that is still working on it.
+		select {
+		case <-bg.Done():
+			return
+		case <-time.After(c.LeaseDuration):
+		}
+		svc.RunMaintenance(bg, time.Second)
+	}()
 	// Before the store closes: maintenance may be mid-prune.
 	defer func() { stopBg(); <-maintDone }()
 	defer startScheduler(ctx, svc, log)()
@@ -240,14 +249,13 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 		if err != nil {
 			return err
 		}
-		run, err = runner.New(runner.Config{
+		run, err = runner.New(c.taskLimits.apply(runner.Config{
 			ID: rid, Capacity: c.RunnerCapacity, Clusters: c.RunnerClusters,
 			CacheDir: filepath.Join(c.DataDir, "cache", "packages"), StackImage: stack.Image,
 			RunDir:      filepath.Join(c.DataDir, "run"),
 			IsLeaseLost: func(err error) bool { return errors.Is(err, service.ErrLeaseLost) },
-			StopGrace:   c.StopGrace, MemoryBytes: c.TaskMemoryMB << 20, PidsLimit: c.TaskPids,
-			Network: c.TaskNetwork, Log: log, CacheTTL: c.RunnerCacheTTL,
-		}, svc, drv)
+			Log:         log, CacheTTL: c.RunnerCacheTTL,
+		}), svc, drv)
 		if err != nil {
 			return err
 		}
@@ -271,6 +279,7 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 		}
 		cancel()
 	}
+	endPolls()
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
@@ -280,8 +289,22 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 	return nil
 }
 
-// runnerID keeps the embedded runner's id across restarts, so a restarted
-// server recognises and removes its own orphaned containers.
+// endLongPolls ends the runner lease long-polls in flight once stop ends.
+func endLongPolls(h http.Handler, stop context.Context) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/runner/lease" {
+			ctx, cancel := context.WithCancel(r.Context())
+			defer cancel()
+			defer context.AfterFunc(stop, cancel)()
+			r = r.WithContext(ctx)
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// runnerID keeps a runner's id (the embedded one's, or a remote runner's)
+// across restarts, so a restarted runner recognises and removes its own
+// orphaned containers.
 func runnerID(dataDir string) (string, error) {
 	p := filepath.Join(dataDir, "runner-id")
 	if b, err := os.ReadFile(p); err == nil && id.Valid(strings.TrimSpace(string(b))) {

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/mayfly-run/mayfly/internal/client"
+	"github.com/mayfly-run/mayfly/internal/driver/docker"
+	"github.com/mayfly-run/mayfly/internal/runner"
+	"github.com/mayfly-run/mayfly/internal/stack"
+	"github.com/mayfly-run/mayfly/internal/wire"
+)
+
+// taskLimits are what every runner, embedded in the server or remote,
+// applies to the containers it starts; both commands register the same
+// flags for them.
+type taskLimits struct {
+	TaskMemoryMB int64
+	TaskPids     int64
+	TaskNetwork  bool
+	StopGrace    time.Duration
+	DrainGrace   time.Duration
+}
+
+func (l *taskLimits) register(f *pflag.FlagSet) {
+	f.Int64Var(&l.TaskMemoryMB, "task-memory-mb", envInt64("MAYFLY_TASK_MEMORY_MB", 512), "memory limit of a task container in MiB (MAYFLY_TASK_MEMORY_MB)")
+	f.Int64Var(&l.TaskPids, "task-pids", envInt64("MAYFLY_TASK_PIDS", 512), "process limit of a task container (MAYFLY_TASK_PIDS)")
+	f.BoolVar(&l.TaskNetwork, "task-network", envBool("MAYFLY_TASK_NETWORK", false), "give task containers a network (MAYFLY_TASK_NETWORK)")
+	f.DurationVar(&l.StopGrace, "stop-grace", envDuration("MAYFLY_STOP_GRACE", 10*time.Second), "SIGTERM to SIGKILL when a task is cancelled (MAYFLY_STOP_GRACE)")
+	f.DurationVar(&l.DrainGrace, "drain-grace", envDuration("MAYFLY_DRAIN_GRACE", 30*time.Second), "how long running tasks may finish on shutdown (MAYFLY_DRAIN_GRACE)")
+}
+
+// apply sets the limits on a runner's configuration.
+func (l taskLimits) apply(cfg runner.Config) runner.Config {
+	cfg.MemoryBytes = l.TaskMemoryMB << 20
+	cfg.PidsLimit = l.TaskPids
+	cfg.Network = l.TaskNetwork
+	cfg.StopGrace = l.StopGrace
+	return cfg
+}
+
+// runnerConfig is everything `mayfly runner` can be told.
+type runnerConfig struct {
+	Server   string
+	Token    string
+	Clusters []string
+	Capacity int
+	DataDir  string
+	Driver   string
+	CacheTTL time.Duration
+	taskLimits
+	LogLevel  string
+	LogFormat string
+}
+
+func newRunnerCmd() *cobra.Command {
+	var c runnerConfig
+	cmd := &cobra.Command{
+		Use:   "runner --server URL --token TOKEN",
+		Short: "Run tasks of a remote Mayfly server on this host",
+		Long: `Run a remote runner: it leases tasks from the server at --server over HTTP
+(the runner protocol) and runs each in a fresh Docker container on this host,
+exactly as the server's embedded runner does. The token must be allowed to act
+as a runner (an admin token, or a runner token).
+
+--data-dir holds the runner's id (kept across restarts, so a restarted runner
+removes the containers of its earlier life), its code package cache and the
+API sockets of running tasks; the Docker engine must be able to bind-mount it.
+
+When the server restarts or the connection drops, running tasks keep running:
+the runner keeps heartbeating and retries log chunks and the end of each task
+until the server answers again. A task whose runner stays silent longer than
+the server's --lease-duration runs again elsewhere.
+
+SIGTERM or SIGINT drains: no new tasks are taken, running ones get
+--drain-grace to finish, and the rest run again elsewhere once their leases
+run out. Every flag can also be set by the environment variable named in its
+help.`,
+		Example: `  mayfly runner --server http://mayfly.internal:8080 --token "$MAYFLY_RUNNER_TOKEN" --capacity 8
+  mayfly runner --server http://10.0.0.5:8080 --token "$T" --cluster gpu --cluster default --data-dir /var/lib/mayfly-runner`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cmd.SilenceUsage = true
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runRunner(ctx, c, cmd.OutOrStdout())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&c.Server, "server", envStr("MAYFLY_SERVER", envStr("MAYFLY_URL", client.DefaultURL)), "URL of the Mayfly server (MAYFLY_SERVER, else MAYFLY_URL)")
+	// Shadows the CLI's --token: a runner presents a runner token, which
+	// is not a project's. The environment is read at run time, so that
+	// --help never prints a secret as a default.
+	f.StringVar(&c.Token, "token", "", "token allowed to act as a runner (MAYFLY_RUNNER_TOKEN, else MAYFLY_TOKEN)")
+	f.StringSliceVar(&c.Clusters, "cluster", envList("MAYFLY_RUNNER_CLUSTERS", []string{""}), "cluster to serve, repeatable; \"\" or \"default\" is the default cluster (MAYFLY_RUNNER_CLUSTERS)")
+	f.IntVar(&c.Capacity, "capacity", envInt("MAYFLY_RUNNER_CAPACITY", 4), "tasks run at once (MAYFLY_RUNNER_CAPACITY)")
+	f.StringVar(&c.DataDir, "data-dir", envStr("MAYFLY_RUNNER_DATA_DIR", "runner-data"), "runner id, package cache and task sockets (MAYFLY_RUNNER_DATA_DIR)")
+	f.StringVar(&c.Driver, "driver", envStr("MAYFLY_RUNNER_DRIVER", "docker"), "container driver; only docker for now (MAYFLY_RUNNER_DRIVER)")
+	f.DurationVar(&c.CacheTTL, "cache-ttl", envDuration("MAYFLY_RUNNER_CACHE_TTL", 7*24*time.Hour), "remove code packages and code images unused this long, 0 = keep forever (MAYFLY_RUNNER_CACHE_TTL)")
+	c.taskLimits.register(f)
+	f.StringVar(&c.LogLevel, "log-level", envStr("MAYFLY_LOG_LEVEL", "info"), "debug, info, warn or error (MAYFLY_LOG_LEVEL)")
+	f.StringVar(&c.LogFormat, "log-format", envStr("MAYFLY_LOG_FORMAT", "text"), "text or json (MAYFLY_LOG_FORMAT)")
+	return cmd
+}
+
+func runRunner(ctx context.Context, c runnerConfig, out io.Writer) error {
+	if len(envErrs) > 0 {
+		return errors.Join(envErrs...)
+	}
+	log, err := newLogger(c.LogLevel, c.LogFormat)
+	if err != nil {
+		return err
+	}
+	if c.Token == "" {
+		c.Token = cmp.Or(os.Getenv("MAYFLY_RUNNER_TOKEN"), os.Getenv("MAYFLY_TOKEN"))
+	}
+	switch {
+	case c.Token == "":
+		return errors.New("no runner token: use --token or MAYFLY_RUNNER_TOKEN")
+	case c.Capacity < 1:
+		return errors.New("--capacity must be at least 1")
+	case c.Driver != "docker":
+		return fmt.Errorf("--driver %q: only docker is supported", c.Driver)
+	}
+	// Absolute, because task socket directories under it are bind-mounted
+	// by the Docker engine, which knows no working directory of ours.
+	if c.DataDir, err = filepath.Abs(c.DataDir); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	rid, err := runnerID(c.DataDir)
+	if err != nil {
+		return err
+	}
+	q := client.NewRunnerQueue(c.Server, c.Token, client.WithUserAgent("mayfly-runner/"+version))
+	if err := checkRunnerToken(ctx, q, rid, log); err != nil {
+		return err
+	}
+	drv, err := docker.New(ctx)
+	if err != nil {
+		return fmt.Errorf("runner needs Docker: %w", err)
+	}
+	defer drv.Close()
+
+	run, err := runner.New(c.taskLimits.apply(runner.Config{
+		ID: rid, Capacity: c.Capacity, Clusters: c.Clusters,
+		CacheDir: filepath.Join(c.DataDir, "cache", "packages"), StackImage: stack.Image,
+		RunDir:      filepath.Join(c.DataDir, "run"),
+		IsLeaseLost: client.IsLeaseLost,
+		Log:         log, CacheTTL: c.CacheTTL,
+	}), q, drv)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "Mayfly runner %s (%s) taking tasks from %s\n", rid, version, c.Server)
+	log.Info("runner started", "runner_id", rid, "server", c.Server, "capacity", c.Capacity,
+		"clusters", c.Clusters, "data_dir", c.DataDir)
+
+	// Run returns when ctx ends: no lease is asked for after that.
+	_ = run.Run(ctx)
+	log.Info("shutting down: draining running tasks", "grace", c.DrainGrace)
+	dctx, cancel := context.WithTimeout(context.Background(), c.DrainGrace)
+	defer cancel()
+	if err := run.Drain(dctx); err != nil {
+		log.Warn("drain incomplete", "err", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// checkRunnerToken refuses to start with a token the server refuses, which
+// would otherwise only show as endless lease warnings. A server that does
+// not answer yet is no reason to stop: the lease loop waits for it.
+func checkRunnerToken(ctx context.Context, q *client.RunnerQueue, rid string, log *slog.Logger) error {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err := q.Lease(cctx, wire.LeaseRequest{RunnerID: rid, Max: 0})
+	var ae *client.APIError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ae) && (ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden):
+		return fmt.Errorf("the server refuses this runner's token: %w", err)
+	}
+	log.Warn("server does not answer yet; will keep trying", "err", err)
+	return nil
+}
