@@ -363,3 +363,61 @@ func TestServerRestartUnderRemoteRunner(t *testing.T) {
 	noContainersOf(t, run.id(t))
 	again.stop(t)
 }
+
+// TestRemoteRunnerDrains: SIGTERM makes a runner take no new task and let
+// the running one finish and report before it exits; the next task stays
+// queued for another runner.
+func TestRemoteRunnerDrains(t *testing.T) {
+	t.Parallel()
+	testenv.Docker(t)
+	testenv.StackImage(t, "busybox")
+	const project, token = "5f00000000000000000000e4", "remote-drain-secret-token"
+	srv := startServer(t, "MAYFLY_BOOTSTRAP_PROJECT="+project, "MAYFLY_BOOTSTRAP_TOKEN="+token, "MAYFLY_RUNNER=false")
+	c := client.New("http://"+srv.addr, token, project)
+	ctx := context.Background()
+	pushCode(t, c, wire.CodeUpload{Name: "drain", Command: `echo begun; sleep 2; echo finished`})
+	run := startRunner(t, srv.addr, token, "", "--capacity", "1")
+	ids, err := c.QueueTasks(ctx, []wire.NewTask{{CodeName: "drain"}, {CodeName: "drain"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitRunning(t, c, ids[0])
+	run.stop(t)
+	tk, err := c.GetTask(ctx, ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, _ := c.TaskLog(ctx, ids[0])
+	if tk.Status != "complete" || tk.Attempt != 1 || string(log) != "begun\nfinished\n" {
+		t.Fatalf("after the drain: %s attempt %d log %q", tk.Status, tk.Attempt, log)
+	}
+	if next, err := c.GetTask(ctx, ids[1]); err != nil || next.Status != "queued" {
+		t.Fatalf("the draining runner took the next task: %s %v", next.Status, err)
+	}
+	noContainersOf(t, run.id(t))
+	srv.stop(t)
+}
+
+// TestRunnerRefusedToken: a runner whose token the server refuses stops at
+// once with the server's reason instead of retrying forever, and its help
+// never shows a token from the environment.
+func TestRunnerRefusedToken(t *testing.T) {
+	t.Parallel()
+	const project, token = "5f00000000000000000000e5", "remote-refused-secret-token"
+	srv := startServer(t, "MAYFLY_BOOTSTRAP_PROJECT="+project, "MAYFLY_BOOTSTRAP_TOKEN="+token, "MAYFLY_RUNNER=false")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, mayflyBin(t), "runner", "--server", "http://"+srv.addr, "--token", "not-the-token",
+		"--data-dir", t.TempDir())
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "refuses this runner's token") || !strings.Contains(string(out), "Invalid token") {
+		t.Fatalf("runner with a wrong token: %v\n%s", err, out)
+	}
+	help := exec.Command(mayflyBin(t), "runner", "--help")
+	help.Env = append(os.Environ(), "MAYFLY_RUNNER_TOKEN=help-must-not-show-this", "MAYFLY_TOKEN=nor-this")
+	out, err = help.CombinedOutput()
+	if err != nil || strings.Contains(string(out), "show-this") || strings.Contains(string(out), "nor-this") {
+		t.Fatalf("runner --help: %v\n%s", err, out)
+	}
+	srv.stop(t)
+}

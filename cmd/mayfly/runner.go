@@ -195,7 +195,9 @@ func checkRunnerToken(ctx context.Context, q *client.RunnerQueue, rid string, lo
 	case err == nil:
 		return nil
 	case errors.As(err, &ae) && (ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden):
-		return fmt.Errorf("the server refuses this runner's token: %w", err)
+		// %v: the CLI would print only the server's msg of a wrapped
+		// APIError, which does not say whose token it refused.
+		return fmt.Errorf("the server refuses this runner's token: %v", err)
 	}
 	log.Warn("server does not answer yet; will keep trying", "err", err)
 	return nil
