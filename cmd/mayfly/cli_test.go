@@ -663,7 +663,7 @@ func TestCommandTree(t *testing.T) {
 	t.Parallel()
 	root := newRootCmd(&app{})
 	for _, path := range [][]string{
-		{"server"}, {"stack"}, {"version"},
+		{"server"}, {"runner"}, {"stack"}, {"version"},
 		{"code", "push"}, {"code", "ls"}, {"code", "show"}, {"code", "rm"}, {"code", "revisions"}, {"code", "download"},
 		{"task", "queue"}, {"task", "ls"}, {"task", "show"}, {"task", "log"}, {"task", "logs"}, {"task", "cancel"},
 	} {

@@ -421,3 +421,22 @@ func TestRunnerRefusedToken(t *testing.T) {
 	}
 	srv.stop(t)
 }
+
+// TestServerStopEndsRunnerLongPolls: an idle remote runner waits in a
+// lease long-poll of up to 20 s; the server's SIGTERM ends it at once
+// rather than waiting for it (or for its own 10 s shutdown limit).
+func TestServerStopEndsRunnerLongPolls(t *testing.T) {
+	t.Parallel()
+	testenv.Docker(t)
+	const project, token = "5f00000000000000000000e6", "remote-polls-secret-token"
+	srv := startServer(t, "MAYFLY_BOOTSTRAP_PROJECT="+project, "MAYFLY_BOOTSTRAP_TOKEN="+token, "MAYFLY_RUNNER=false")
+	startRunner(t, srv.addr, token, "", "--capacity", "1")
+	time.Sleep(500 * time.Millisecond) // the runner is in its long-poll
+	start := time.Now()
+	srv.stop(t)
+	took := time.Since(start)
+	t.Logf("server stopped in %v with a runner in a long-poll", took.Round(time.Millisecond))
+	if took > 5*time.Second || strings.Contains(srv.output(), "http shutdown") {
+		t.Fatalf("server stop took %v:\n%s", took, srv.output())
+	}
+}
