@@ -152,9 +152,9 @@ func (s *Service) storePackage(ctx context.Context, key string, r io.Reader) (st
 	if n == 0 {
 		return "", 0, codepkg.Info{}, errorf(ErrInvalid, "The uploaded file is empty")
 	}
-	info, err := codepkg.Check(f, n, s.cfg.Package)
+	info, err := s.checkPackage(ctx, f, n)
 	if err != nil {
-		return "", 0, info, errorf(ErrInvalid, "Code package refused: %v", err)
+		return "", 0, info, err
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return "", 0, info, fmt.Errorf("rewind upload: %w", err)
@@ -163,6 +163,27 @@ func (s *Service) storePackage(ctx context.Context, key string, r io.Reader) (st
 		return "", 0, info, fmt.Errorf("store code package: %w", err)
 	}
 	return hex.EncodeToString(h.Sum(nil)), n, info, nil
+}
+
+// checkPackage checks a spooled zip. Its directory is sized up first from
+// the end records, then parsed only once the memory that costs is free
+// under the server-wide budget, so that many uploads at once cannot
+// exhaust the server.
+func (s *Service) checkPackage(ctx context.Context, f *os.File, size int64) (codepkg.Info, error) {
+	dir, err := codepkg.Preflight(f, size, s.cfg.Package)
+	if err != nil {
+		return codepkg.Info{}, errorf(ErrInvalid, "Code package refused: %v", err)
+	}
+	cost := min(dir.ParseCost(), parseBudget)
+	if err := s.parse.Acquire(ctx, cost); err != nil {
+		return codepkg.Info{}, fmt.Errorf("wait to check code package: %w", err)
+	}
+	defer s.parse.Release(cost)
+	info, err := codepkg.Check(f, size, s.cfg.Package)
+	if err != nil {
+		return info, errorf(ErrInvalid, "Code package refused: %v", err)
+	}
+	return info, nil
 }
 
 // GetCode returns a code of the project.
