@@ -282,3 +282,99 @@ func TestUploadsParseWithinBudget(t *testing.T) {
 		t.Errorf("heap grew by %d MB, want under %d MB", grew>>20, limit>>20)
 	}
 }
+
+// repeatReader yields the same byte forever.
+type repeatReader byte
+
+func (c repeatReader) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(c)
+	}
+	return len(p), nil
+}
+
+// bigQueueBody streams {"tasks":[...]} of n tasks whose payloads are each
+// size bytes, and returns it with its length.
+func bigQueueBody(code string, n int, size int64) (io.Reader, int64) {
+	var parts []io.Reader
+	var total int64
+	add := func(r io.Reader, l int64) { parts = append(parts, r); total += l }
+	str := func(s string) { add(strings.NewReader(s), int64(len(s))) }
+	str(`{"tasks":[`)
+	for i := range n {
+		if i > 0 {
+			str(",")
+		}
+		str(`{"code_name":"` + code + `","payload":"`)
+		add(io.LimitReader(repeatReader('p'), size), size)
+		str(`"}`)
+	}
+	str(`]}`)
+	return io.MultiReader(parts...), total
+}
+
+// TestParallelLargeQueuePosts sends eight POST tasks of 60 MB at once, half
+// with a Content-Length and half chunked. Each is answered 200 or 503 with
+// Retry-After; together they may not take more than the server's body
+// budget and what decoding it costs, where each used to cost 140 MB.
+func TestParallelLargeQueuePosts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("posts 480 MB")
+	}
+	b := setup(t, service.Config{})
+	b.pushHello()
+	const parallel, tasks, payload = 8, 60, 1000 << 10
+	const limit = 400 << 20
+	h := watchHeap()
+	var wg sync.WaitGroup
+	var ok, busy atomic.Int32
+	for i := range parallel {
+		wg.Go(func() {
+			body, n := bigQueueBody("hello", tasks, payload)
+			req, err := http.NewRequest("POST", b.url("/tasks"), body)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if i%2 == 0 {
+				req.ContentLength = n
+			} else {
+				req.ContentLength = -1
+			}
+			req.Header.Set("Authorization", "OAuth "+b.token)
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				// Turned away before the whole body was sent.
+				t.Logf("post %d: %v", i, err)
+				return
+			}
+			defer resp.Body.Close()
+			data, _ := io.ReadAll(resp.Body)
+			switch resp.StatusCode {
+			case http.StatusOK:
+				if q := decode[wire.QueueResponse](t, data); len(q.Tasks) != tasks {
+					t.Errorf("post %d queued %d tasks", i, len(q.Tasks))
+				}
+				ok.Add(1)
+			case http.StatusServiceUnavailable:
+				wantErr(t, resp.StatusCode, data, http.StatusServiceUnavailable, "try again")
+				if resp.Header.Get("Retry-After") == "" {
+					t.Errorf("post %d: 503 without Retry-After", i)
+				}
+				busy.Add(1)
+			default:
+				t.Errorf("post %d: %d %s", i, resp.StatusCode, data)
+			}
+		})
+	}
+	wg.Wait()
+	grew := h.growth()
+	t.Logf("%d posts of %d MB: %d queued, %d turned away; heap grew by %d MB", parallel, tasks*payload>>20, ok.Load(), busy.Load(), grew>>20)
+	if ok.Load() == 0 {
+		t.Errorf("no post got through")
+	}
+	if grew > limit {
+		t.Errorf("heap grew by %d MB, want under %d MB", grew>>20, limit>>20)
+	}
+}
