@@ -138,6 +138,8 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 			status = http.StatusConflict
 		case errors.Is(se.Kind, service.ErrTooLarge):
 			status = http.StatusRequestEntityTooLarge
+		case errors.Is(se.Kind, service.ErrCorrupt):
+			status = http.StatusInternalServerError
 		}
 	case errors.Is(err, service.ErrLeaseLost):
 		status, msg = http.StatusConflict, err.Error()
