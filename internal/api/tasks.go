@@ -22,7 +22,7 @@ func taskJSON(t store.Task, withPayload bool) wire.Task {
 		Attempt: t.Attempt, RunnerID: t.RunnerID, DueAt: t.DueAt, Timings: t.Timings,
 	}
 	if withPayload {
-		out.Payload = t.Payload
+		out.Payload, out.PayloadBase64 = wire.EncodePayload(t.Payload)
 	}
 	if t.StartTime != nil && t.EndTime != nil {
 		out.Duration = t.EndTime.Sub(*t.StartTime).Milliseconds()
@@ -246,6 +246,9 @@ func (a *API) lease(w http.ResponseWriter, r *http.Request) error {
 	}
 	if jobs == nil {
 		jobs = []wire.Job{}
+	}
+	for i := range jobs {
+		jobs[i].Payload, jobs[i].PayloadBase64 = wire.EncodePayload(jobs[i].Payload)
 	}
 	return writeJSON(w, wire.LeaseResponse{Jobs: jobs})
 }
