@@ -29,7 +29,7 @@ type Options struct {
 	// decoding at once; a body that does not fit waits a little, then is
 	// answered 503 with Retry-After. Zero means twice MaxRequestBytes.
 	MaxBodyBytesInFlight int64
-	Log             *slog.Logger
+	Log                  *slog.Logger
 }
 
 // API is the HTTP handler.
