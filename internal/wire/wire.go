@@ -166,37 +166,37 @@ type WebhookResponse struct {
 }
 
 type Task struct {
-	ID         string `json:"id"`
-	ProjectID  string `json:"project_id"`
-	CodeID     string `json:"code_id"`
-	CodeName   string `json:"code_name"`
-	CodeRev    string `json:"code_rev"`
-	CodeHistID string `json:"code_history_id"`
-	Status     string `json:"status"`
-	Msg        string `json:"msg,omitempty"`
-	Priority   int    `json:"priority"`
-	Timeout    int    `json:"timeout"`
-	Delay      int    `json:"delay"`
-	Cluster    string `json:"cluster,omitempty"`
-	Label      string `json:"label,omitempty"`
-	Payload    string `json:"payload,omitempty"`
-	// PayloadBase64 replaces payload when the payload is not valid UTF-8
-	// (a binary webhook body); see EncodePayload.
-	PayloadBase64 string     `json:"payload_base64,omitempty"`
-	Percent       int        `json:"percent"`
-	Duration      int64      `json:"duration"` // ms
-	RunTimes      int        `json:"run_times"`
-	RetryCount    int        `json:"retry_count"`
-	RetryOf       string     `json:"retry_of,omitempty"`
-	RetryAt       string     `json:"retry_at,omitempty"`
-	ScheduleID    string     `json:"schedule_id,omitempty"`
-	LogSize       int64      `json:"log_size"`
-	CreatedAt     time.Time  `json:"created_at"`
-	UpdatedAt     time.Time  `json:"updated_at"`
-	StartTime     *time.Time `json:"start_time"`
-	EndTime       *time.Time `json:"end_time"`
+	ID         string     `json:"id"`
+	ProjectID  string     `json:"project_id"`
+	CodeID     string     `json:"code_id"`
+	CodeName   string     `json:"code_name"`
+	CodeRev    string     `json:"code_rev"`
+	CodeHistID string     `json:"code_history_id"`
+	Status     string     `json:"status"`
+	Msg        string     `json:"msg,omitempty"`
+	Priority   int        `json:"priority"`
+	Timeout    int        `json:"timeout"`
+	Delay      int        `json:"delay"`
+	Cluster    string     `json:"cluster,omitempty"`
+	Label      string     `json:"label,omitempty"`
+	Payload    string     `json:"payload,omitempty"`
+	Percent    int        `json:"percent"`
+	Duration   int64      `json:"duration"` // ms
+	RunTimes   int        `json:"run_times"`
+	RetryCount int        `json:"retry_count"`
+	RetryOf    string     `json:"retry_of,omitempty"`
+	RetryAt    string     `json:"retry_at,omitempty"`
+	ScheduleID string     `json:"schedule_id,omitempty"`
+	LogSize    int64      `json:"log_size"`
+	CreatedAt  time.Time  `json:"created_at"`
+	UpdatedAt  time.Time  `json:"updated_at"`
+	StartTime  *time.Time `json:"start_time"`
+	EndTime    *time.Time `json:"end_time"`
 	// Extensions.
 	ExitCode *int `json:"exit_code,omitempty"`
+	// PayloadBase64 replaces payload when the payload is not valid UTF-8
+	// (a binary webhook body); see EncodePayload.
+	PayloadBase64 string `json:"payload_base64,omitempty"`
 	// Timings is where the task's time went on its runner, in ms: queue,
 	// prepare, start, run, logs.
 	Timings  map[string]float64 `json:"timings,omitempty"`
@@ -228,16 +228,14 @@ type LeaseRequest struct {
 
 // Job is one leased task with everything a runner needs to run it.
 type Job struct {
-	TaskID    string `json:"task_id"`
-	ProjectID string `json:"project_id"`
-	CodeID    string `json:"code_id"`
-	CodeName  string `json:"code_name"`
-	Payload   string `json:"payload"`
-	// PayloadBase64 replaces payload when it is not valid UTF-8.
-	PayloadBase64 string `json:"payload_base64,omitempty"`
-	Timeout       int    `json:"timeout"`
-	Attempt       int    `json:"attempt"`
-	ScheduleID    string `json:"schedule_id,omitempty"`
+	TaskID     string `json:"task_id"`
+	ProjectID  string `json:"project_id"`
+	CodeID     string `json:"code_id"`
+	CodeName   string `json:"code_name"`
+	Payload    string `json:"payload"`
+	Timeout    int    `json:"timeout"`
+	Attempt    int    `json:"attempt"`
+	ScheduleID string `json:"schedule_id,omitempty"`
 	// DueAt is when the task became due; the runner measures its queue
 	// wait from it.
 	DueAt time.Time `json:"due_at"`
@@ -248,6 +246,8 @@ type Job struct {
 	// MaxLogBytes is where the runner cuts the task's log.
 	MaxLogBytes int64   `json:"max_log_bytes"`
 	Code        JobCode `json:"code"`
+	// PayloadBase64 replaces payload when it is not valid UTF-8.
+	PayloadBase64 string `json:"payload_base64,omitempty"`
 }
 
 // JobCode is the code revision a job runs.
