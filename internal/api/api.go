@@ -25,20 +25,22 @@ type Options struct {
 	Stacks func(ctx context.Context) ([]string, error)
 	// MaxRequestBytes bounds JSON request bodies.
 	MaxRequestBytes int64
+	Log             *slog.Logger
+
 	// MaxBodyBytesInFlight bounds the request bodies all handlers may be
 	// decoding at once; a body that does not fit waits a little, then is
 	// answered 503 with Retry-After. Zero means twice MaxRequestBytes.
 	MaxBodyBytesInFlight int64
-	Log                  *slog.Logger
 }
 
 // API is the HTTP handler.
 type API struct {
-	svc    *service.Service
-	opts   Options
-	mux    *http.ServeMux
-	log    *slog.Logger
-	bodies *bodyBudget
+	svc  *service.Service
+	opts Options
+	mux  *http.ServeMux
+	log  *slog.Logger
+
+	bodies *bodyBudget // request bodies being decoded
 }
 
 // New returns the handler.
@@ -63,8 +65,9 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTT
 
 // httpError carries a status chosen by the API itself.
 type httpError struct {
-	status     int
-	msg        string
+	status int
+	msg    string
+
 	retryAfter int // seconds; 0 sends no Retry-After
 }
 
