@@ -31,6 +31,7 @@ type bundle struct {
 	svc        *service.Service
 	drv        driver.Driver
 	project    string
+	token      string // the bootstrap admin token, for tests that go through the API
 	runner     string
 	stackImage func(string) string
 	memory     int64
@@ -85,7 +86,7 @@ func newBundleOn(t testing.TB, drv driver.Driver, cfg service.Config, capacity i
 			baker.RemoveImages(context.Background(), map[string]string{runner.LabelProject: boot.ProjectID}, "")
 		})
 	}
-	b := &bundle{t: t, svc: svc, drv: drv, project: boot.ProjectID, stackImage: stackImage, memory: memory, quiet: quiet, dir: dir}
+	b := &bundle{t: t, svc: svc, drv: drv, project: boot.ProjectID, token: boot.Token, stackImage: stackImage, memory: memory, quiet: quiet, dir: dir}
 	b.runner = b.addRunner(capacity)
 	return b
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/mayfly-run/mayfly/internal/blob"
 	"github.com/mayfly-run/mayfly/internal/codepkg"
 	"github.com/mayfly-run/mayfly/internal/store"
+	"golang.org/x/sync/semaphore"
 )
 
 // Kinds of error the API turns into statuses; every error the service
@@ -33,6 +34,8 @@ var (
 	ErrNotFound     = errors.New("not found")
 	ErrConflict     = errors.New("conflict")
 	ErrTooLarge     = errors.New("too large")
+	// ErrCorrupt is stored data that no longer matches its checksum.
+	ErrCorrupt = errors.New("corrupt")
 )
 
 // Error is a user-facing error: Msg is shown as is, Kind picks the status.
@@ -181,7 +184,14 @@ type Service struct {
 	sched scheduleWake
 
 	noSpaceAt atomic.Int64 // unix ns of the last disk-full write; 0 = none
+	// parse bounds the memory that code packages being checked may take
+	// at once; each holds what its directory costs archive/zip to parse.
+	parse *semaphore.Weighted
 }
+
+// parseBudget is the memory all code package checks may take together. One
+// package at the default limits costs at most about 23 MB.
+const parseBudget = 48 << 20
 
 // New returns a service over the given stores.
 func New(st store.Store, blobs blob.Store, cfg Config, log *slog.Logger) *Service {
@@ -189,7 +199,8 @@ func New(st store.Store, blobs blob.Store, cfg Config, log *slog.Logger) *Servic
 		log = slog.Default()
 	}
 	return &Service{store: st, blobs: blobs, cfg: cfg.withDefaults(), log: log,
-		now: func() time.Time { return time.Now().UTC() }, wake: make(chan struct{}), leasePoll: defaultLeasePoll}
+		now: func() time.Time { return time.Now().UTC() }, wake: make(chan struct{}), leasePoll: defaultLeasePoll,
+		parse: semaphore.NewWeighted(parseBudget)}
 }
 
 // Config returns the effective configuration.
