@@ -86,6 +86,8 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.As(err, &he):
 		status, msg = he.status, he.msg
+	case errors.Is(err, errSlowBody):
+		status, msg = http.StatusRequestTimeout, "Request body arrived too slowly: "+err.Error()
 	case errors.As(err, &mbe):
 		status, msg = http.StatusRequestEntityTooLarge, "Request body is larger than the limit of "+itoa(mbe.Limit)+" bytes"
 	case errors.As(err, &se):
@@ -135,7 +137,7 @@ func (a *API) readJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	dec := json.NewDecoder(body)
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		if errors.As(err, &mbe) || errors.Is(err, errSlowBody) {
 			return err
 		}
 		if errors.Is(err, io.EOF) {
@@ -196,6 +198,9 @@ func (a *API) runner(h handler) http.HandlerFunc {
 		if err := a.svc.AuthorizeRunner(tok); err != nil {
 			return err
 		}
+		// Runners poll and report on their own schedule, many tasks from one
+		// host; the per-client rate is for everyone else.
+		notRateLimited(r)
 		return h(w, r)
 	})
 }
