@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -54,6 +52,9 @@ type serverConfig struct {
 	BootstrapToken   string
 	LogLevel         string
 	LogFormat        string
+	// Limits guard the listener against clients that hold connections or
+	// flood requests.
+	Limits api.Limits
 }
 
 func newServerCmd() *cobra.Command {
@@ -102,6 +103,16 @@ SIGTERM or SIGINT drains: no new tasks are taken, running ones get
 	f.IntVar(&c.MaxTimeout, "max-timeout", envInt("MAYFLY_MAX_TIMEOUT", d.MaxTimeout), "largest task timeout in seconds, 0 = no limit (MAYFLY_MAX_TIMEOUT)")
 	f.IntVar(&c.MaxDelay, "max-delay", envInt("MAYFLY_MAX_DELAY", 0), "largest task delay in seconds, 0 = no limit (MAYFLY_MAX_DELAY)")
 	f.DurationVar(&c.MinRunEvery, "min-run-every", envDuration("MAYFLY_MIN_RUN_EVERY", time.Minute), "shortest run_every a schedule may have (MAYFLY_MIN_RUN_EVERY)")
+	l := api.DefaultLimits()
+	f.IntVar(&c.Limits.MaxConns, "max-conns", envInt("MAYFLY_MAX_CONNS", l.MaxConns), "open HTTP connections in all; more are closed at once, 0 = no cap; default half the open-file limit, at most 10000 (MAYFLY_MAX_CONNS)")
+	f.IntVar(&c.Limits.MaxConnsPerClient, "max-conns-per-client", envInt("MAYFLY_MAX_CONNS_PER_CLIENT", l.MaxConnsPerClient), "open HTTP connections from one client IP (IPv6: /64), 0 = no cap (MAYFLY_MAX_CONNS_PER_CLIENT)")
+	f.Float64Var(&c.Limits.RequestRate, "request-rate", envFloat("MAYFLY_REQUEST_RATE", l.RequestRate), "requests per second one client IP may make without a valid token (a valid token gives its share back), over it 429; 0 = no limit (MAYFLY_REQUEST_RATE)")
+	f.IntVar(&c.Limits.RequestBurst, "request-burst", envInt("MAYFLY_REQUEST_BURST", l.RequestBurst), "requests one client IP may make at once above --request-rate; also bounds its requests in flight (MAYFLY_REQUEST_BURST)")
+	f.DurationVar(&c.Limits.ReadHeaderTimeout, "read-header-timeout", envDuration("MAYFLY_READ_HEADER_TIMEOUT", l.ReadHeaderTimeout), "time to send a request's headers (MAYFLY_READ_HEADER_TIMEOUT)")
+	f.DurationVar(&c.Limits.BodyTimeout, "body-timeout", envDuration("MAYFLY_BODY_TIMEOUT", l.BodyTimeout), "longest wait for the next bytes of a request body (MAYFLY_BODY_TIMEOUT)")
+	f.Int64Var(&c.Limits.MinBodyRate, "min-body-rate", envInt64("MAYFLY_MIN_BODY_RATE", l.MinBodyRate), "bytes/s a request body must average once it has taken longer than --body-timeout, 0 = none (MAYFLY_MIN_BODY_RATE)")
+	f.DurationVar(&c.Limits.WriteTimeout, "write-timeout", envDuration("MAYFLY_WRITE_TIMEOUT", l.WriteTimeout), "time to answer once a request is in, and longest wait for a client to take the next part of an answer; long-polls get their wait on top (MAYFLY_WRITE_TIMEOUT)")
+	f.DurationVar(&c.Limits.IdleTimeout, "idle-timeout", envDuration("MAYFLY_IDLE_TIMEOUT", l.IdleTimeout), "keep-alive connection with no request is closed after (MAYFLY_IDLE_TIMEOUT)")
 	f.StringVar(&c.LogLevel, "log-level", envStr("MAYFLY_LOG_LEVEL", "info"), "debug, info, warn or error (MAYFLY_LOG_LEVEL)")
 	f.StringVar(&c.LogFormat, "log-format", envStr("MAYFLY_LOG_FORMAT", "text"), "text or json (MAYFLY_LOG_FORMAT)")
 	c.BootstrapProject = os.Getenv("MAYFLY_BOOTSTRAP_PROJECT")
@@ -134,6 +145,9 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 	}
 	if c.RunnerCapacity < 1 {
 		return fmt.Errorf("--runner-capacity must be at least 1")
+	}
+	if err := c.Limits.Validate(); err != nil {
+		return err
 	}
 	// Absolute, because task socket directories under it are bind-mounted
 	// by the Docker engine, which knows no working directory of ours.
@@ -187,15 +201,16 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 		return stack.Installed(ctx)
 	}})
 
-	ln, err := net.Listen("tcp", c.Listen)
+	ln, err := api.Listen(c.Listen, c.Limits, log)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", c.Listen, err)
+		return err
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := api.NewHTTPServer(handler, c.Limits, log)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	fmt.Fprintf(out, "Mayfly %s listening on http://%s\n", version, ln.Addr())
-	log.Info("server started", "listen", ln.Addr().String(), "data_dir", c.DataDir, "runner", c.Runner)
+	log.Info("server started", "listen", ln.Addr().String(), "data_dir", c.DataDir, "runner", c.Runner,
+		"max_conns", c.Limits.MaxConns, "max_conns_per_client", c.Limits.MaxConnsPerClient, "request_rate", c.Limits.RequestRate)
 
 	bg, stopBg := context.WithCancel(context.Background())
 	defer stopBg()

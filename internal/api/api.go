@@ -184,6 +184,7 @@ func (a *API) project(h handler) http.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		vouched(r)
 		return h(w, r.WithContext(context.WithValue(r.Context(), projectKey, p)))
 	})
 }
@@ -198,9 +199,7 @@ func (a *API) runner(h handler) http.HandlerFunc {
 		if err := a.svc.AuthorizeRunner(tok); err != nil {
 			return err
 		}
-		// Runners poll and report on their own schedule, many tasks from one
-		// host; the per-client rate is for everyone else.
-		notRateLimited(r)
+		vouched(r)
 		return h(w, r)
 	})
 }

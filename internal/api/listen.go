@@ -44,10 +44,11 @@ type Limits struct {
 	WriteTimeout time.Duration
 	// IdleTimeout closes a keep-alive connection that sends no request.
 	IdleTimeout time.Duration
-	// RequestRate is the requests per second one client IP may make, with
-	// bursts of RequestBurst; over it the answer is 429 with Retry-After.
-	// Requests a runner token authenticates are not counted against it, nor
-	// /healthz and /readyz. 0 means no limit.
+	// RequestRate is the requests per second one client IP may make that
+	// no valid token vouches for, with bursts of RequestBurst; over it the
+	// answer is 429 with Retry-After, before any token is looked at.
+	// Requests whose token proves valid give their share back, and
+	// /healthz and /readyz are not counted. 0 means no limit.
 	RequestRate  float64
 	RequestBurst int
 }
@@ -63,8 +64,8 @@ func DefaultLimits() Limits {
 		MinBodyRate:       1024,
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       30 * time.Second,
-		RequestRate:       1000,
-		RequestBurst:      2000,
+		RequestRate:       100,
+		RequestBurst:      200,
 	}
 }
 
@@ -217,9 +218,12 @@ func allowLonger(r *http.Request, extra time.Duration) {
 	}
 }
 
-// notRateLimited gives back the request's share of its client's rate,
-// for callers the rate does not apply to (runners).
-func notRateLimited(r *http.Request) {
+// vouched gives back the request's share of its client's rate once a valid
+// token has vouched for it: the rate is for traffic nobody answers for
+// (no token, a wrong one, token guessing), so that it can be strict
+// without slowing the CLI, runners or a client polling hard, however many
+// share one address.
+func vouched(r *http.Request) {
 	st := stateOf(r)
 	if st == nil || st.bucket == nil {
 		return
@@ -303,7 +307,7 @@ func (d *deadlineWriter) Unwrap() http.ResponseWriter { return d.ResponseWriter 
 
 // clientRates is one token bucket per client IP. It is home-made rather
 // than golang.org/x/time/rate because a request must be able to give its
-// token back once it proves to be a runner's.
+// share back once a valid token vouches for it.
 type clientRates struct {
 	rate  float64 // tokens per second
 	burst float64

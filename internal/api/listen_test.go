@@ -240,40 +240,50 @@ func TestPerClientConnectionCap(t *testing.T) {
 	}
 }
 
-// A client over its request rate gets 429 with Retry-After and a {"msg"};
-// another client and runner traffic from the same one still pass.
+// A client that floods requests no valid token vouches for (no token, or
+// guessing one) gets 429 with Retry-After and a {"msg"} before its tokens
+// are even looked at; another client is served meanwhile, and a client
+// with a valid token, the runner included, can go as fast as it likes.
 func TestRequestRateLimit(t *testing.T) {
 	l := testLimits()
 	l.RequestRate, l.RequestBurst = 5, 10
 	s := setupLimited(t, l)
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.1")}}).DialContext}}
-
-	var limited *http.Response
-	var body []byte
-	ok := 0
-	for range 100 {
-		req, _ := http.NewRequest("GET", s.url("/tasks"), nil)
-		req.Header.Set("Authorization", "OAuth "+s.token)
+	do := func(method, url, token, body string) (int, http.Header, []byte) {
+		t.Helper()
+		var rd io.Reader
+		if body != "" {
+			rd = strings.NewReader(body)
+		}
+		req, _ := http.NewRequest(method, url, rd)
+		if token != "" {
+			req.Header.Set("Authorization", "OAuth "+token)
+		}
 		resp, err := c.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode == 200 {
-			ok++
-		} else if limited == nil {
-			limited, body = resp, b
+		return resp.StatusCode, resp.Header, b
+	}
+
+	// Token guessing.
+	counts := map[int]int{}
+	var hdr http.Header
+	var body []byte
+	for i := range 100 {
+		st, h, b := do("GET", s.url("/tasks"), fmt.Sprintf("guess-%d", i), "")
+		counts[st]++
+		if st == http.StatusTooManyRequests && hdr == nil {
+			hdr, body = h, b
 		}
 	}
-	if ok > 30 {
-		t.Fatalf("%d of 100 quick requests passed a limit of 5/s burst 10", ok)
+	if counts[http.StatusUnauthorized] > 30 || counts[http.StatusTooManyRequests] < 70 {
+		t.Fatalf("100 quick guesses at a limit of 5/s burst 10: %v", counts)
 	}
-	if limited == nil || limited.StatusCode != http.StatusTooManyRequests {
-		t.Fatalf("no 429 answer: %+v", limited)
-	}
-	if ra := limited.Header.Get("Retry-After"); ra == "" || ra == "0" {
+	if ra := hdr.Get("Retry-After"); ra == "" || ra == "0" {
 		t.Errorf("Retry-After %q", ra)
 	}
 	var e wire.Error
@@ -286,19 +296,17 @@ func TestRequestRateLimit(t *testing.T) {
 	if st := getStatus(t, c, s.base+"/healthz", ""); st != 200 {
 		t.Errorf("/healthz while limited: %d", st)
 	}
-	// Runner traffic gives its token back, so it never drains the bucket.
-	time.Sleep(2 * time.Second) // refill
-	for i := range 50 {
-		req, _ := http.NewRequest("POST", s.base+"/runner/lease", strings.NewReader(`{"runner_id":"r1","max":1}`))
-		req.Header.Set("Authorization", "OAuth "+s.token)
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
+
+	// Valid tokens give their share back: far more than the burst passes.
+	time.Sleep(2500 * time.Millisecond) // refill
+	for i := range 300 {
+		if st, _, b := do("GET", s.url("/tasks"), s.token, ""); st != 200 {
+			t.Fatalf("request %d with a valid token: %d %s", i, st, b)
 		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			t.Fatalf("runner lease %d: %d", i, resp.StatusCode)
+		if i%10 == 0 {
+			if st, _, b := do("POST", s.base+"/runner/lease", s.token, `{"runner_id":"r1","max":1}`); st != 200 {
+				t.Fatalf("runner lease %d: %d %s", i, st, b)
+			}
 		}
 	}
 }
