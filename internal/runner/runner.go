@@ -127,6 +127,8 @@ type Runner struct {
 	// run out.
 	hardStop context.CancelFunc
 	hardCtx  context.Context
+	// sock bounds what a task can do to the runner through its socket.
+	sock sockLimits
 }
 
 // New returns a runner.
@@ -152,7 +154,7 @@ func New(cfg Config, q Queue, d driver.Driver) (*Runner, error) {
 	}
 	hardCtx, hardStop := context.WithCancel(context.Background())
 	return &Runner{cfg: cfg, queue: q, driver: d, log: cfg.Log.With("runner_id", cfg.ID), cache: cache,
-		hardCtx: hardCtx, hardStop: hardStop}, nil
+		hardCtx: hardCtx, hardStop: hardStop, sock: defaultSockLimits}, nil
 }
 
 // Run leases and runs tasks until ctx ends, then returns without waiting
