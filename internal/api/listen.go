@@ -56,9 +56,12 @@ type Limits struct {
 // DefaultLimits are generous enough for any well-behaved client, many of
 // them on one address, and the embedded runner and CLI on loopback.
 func DefaultLimits() Limits {
+	maxConns := DefaultMaxConns()
 	return Limits{
-		MaxConns:          DefaultMaxConns(),
-		MaxConnsPerClient: 256,
+		MaxConns: maxConns,
+		// A quarter of the whole at most, so that one client never locks
+		// the others out, even under a low open-file limit.
+		MaxConnsPerClient: min(256, max(maxConns/4, 8)),
 		ReadHeaderTimeout: 10 * time.Second,
 		BodyTimeout:       30 * time.Second,
 		MinBodyRate:       1024,
@@ -82,8 +85,6 @@ func (l Limits) Validate() error {
 	switch {
 	case l.MaxConns < 0 || l.MaxConnsPerClient < 0:
 		return errors.New("connection caps must be 0 (no cap) or more")
-	case l.MaxConns > 0 && l.MaxConnsPerClient > l.MaxConns:
-		return fmt.Errorf("--max-conns-per-client (%d) is larger than --max-conns (%d)", l.MaxConnsPerClient, l.MaxConns)
 	case l.ReadHeaderTimeout <= 0 || l.BodyTimeout <= 0 || l.WriteTimeout <= 0 || l.IdleTimeout <= 0:
 		return errors.New("read-header, body, write and idle timeouts must be more than 0")
 	case l.MinBodyRate < 0:
