@@ -21,7 +21,7 @@ import (
 // progressCounter is a Queue that counts the progress writes that reach
 // it, as the store's synced writes would be counted, and keeps the last.
 type progressCounter struct {
-	Queue // nil: the socket uses nothing else
+	Queue  // nil: the socket uses nothing else
 	mu     sync.Mutex
 	writes int
 	last   wire.Progress
