@@ -124,6 +124,8 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		if he.retryAfter > 0 {
 			w.Header().Set("Retry-After", itoa(he.retryAfter))
 		}
+	case errors.Is(err, errSlowBody):
+		status, msg = http.StatusRequestTimeout, "Request body arrived too slowly: "+err.Error()
 	case errors.As(err, &mbe):
 		status, msg = http.StatusRequestEntityTooLarge, "Request body is larger than the limit of "+itoa(mbe.Limit)+" bytes"
 	case service.NoSpace(err):
@@ -196,7 +198,7 @@ func (a *API) readJSON(w http.ResponseWriter, r *http.Request, v any) error {
 func jsonError(err error) error {
 	var mbe *http.MaxBytesError
 	var he *httpError
-	if errors.As(err, &mbe) || errors.As(err, &he) {
+	if errors.As(err, &mbe) || errors.As(err, &he) || errors.Is(err, errSlowBody) {
 		return err
 	}
 	if errors.Is(err, io.EOF) {
@@ -250,6 +252,7 @@ func (a *API) project(h handler) http.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		vouched(r)
 		return h(w, r.WithContext(context.WithValue(r.Context(), projectKey, p)))
 	})
 }
@@ -264,6 +267,7 @@ func (a *API) runner(h handler) http.HandlerFunc {
 		if err := a.svc.AuthorizeRunner(tok); err != nil {
 			return err
 		}
+		vouched(r)
 		return h(w, r)
 	})
 }

@@ -50,6 +50,7 @@ func (a *API) progress(w http.ResponseWriter, r *http.Request) error {
 		if tok.ProjectID != r.PathValue("project") {
 			return errStatus(http.StatusForbidden, "This task token is for another project")
 		}
+		vouched(r)
 		if err := a.svc.ReportProgress(r.Context(), token(r), taskID, p); err != nil {
 			return err
 		}
@@ -59,6 +60,7 @@ func (a *API) progress(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	vouched(r)
 	if err := a.svc.SetProgress(r.Context(), proj.ID, taskID, p); err != nil {
 		return err
 	}

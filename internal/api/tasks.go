@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/mayfly-run/mayfly/internal/store"
 	"github.com/mayfly-run/mayfly/internal/wire"
@@ -262,6 +263,9 @@ func (a *API) lease(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	req.WaitMs = min(max(req.WaitMs, 0), 60_000)
+	// A long-poll answers only after the wait; the write deadline must not
+	// cut it off first.
+	allowLonger(r, time.Duration(req.WaitMs)*time.Millisecond)
 	jobs, err := a.svc.Lease(r.Context(), req)
 	if err != nil {
 		return err

@@ -142,6 +142,8 @@ type Runner struct {
 	// run out.
 	hardStop context.CancelFunc
 	hardCtx  context.Context
+	// sock bounds what a task can do to the runner through its socket.
+	sock sockLimits
 }
 
 // New returns a runner.
@@ -167,7 +169,7 @@ func New(cfg Config, q Queue, d driver.Driver) (*Runner, error) {
 	}
 	hardCtx, hardStop := context.WithCancel(context.Background())
 	return &Runner{cfg: cfg, queue: q, driver: d, log: cfg.Log.With("runner_id", cfg.ID), cache: cache,
-		hardCtx: hardCtx, hardStop: hardStop, imageUsed: map[string]time.Time{}}, nil
+		hardCtx: hardCtx, hardStop: hardStop, imageUsed: map[string]time.Time{}, sock: defaultSockLimits}, nil
 }
 
 // Run leases and runs tasks until ctx ends, then returns without waiting
