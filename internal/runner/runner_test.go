@@ -63,6 +63,9 @@ func newBundle(t testing.TB, cfg service.Config, capacity int, memory int64, sta
 	if cfg.LeaseDuration == 0 {
 		cfg.LeaseDuration = 4 * time.Second
 	}
+	if cfg.AllowImages == nil {
+		cfg.AllowImages = testAllowImages
+	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if os.Getenv("MAYFLY_TEST_LOG") != "" {
 		quiet = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
@@ -83,6 +86,17 @@ func newBundle(t testing.TB, cfg service.Config, capacity int, memory int64, sta
 	b.runner = b.addRunner(capacity)
 	return b
 }
+
+// testAllowImages are the images besides stacks that the tests' image
+// codes name, allowed on the service (unless a test says otherwise) and on
+// every runner.
+var testAllowImages = []string{"mayfly-test/*", "mayfly/does-not-exist"}
+
+// Caps of the test runners' writable places, small enough to fill fast.
+const (
+	testTmpBytes     = 8 << 20
+	testTaskDirBytes = 16 << 20
+)
 
 // run starts a runner for the rest of the test, and checks at the end that
 // nothing it started outlives the test.
@@ -117,6 +131,7 @@ func (b *bundle) addRunner(capacity int, clusters ...string) string {
 		StackImage:  b.stackImage,
 		IsLeaseLost: func(err error) bool { return errors.Is(err, service.ErrLeaseLost) },
 		StopGrace:   2 * time.Second, LeaseWait: time.Second, MemoryBytes: b.memory, Log: b.quiet,
+		AllowImages: testAllowImages, TmpBytes: testTmpBytes, TaskDirBytes: testTaskDirBytes,
 		// Sweep often, so a sweep that takes a container being started
 		// for an orphan shows in every test.
 		SweepInterval: 20 * time.Millisecond,
