@@ -76,7 +76,8 @@ type Spec struct {
 	NoFile      int64 // open files per process, soft and hard; 0 = the engine's
 	// ReadOnlyRoot makes the image's file system read-only: the task can
 	// write only to Tmpfs (and writable Mounts), so it cannot fill the
-	// host's disk. Archive and Files cannot be copied in then.
+	// host's disk. A driver that cannot place Archive and Files in a
+	// read-only root (Docker cannot) refuses such a spec at Start.
 	ReadOnlyRoot bool
 	Tmpfs        []Tmpfs
 	Labels       map[string]string

@@ -1,6 +1,7 @@
 package runner_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os/exec"
@@ -54,6 +55,24 @@ echo "nofile: $(ulimit -n)"`}, map[string]string{"code.txt": "from the package"}
 		if err != nil || n < limit-2 || n > limit {
 			t.Errorf("%s took %d MiB of a GiB (%v), want about its cap of %d MiB", dir, n, err, limit)
 		}
+	}
+}
+
+// TestImageCodeWithPackage: an image code that runs its own command finds
+// its package in the task directory, writable, as a stack code does.
+func TestImageCodeWithPackage(t *testing.T) {
+	t.Parallel()
+	b := setup(t, service.Config{}, 1)
+	ref := buildImage(t, b.stackImage("busybox"),
+		`CMD ["sh", "-c", "echo \"$(cat data.txt) in $(pwd)\"; echo more >>data.txt && cat data.txt"]`+"\n")
+	up := wire.CodeUpload{Name: "own-with-zip", Image: ref}
+	if _, err := b.svc.UploadCode(context.Background(), b.project, up, bytes.NewReader(makeZip(t, map[string]string{"data.txt": "packaged\n"}))); err != nil {
+		t.Fatal(err)
+	}
+	id := b.queue(wire.NewTask{CodeName: "own-with-zip"})[0]
+	tk := b.waitEnd(id)
+	if log, want := b.log(id), "packaged in /mnt/task\npackaged\nmore\n"; tk.Status != store.StatusComplete || log != want {
+		t.Fatalf("status %s msg %q log %q, want %q", tk.Status, tk.Msg, log, want)
 	}
 }
 
