@@ -18,6 +18,7 @@ import (
 	blobfs "github.com/mayfly-run/mayfly/internal/blob/fs"
 	"github.com/mayfly-run/mayfly/internal/driver/docker"
 	"github.com/mayfly-run/mayfly/internal/id"
+	"github.com/mayfly-run/mayfly/internal/imagepolicy"
 	"github.com/mayfly-run/mayfly/internal/runner"
 	"github.com/mayfly-run/mayfly/internal/secret"
 	"github.com/mayfly-run/mayfly/internal/service"
@@ -34,6 +35,11 @@ type serverConfig struct {
 	RunnerClusters   []string
 	TaskMemoryMB     int64
 	TaskPids         int64
+	TaskCPUs         float64
+	TaskNoFile       int64
+	TaskTmpMB        int64
+	TaskDirMB        int64
+	AllowImages      []string
 	TaskNetwork      bool
 	StopGrace        time.Duration
 	DrainGrace       time.Duration
@@ -97,6 +103,11 @@ SIGTERM or SIGINT drains: no new tasks are taken, running ones get
 	f.StringSliceVar(&c.RunnerClusters, "runner-clusters", envList("MAYFLY_RUNNER_CLUSTERS", []string{""}), "clusters the embedded runner serves; empty is the default cluster (MAYFLY_RUNNER_CLUSTERS)")
 	f.Int64Var(&c.TaskMemoryMB, "task-memory-mb", envInt64("MAYFLY_TASK_MEMORY_MB", 512), "memory limit of a task container in MiB (MAYFLY_TASK_MEMORY_MB)")
 	f.Int64Var(&c.TaskPids, "task-pids", envInt64("MAYFLY_TASK_PIDS", 512), "process limit of a task container (MAYFLY_TASK_PIDS)")
+	f.Float64Var(&c.TaskCPUs, "task-cpus", envFloat("MAYFLY_TASK_CPUS", 1), "CPU limit of a task container in cores, e.g. 0.5 (MAYFLY_TASK_CPUS)")
+	f.Int64Var(&c.TaskNoFile, "task-nofile", envInt64("MAYFLY_TASK_NOFILE", 1024), "open-file limit of each task process (MAYFLY_TASK_NOFILE)")
+	f.Int64Var(&c.TaskTmpMB, "task-tmp-mb", envInt64("MAYFLY_TASK_TMP_MB", 64), "size of a task's /tmp in MiB; an in-memory file system counted in --task-memory-mb (MAYFLY_TASK_TMP_MB)")
+	f.Int64Var(&c.TaskDirMB, "task-dir-mb", envInt64("MAYFLY_TASK_DIR_MB", 256), "size of a task's /mnt/task (code package included) in MiB; in memory, counted in --task-memory-mb (MAYFLY_TASK_DIR_MB)")
+	f.StringSliceVar(&c.AllowImages, "allow-image", envList("MAYFLY_ALLOW_IMAGES", nil), "image pattern image codes may name, e.g. 'myorg/*' or 'alpine:3.*'; repeatable; Mayfly's stacks are always allowed (MAYFLY_ALLOW_IMAGES, comma-separated)")
 	f.BoolVar(&c.TaskNetwork, "task-network", envBool("MAYFLY_TASK_NETWORK", false), "give task containers a network (MAYFLY_TASK_NETWORK)")
 	f.DurationVar(&c.StopGrace, "stop-grace", envDuration("MAYFLY_STOP_GRACE", 10*time.Second), "SIGTERM to SIGKILL when a task is cancelled (MAYFLY_STOP_GRACE)")
 	f.DurationVar(&c.DrainGrace, "drain-grace", envDuration("MAYFLY_DRAIN_GRACE", 30*time.Second), "how long running tasks may finish on shutdown (MAYFLY_DRAIN_GRACE)")
@@ -163,6 +174,12 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 	if err := c.Limits.Validate(); err != nil {
 		return err
 	}
+	if c.TaskCPUs <= 0 || c.TaskNoFile < 16 || c.TaskTmpMB < 1 || c.TaskDirMB < 1 {
+		return fmt.Errorf("--task-cpus must be above 0, --task-nofile at least 16, --task-tmp-mb and --task-dir-mb at least 1")
+	}
+	if _, err := imagepolicy.New(c.AllowImages); err != nil {
+		return fmt.Errorf("--allow-image: %w", err)
+	}
 	// Absolute, because task socket directories under it are bind-mounted
 	// by the Docker engine, which knows no working directory of ours.
 	if c.DataDir, err = filepath.Abs(c.DataDir); err != nil {
@@ -192,7 +209,7 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 		MaxPayloadBytes: c.MaxPayloadBytes, MaxCodeBytes: c.MaxCodeBytes,
 		DefaultTimeout: c.DefaultTimeout, MaxTimeout: c.MaxTimeout, MaxDelay: c.MaxDelay,
 		MaxLogBytes: c.MaxLogBytes, LeaseDuration: c.LeaseDuration, MaxAttempts: c.MaxAttempts,
-		KnownStacks: stack.Names(), TaskTokenKey: key, TokenHashKey: hashKey,
+		KnownStacks: stack.Names(), TaskTokenKey: key, TokenHashKey: hashKey, AllowImages: c.AllowImages,
 		MinRunEvery: c.MinRunEvery, DataDir: c.DataDir, MinFreeBytes: c.MinFreeBytes, Retention: c.Retention,
 	}.WithPackageLimits(c.MaxPackageFiles, c.MaxUnpackedBytes), log)
 
@@ -261,6 +278,8 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 			RunDir:      filepath.Join(c.DataDir, "run"),
 			IsLeaseLost: func(err error) bool { return errors.Is(err, service.ErrLeaseLost) },
 			StopGrace:   c.StopGrace, MemoryBytes: c.TaskMemoryMB << 20, PidsLimit: c.TaskPids,
+			NanoCPUs: int64(c.TaskCPUs * 1e9), NoFile: c.TaskNoFile,
+			TmpBytes: c.TaskTmpMB << 20, TaskDirBytes: c.TaskDirMB << 20, AllowImages: c.AllowImages,
 			Network: c.TaskNetwork, Log: log, CacheTTL: c.RunnerCacheTTL,
 		}, svc, drv)
 		if err != nil {

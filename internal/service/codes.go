@@ -15,6 +15,7 @@ import (
 	"github.com/mayfly-run/mayfly/internal/blob"
 	"github.com/mayfly-run/mayfly/internal/codepkg"
 	"github.com/mayfly-run/mayfly/internal/id"
+	"github.com/mayfly-run/mayfly/internal/imagepolicy"
 	"github.com/mayfly-run/mayfly/internal/stack"
 	"github.com/mayfly-run/mayfly/internal/store"
 	"github.com/mayfly-run/mayfly/internal/wire"
@@ -98,6 +99,14 @@ func (s *Service) UploadCode(ctx context.Context, projectID string, up wire.Code
 	for k := range up.EnvVars {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
 			return store.Code{}, errorf(ErrInvalid, "Invalid env_vars name %q", k)
+		}
+	}
+	if rev.Image != "" {
+		if err := s.policy.Check(rev.Image); err != nil {
+			if errors.Is(err, imagepolicy.ErrNotAllowed) {
+				return store.Code{}, errorf(ErrForbidden, "%v", err)
+			}
+			return store.Code{}, errorf(ErrInvalid, "%v", err)
 		}
 	}
 	if rev.Image == "" {

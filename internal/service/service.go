@@ -21,6 +21,7 @@ import (
 
 	"github.com/mayfly-run/mayfly/internal/blob"
 	"github.com/mayfly-run/mayfly/internal/codepkg"
+	"github.com/mayfly-run/mayfly/internal/imagepolicy"
 	"github.com/mayfly-run/mayfly/internal/store"
 	"golang.org/x/sync/semaphore"
 )
@@ -66,6 +67,9 @@ type Config struct {
 	MaxAttempts     int // leases a task may lose before it ends killed
 	// KnownStacks lists the stacks a code may name.
 	KnownStacks []string
+	// AllowImages are the patterns of images an image code may name
+	// besides Mayfly's stacks (imagepolicy); none = stacks only.
+	AllowImages []string
 	MinRunEvery time.Duration // shortest run_every of a schedule; 0 = a minute
 	// TaskTokenKey signs the tokens tasks report progress with. Servers
 	// sharing a store must share the key.
@@ -171,11 +175,12 @@ func randomKey() []byte {
 
 // Service is safe for concurrent use.
 type Service struct {
-	store store.Store
-	blobs blob.Store
-	cfg   Config
-	log   *slog.Logger
-	now   func() time.Time
+	store  store.Store
+	blobs  blob.Store
+	cfg    Config
+	policy imagepolicy.Policy
+	log    *slog.Logger
+	now    func() time.Time
 
 	mu        sync.Mutex
 	wake      chan struct{} // closed and replaced when tasks are queued
@@ -198,7 +203,13 @@ func New(st store.Store, blobs blob.Store, cfg Config, log *slog.Logger) *Servic
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{store: st, blobs: blobs, cfg: cfg.withDefaults(), log: log,
+	policy, err := imagepolicy.New(cfg.AllowImages)
+	if err != nil {
+		// Callers check the patterns first (imagepolicy.New); a bad one
+		// here leaves the safe default, stacks only.
+		log.Error("image allow-list refused; image codes may name stacks only", "err", err)
+	}
+	return &Service{store: st, blobs: blobs, cfg: cfg.withDefaults(), policy: policy, log: log,
 		now: func() time.Time { return time.Now().UTC() }, wake: make(chan struct{}), leasePoll: defaultLeasePoll,
 		parse: semaphore.NewWeighted(parseBudget)}
 }
