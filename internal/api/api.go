@@ -41,7 +41,19 @@ type API struct {
 	log  *slog.Logger
 
 	bodies *bodyBudget // request bodies being decoded
+	// progress limits progress reports per task: each is a synced write,
+	// and a task that posts in a tight loop must not slow everyone's
+	// enqueues.
+	progressRates *clientRates
 }
+
+// A task may report progress progressRate times a second, in bursts of
+// progressBurst; past that it gets 429. The task socket already coalesces
+// to one write a second; this bounds tasks that post over the network.
+const (
+	progressRate  = 2
+	progressBurst = 10
+)
 
 // New returns the handler.
 func New(svc *service.Service, opts Options) *API {
@@ -56,7 +68,8 @@ func New(svc *service.Service, opts Options) *API {
 		opts.MaxBodyBytesInFlight = 2 * opts.MaxRequestBytes
 	}
 	a := &API{svc: svc, opts: opts, mux: http.NewServeMux(), log: opts.Log,
-		bodies: newBodyBudget(max(opts.MaxBodyBytesInFlight, opts.MaxRequestBytes))}
+		bodies:        newBodyBudget(max(opts.MaxBodyBytesInFlight, opts.MaxRequestBytes)),
+		progressRates: newClientRates(progressRate, progressBurst)}
 	a.routes()
 	return a
 }
