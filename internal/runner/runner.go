@@ -161,7 +161,6 @@ type Runner struct {
 	imageUsed map[string]time.Time
 
 	wg sync.WaitGroup
-	mu sync.Mutex
 	// hardStop ends every running task without reporting it (shutdown
 	// after the drain grace); the server requeues them when their leases
 	// run out.

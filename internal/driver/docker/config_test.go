@@ -123,7 +123,7 @@ func TestContainerName(t *testing.T) {
 			t.Errorf("containerName(%q) = %q, not a valid container name", id, name)
 		}
 	}
-	if containerName("t") == containerName("t") {
+	if a, b := containerName("t"), containerName("t"); a == b {
 		t.Errorf("two containers of one task got the same name")
 	}
 }
