@@ -25,9 +25,12 @@ stacks: build ## build every stack image (skips what is current; the first build
 run: setup stacks ## set up, build, and start the server with its defaults
 	$(BIN) server
 
-lint: ## gofmt and go vet
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+lint: ## gofmt, go vet and staticcheck (its checks: staticcheck.conf)
 	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
 
 test: setup stacks lint ## set up, then run every test, integration tests against the real engine included
 	@bash scripts/setup-compat.sh

@@ -71,9 +71,7 @@ func newCLIAPI(t *testing.T) *cliAPI {
 // as JSON, or with v's bytes when v is a []byte or string.
 func (api *cliAPI) handle(pattern string, status int, v any) {
 	method, path, _ := strings.Cut(pattern, " ")
-	if strings.HasPrefix(path, "/") {
-		path = path[1:]
-	}
+	path = strings.TrimPrefix(path, "/")
 	full := method + " /2/projects/" + cliProject + "/" + path
 	if strings.HasPrefix(path, "!") { // outside the project
 		full = method + " " + path[1:]

@@ -64,6 +64,19 @@ func envInt64(name string, def int64) int64 {
 	return n
 }
 
+func envFloat(name string, def float64) float64 {
+	v, ok := os.LookupEnv(name)
+	if !ok || v == "" {
+		return def
+	}
+	n, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		bad(name, v, err)
+		return def
+	}
+	return n
+}
+
 func envDuration(name string, def time.Duration) time.Duration {
 	v, ok := os.LookupEnv(name)
 	if !ok || v == "" {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/mayfly-run/mayfly/internal/client"
 	"github.com/mayfly-run/mayfly/internal/driver/docker"
+	"github.com/mayfly-run/mayfly/internal/imagepolicy"
 	"github.com/mayfly-run/mayfly/internal/runner"
 	"github.com/mayfly-run/mayfly/internal/stack"
 	"github.com/mayfly-run/mayfly/internal/wire"
@@ -30,6 +31,11 @@ import (
 type taskLimits struct {
 	TaskMemoryMB int64
 	TaskPids     int64
+	TaskCPUs     float64
+	TaskNoFile   int64
+	TaskTmpMB    int64
+	TaskDirMB    int64
+	AllowImages  []string
 	TaskNetwork  bool
 	StopGrace    time.Duration
 	DrainGrace   time.Duration
@@ -38,15 +44,35 @@ type taskLimits struct {
 func (l *taskLimits) register(f *pflag.FlagSet) {
 	f.Int64Var(&l.TaskMemoryMB, "task-memory-mb", envInt64("MAYFLY_TASK_MEMORY_MB", 512), "memory limit of a task container in MiB (MAYFLY_TASK_MEMORY_MB)")
 	f.Int64Var(&l.TaskPids, "task-pids", envInt64("MAYFLY_TASK_PIDS", 512), "process limit of a task container (MAYFLY_TASK_PIDS)")
+	f.Float64Var(&l.TaskCPUs, "task-cpus", envFloat("MAYFLY_TASK_CPUS", 1), "CPU limit of a task container in cores, e.g. 0.5 (MAYFLY_TASK_CPUS)")
+	f.Int64Var(&l.TaskNoFile, "task-nofile", envInt64("MAYFLY_TASK_NOFILE", 1024), "open-file limit of each task process (MAYFLY_TASK_NOFILE)")
+	f.Int64Var(&l.TaskTmpMB, "task-tmp-mb", envInt64("MAYFLY_TASK_TMP_MB", 64), "size of a task's /tmp in MiB; an in-memory file system counted in --task-memory-mb (MAYFLY_TASK_TMP_MB)")
+	f.Int64Var(&l.TaskDirMB, "task-dir-mb", envInt64("MAYFLY_TASK_DIR_MB", 256), "size of a task's /mnt/task (code package included) in MiB; in memory, counted in --task-memory-mb (MAYFLY_TASK_DIR_MB)")
+	f.StringSliceVar(&l.AllowImages, "allow-image", envList("MAYFLY_ALLOW_IMAGES", nil), "image pattern image codes may name, e.g. 'myorg/*' or 'alpine:3.*'; repeatable; Mayfly's stacks are always allowed (MAYFLY_ALLOW_IMAGES, comma-separated)")
 	f.BoolVar(&l.TaskNetwork, "task-network", envBool("MAYFLY_TASK_NETWORK", false), "give task containers a network (MAYFLY_TASK_NETWORK)")
 	f.DurationVar(&l.StopGrace, "stop-grace", envDuration("MAYFLY_STOP_GRACE", 10*time.Second), "SIGTERM to SIGKILL when a task is cancelled (MAYFLY_STOP_GRACE)")
 	f.DurationVar(&l.DrainGrace, "drain-grace", envDuration("MAYFLY_DRAIN_GRACE", 30*time.Second), "how long running tasks may finish on shutdown (MAYFLY_DRAIN_GRACE)")
+}
+
+func (l taskLimits) validate() error {
+	if l.TaskCPUs <= 0 || l.TaskNoFile < 16 || l.TaskTmpMB < 1 || l.TaskDirMB < 1 {
+		return fmt.Errorf("--task-cpus must be above 0, --task-nofile at least 16, --task-tmp-mb and --task-dir-mb at least 1")
+	}
+	if _, err := imagepolicy.New(l.AllowImages); err != nil {
+		return fmt.Errorf("--allow-image: %w", err)
+	}
+	return nil
 }
 
 // apply sets the limits on a runner's configuration.
 func (l taskLimits) apply(cfg runner.Config) runner.Config {
 	cfg.MemoryBytes = l.TaskMemoryMB << 20
 	cfg.PidsLimit = l.TaskPids
+	cfg.NanoCPUs = int64(l.TaskCPUs * 1e9)
+	cfg.NoFile = l.TaskNoFile
+	cfg.TmpBytes = l.TaskTmpMB << 20
+	cfg.TaskDirBytes = l.TaskDirMB << 20
+	cfg.AllowImages = l.AllowImages
 	cfg.Network = l.TaskNetwork
 	cfg.StopGrace = l.StopGrace
 	return cfg
@@ -134,6 +160,11 @@ func runRunner(ctx context.Context, c runnerConfig, out io.Writer) error {
 		return errors.New("--capacity must be at least 1")
 	case c.Driver != "docker":
 		return fmt.Errorf("--driver %q: only docker is supported", c.Driver)
+	case c.CacheTTL < 0:
+		return errors.New("--cache-ttl must not be negative (0 keeps forever)")
+	}
+	if err := c.taskLimits.validate(); err != nil {
+		return err
 	}
 	// Absolute, because task socket directories under it are bind-mounted
 	// by the Docker engine, which knows no working directory of ours.

@@ -57,7 +57,7 @@ func TestScheduleSurvivesKill(t *testing.T) {
 	t.Parallel()
 	const project, token = "5f00000000000000000000d1", "schedule-kill-secret-token"
 	env := []string{"MAYFLY_BOOTSTRAP_PROJECT=" + project, "MAYFLY_BOOTSTRAP_TOKEN=" + token,
-		"MAYFLY_RUNNER=false", "MAYFLY_MIN_RUN_EVERY=1s"}
+		"MAYFLY_RUNNER=false", "MAYFLY_MIN_RUN_EVERY=1s", "MAYFLY_ALLOW_IMAGES=busybox"}
 	srv := startServer(t, env...)
 	ctx := t.Context()
 	c := client.New("http://"+srv.addr, token, project)

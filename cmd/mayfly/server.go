@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -54,6 +53,9 @@ type serverConfig struct {
 
 	Retention      time.Duration
 	RunnerCacheTTL time.Duration
+	// Limits guard the listener against clients that hold connections or
+	// flood requests.
+	Limits api.Limits
 }
 
 func newServerCmd() *cobra.Command {
@@ -105,6 +107,16 @@ SIGTERM or SIGINT drains: no new tasks are taken, running ones get
 	f.Int64Var(&c.MinFreeBytes, "min-free-bytes", envInt64("MAYFLY_MIN_FREE_BYTES", 64<<20), "/readyz fails while the data directory has less space free; 0 = no check (MAYFLY_MIN_FREE_BYTES)")
 	f.DurationVar(&c.Retention, "retention", envDuration("MAYFLY_RETENTION", d.Retention), "finished tasks and their logs are deleted this long after they ended, 0 = keep forever (MAYFLY_RETENTION)")
 	f.DurationVar(&c.RunnerCacheTTL, "runner-cache-ttl", envDuration("MAYFLY_RUNNER_CACHE_TTL", 7*24*time.Hour), "the embedded runner removes code packages and code images unused this long, 0 = keep forever (MAYFLY_RUNNER_CACHE_TTL)")
+	l := api.DefaultLimits()
+	f.IntVar(&c.Limits.MaxConns, "max-conns", envInt("MAYFLY_MAX_CONNS", l.MaxConns), "open HTTP connections in all; more are closed at once, 0 = no cap; default half the open-file limit, at most 10000 (MAYFLY_MAX_CONNS)")
+	f.IntVar(&c.Limits.MaxConnsPerClient, "max-conns-per-client", envInt("MAYFLY_MAX_CONNS_PER_CLIENT", l.MaxConnsPerClient), "open HTTP connections from one client IP (IPv6: /64), 0 = no cap (MAYFLY_MAX_CONNS_PER_CLIENT)")
+	f.Float64Var(&c.Limits.RequestRate, "request-rate", envFloat("MAYFLY_REQUEST_RATE", l.RequestRate), "requests per second one client IP may make without a valid token (a valid token gives its share back), over it 429; 0 = no limit (MAYFLY_REQUEST_RATE)")
+	f.IntVar(&c.Limits.RequestBurst, "request-burst", envInt("MAYFLY_REQUEST_BURST", l.RequestBurst), "requests one client IP may make at once above --request-rate; also bounds its requests in flight (MAYFLY_REQUEST_BURST)")
+	f.DurationVar(&c.Limits.ReadHeaderTimeout, "read-header-timeout", envDuration("MAYFLY_READ_HEADER_TIMEOUT", l.ReadHeaderTimeout), "time to send a request's headers (MAYFLY_READ_HEADER_TIMEOUT)")
+	f.DurationVar(&c.Limits.BodyTimeout, "body-timeout", envDuration("MAYFLY_BODY_TIMEOUT", l.BodyTimeout), "longest wait for the next bytes of a request body (MAYFLY_BODY_TIMEOUT)")
+	f.Int64Var(&c.Limits.MinBodyRate, "min-body-rate", envInt64("MAYFLY_MIN_BODY_RATE", l.MinBodyRate), "bytes/s a request body must average once it has taken longer than --body-timeout, 0 = none (MAYFLY_MIN_BODY_RATE)")
+	f.DurationVar(&c.Limits.WriteTimeout, "write-timeout", envDuration("MAYFLY_WRITE_TIMEOUT", l.WriteTimeout), "time to answer once a request is in, and longest wait for a client to take the next part of an answer; long-polls get their wait on top (MAYFLY_WRITE_TIMEOUT)")
+	f.DurationVar(&c.Limits.IdleTimeout, "idle-timeout", envDuration("MAYFLY_IDLE_TIMEOUT", l.IdleTimeout), "keep-alive connection with no request is closed after (MAYFLY_IDLE_TIMEOUT)")
 	f.StringVar(&c.LogLevel, "log-level", envStr("MAYFLY_LOG_LEVEL", "info"), "debug, info, warn or error (MAYFLY_LOG_LEVEL)")
 	f.StringVar(&c.LogFormat, "log-format", envStr("MAYFLY_LOG_FORMAT", "text"), "text or json (MAYFLY_LOG_FORMAT)")
 	c.BootstrapProject = os.Getenv("MAYFLY_BOOTSTRAP_PROJECT")
@@ -141,6 +153,12 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 	if c.Retention < 0 || c.RunnerCacheTTL < 0 {
 		return fmt.Errorf("--retention and --runner-cache-ttl must not be negative (0 keeps forever)")
 	}
+	if err := c.Limits.Validate(); err != nil {
+		return err
+	}
+	if err := c.taskLimits.validate(); err != nil {
+		return err
+	}
 	// Absolute, because task socket directories under it are bind-mounted
 	// by the Docker engine, which knows no working directory of ours.
 	if c.DataDir, err = filepath.Abs(c.DataDir); err != nil {
@@ -170,7 +188,7 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 		MaxPayloadBytes: c.MaxPayloadBytes, MaxCodeBytes: c.MaxCodeBytes,
 		DefaultTimeout: c.DefaultTimeout, MaxTimeout: c.MaxTimeout, MaxDelay: c.MaxDelay,
 		MaxLogBytes: c.MaxLogBytes, LeaseDuration: c.LeaseDuration, MaxAttempts: c.MaxAttempts,
-		KnownStacks: stack.Names(), TaskTokenKey: key, TokenHashKey: hashKey,
+		KnownStacks: stack.Names(), TaskTokenKey: key, TokenHashKey: hashKey, AllowImages: c.AllowImages,
 		MinRunEvery: c.MinRunEvery, DataDir: c.DataDir, MinFreeBytes: c.MinFreeBytes, Retention: c.Retention,
 	}.WithPackageLimits(c.MaxPackageFiles, c.MaxUnpackedBytes), log)
 
@@ -206,20 +224,21 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 		return stack.Installed(ctx)
 	}})
 
-	ln, err := net.Listen("tcp", c.Listen)
+	ln, err := api.Listen(c.Listen, c.Limits, log)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", c.Listen, err)
+		return err
 	}
 	// Remote runners wait in long-polls of up to a minute; shutdown ends
 	// those at once (they come back to the next server), instead of
 	// holding the stop up for the longest of them.
 	polls, endPolls := context.WithCancel(context.Background())
 	defer endPolls()
-	srv := &http.Server{Handler: endLongPolls(handler, polls), ReadHeaderTimeout: 10 * time.Second}
+	srv := api.NewHTTPServer(endLongPolls(handler, polls), c.Limits, log)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	fmt.Fprintf(out, "Mayfly %s listening on http://%s\n", version, ln.Addr())
-	log.Info("server started", "listen", ln.Addr().String(), "data_dir", c.DataDir, "runner", c.Runner)
+	log.Info("server started", "listen", ln.Addr().String(), "data_dir", c.DataDir, "runner", c.Runner,
+		"max_conns", c.Limits.MaxConns, "max_conns_per_client", c.Limits.MaxConnsPerClient, "request_rate", c.Limits.RequestRate)
 
 	bg, stopBg := context.WithCancel(context.Background())
 	maintDone := make(chan struct{})

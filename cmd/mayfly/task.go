@@ -268,6 +268,12 @@ func (c *taskShowCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// A payload that is not text is shown as the server shows it.
+	payload := [2]string{"payload", t.Payload}
+	if t.PayloadBase64 != "" {
+		t.Payload = ""
+		payload = [2]string{"payload_base64", t.PayloadBase64}
+	}
 	if c.output == "json" {
 		return printJSON(c.app.stdout, t)
 	}
@@ -303,7 +309,7 @@ func (c *taskShowCommand) Run(ctx context.Context, args []string) error {
 		{"created_at", fmtTime(t.CreatedAt)},
 		{"start_time", fmtTimePtr(t.StartTime)},
 		{"end_time", fmtTimePtr(t.EndTime)},
-		{"payload", t.Payload},
+		payload,
 	})
 }
 

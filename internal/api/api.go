@@ -26,6 +26,11 @@ type Options struct {
 	// MaxRequestBytes bounds JSON request bodies.
 	MaxRequestBytes int64
 	Log             *slog.Logger
+
+	// MaxBodyBytesInFlight bounds the request bodies all handlers may be
+	// decoding at once; a body that does not fit waits a little, then is
+	// answered 503 with Retry-After. Zero means twice MaxRequestBytes.
+	MaxBodyBytesInFlight int64
 }
 
 // API is the HTTP handler.
@@ -34,7 +39,21 @@ type API struct {
 	opts Options
 	mux  *http.ServeMux
 	log  *slog.Logger
+
+	bodies *bodyBudget // request bodies being decoded
+	// progress limits progress reports per task: each is a synced write,
+	// and a task that posts in a tight loop must not slow everyone's
+	// enqueues.
+	progressRates *clientRates
 }
+
+// A task may report progress progressRate times a second, in bursts of
+// progressBurst; past that it gets 429. The task socket already coalesces
+// to one write a second; this bounds tasks that post over the network.
+const (
+	progressRate  = 2
+	progressBurst = 10
+)
 
 // New returns the handler.
 func New(svc *service.Service, opts Options) *API {
@@ -45,7 +64,12 @@ func New(svc *service.Service, opts Options) *API {
 		// A batch of tasks may each carry a full payload.
 		opts.MaxRequestBytes = 64 << 20
 	}
-	a := &API{svc: svc, opts: opts, mux: http.NewServeMux(), log: opts.Log}
+	if opts.MaxBodyBytesInFlight <= 0 {
+		opts.MaxBodyBytesInFlight = 2 * opts.MaxRequestBytes
+	}
+	a := &API{svc: svc, opts: opts, mux: http.NewServeMux(), log: opts.Log,
+		bodies:        newBodyBudget(max(opts.MaxBodyBytesInFlight, opts.MaxRequestBytes)),
+		progressRates: newClientRates(progressRate, progressBurst)}
 	a.routes()
 	return a
 }
@@ -56,6 +80,8 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTT
 type httpError struct {
 	status int
 	msg    string
+
+	retryAfter int // seconds; 0 sends no Retry-After
 }
 
 func (e *httpError) Error() string { return e.msg }
@@ -69,13 +95,35 @@ var errEmptyBody = errStatus(http.StatusBadRequest, "Request body is empty; JSON
 // handler is an HTTP handler that reports failure by returning an error.
 type handler func(w http.ResponseWriter, r *http.Request) error
 
-// serve wraps a handler with error writing.
+// serve wraps a handler with error writing, and gives back the body
+// budget its request took once it is done.
 func (a *API) serve(h handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		var done afterRequest
+		defer done.run()
+		r = r.WithContext(context.WithValue(r.Context(), afterKey, &done))
 		if err := h(w, r); err != nil {
 			a.writeError(w, r, err)
 		}
 	}
+}
+
+// afterRequest collects what must run once a handler has returned.
+type afterRequest struct{ fns []func() }
+
+func (d *afterRequest) run() {
+	for _, f := range d.fns {
+		f()
+	}
+}
+
+// after runs f once the handler of r has returned.
+func after(r *http.Request, f func()) {
+	if d, ok := r.Context().Value(afterKey).(*afterRequest); ok {
+		d.fns = append(d.fns, f)
+		return
+	}
+	f()
 }
 
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
@@ -86,6 +134,11 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.As(err, &he):
 		status, msg = he.status, he.msg
+		if he.retryAfter > 0 {
+			w.Header().Set("Retry-After", itoa(he.retryAfter))
+		}
+	case errors.Is(err, errSlowBody):
+		status, msg = http.StatusRequestTimeout, "Request body arrived too slowly: "+err.Error()
 	case errors.As(err, &mbe):
 		status, msg = http.StatusRequestEntityTooLarge, "Request body is larger than the limit of "+itoa(mbe.Limit)+" bytes"
 	case service.NoSpace(err):
@@ -108,6 +161,8 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 			status = http.StatusConflict
 		case errors.Is(se.Kind, service.ErrTooLarge):
 			status = http.StatusRequestEntityTooLarge
+		case errors.Is(se.Kind, service.ErrCorrupt):
+			status = http.StatusInternalServerError
 		}
 	case errors.Is(err, service.ErrLeaseLost):
 		// One distinct answer for a report whose lease is no longer
@@ -116,7 +171,9 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, context.Canceled):
 		status, msg = 499, "Request cancelled"
 	}
-	if status >= 500 {
+	if he != nil && he.retryAfter > 0 {
+		a.log.Warn("request turned away", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	} else if status >= 500 {
 		a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	writeJSONStatus(w, status, wire.Error{Msg: msg})
@@ -136,25 +193,30 @@ func writeJSON(w http.ResponseWriter, v any) error {
 }
 
 // readJSON decodes a bounded JSON body into v, with errors a user can act
-// on.
+// on. The body counts against the body budget until the handler returns.
 func (a *API) readJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	body := http.MaxBytesReader(w, r.Body, a.opts.MaxRequestBytes)
+	body, release, err := a.admit(w, r, a.opts.MaxRequestBytes)
+	after(r, release)
+	if err != nil {
+		return err
+	}
 	dec := json.NewDecoder(body)
 	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return err
-		}
-		if errors.Is(err, io.EOF) {
-			return errEmptyBody
-		}
 		return jsonError(err)
 	}
 	return nil
 }
 
-// jsonError turns a decoding error into a 400 a user can act on.
+// jsonError turns a decoding error into one a user can act on.
 func jsonError(err error) error {
+	var mbe *http.MaxBytesError
+	var he *httpError
+	if errors.As(err, &mbe) || errors.As(err, &he) || errors.Is(err, errSlowBody) {
+		return err
+	}
+	if errors.Is(err, io.EOF) {
+		return errEmptyBody
+	}
 	var se *json.SyntaxError
 	var te *json.UnmarshalTypeError
 	var fe *wire.FieldError
@@ -186,7 +248,10 @@ func token(r *http.Request) string {
 
 type ctxKey int
 
-const projectKey ctxKey = 0
+const (
+	projectKey ctxKey = iota
+	afterKey
+)
 
 // project authenticates the caller and checks its right to the project in
 // the path, then runs h.
@@ -200,6 +265,7 @@ func (a *API) project(h handler) http.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		vouched(r)
 		return h(w, r.WithContext(context.WithValue(r.Context(), projectKey, p)))
 	})
 }
@@ -214,6 +280,7 @@ func (a *API) runner(h handler) http.HandlerFunc {
 		if err := a.svc.AuthorizeRunner(tok); err != nil {
 			return err
 		}
+		vouched(r)
 		return h(w, r)
 	})
 }

@@ -341,19 +341,19 @@ func TestQueueAndList(t *testing.T) {
 		t.Fatalf("list newest first: %d %s", st, body)
 	}
 	st, body = b.do("GET", b.url("/tasks?label=a"), nil)
-	if l := decode[wire.TaskList](t, body); len(l.Tasks) != 1 || l.Tasks[0].ID != q.Tasks[0].ID {
+	if l := decode[wire.TaskList](t, body); st != 200 || len(l.Tasks) != 1 || l.Tasks[0].ID != q.Tasks[0].ID {
 		t.Fatalf("label filter: %s", body)
 	}
 	st, body = b.do("GET", b.url("/tasks?complete=1"), nil)
-	if l := decode[wire.TaskList](t, body); len(l.Tasks) != 0 {
+	if l := decode[wire.TaskList](t, body); st != 200 || len(l.Tasks) != 0 {
 		t.Fatalf("complete filter: %s", body)
 	}
 	st, body = b.do("GET", b.url("/tasks?per_page=1&page=1"), nil)
-	if l := decode[wire.TaskList](t, body); len(l.Tasks) != 1 || l.Tasks[0].ID != q.Tasks[0].ID {
+	if l := decode[wire.TaskList](t, body); st != 200 || len(l.Tasks) != 1 || l.Tasks[0].ID != q.Tasks[0].ID {
 		t.Fatalf("paging: %s", body)
 	}
 	st, body = b.do("GET", b.url("/tasks?code_name=nope"), nil)
-	if l := decode[wire.TaskList](t, body); len(l.Tasks) != 0 {
+	if l := decode[wire.TaskList](t, body); st != 200 || len(l.Tasks) != 0 {
 		t.Fatalf("code filter: %s", body)
 	}
 
@@ -489,7 +489,7 @@ func TestRunnerProtocol(t *testing.T) {
 	}
 	st, body = b.do("GET", b.url("/tasks/"+taskID), nil)
 	tk := decode[wire.Task](t, body)
-	if tk.Status != "complete" || tk.LogSize != 9 || tk.ExitCode == nil || *tk.ExitCode != 0 {
+	if st != 200 || tk.Status != "complete" || tk.LogSize != 9 || tk.ExitCode == nil || *tk.ExitCode != 0 {
 		t.Fatalf("finished task: %s", body)
 	}
 	if st, body := b.do("GET", b.url("/tasks/"+taskID+"/log"), nil); st != 200 || string(body) != "line one\n" {

@@ -524,7 +524,7 @@ func TestCompatScheduleWithNeitherStartAtNorRunEveryRunsOnceNow(t *testing.T) {
 
 func TestCompatRubyCodesRegisterJSONBody(t *testing.T) {
 	t.Parallel()
-	b := setup(t, service.Config{})
+	b := setup(t, service.Config{AllowImages: []string{"iron/*"}})
 	ruby := []string{"User-Agent", "iron_worker_ruby_-3.4.2 (iron_core_ruby-1.0.9)", "Accept", "*/*",
 		"Accept-Encoding", "gzip;q=1.0,deflate;q=0.6,identity;q=0.3"}
 	// codes.register('hello', name: 'hello', image: 'iron/hello')

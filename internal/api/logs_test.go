@@ -107,6 +107,9 @@ func TestParallelBigLogReadsStayBounded(t *testing.T) {
 
 	// Still 404 until a task wrote output.
 	st, body = b.queue(`{"tasks":[{"code_name":"hello"}]}`)
+	if st != 200 {
+		t.Fatalf("queue: %d %s", st, body)
+	}
 	quiet := decode[wire.QueueResponse](t, body).Tasks[0].ID
 	st, body = b.do("GET", b.url("/tasks/"+quiet+"/log"), nil)
 	wantErr(t, st, body, 404, "not written any output")

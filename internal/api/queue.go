@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/mayfly-run/mayfly/internal/store"
 	"github.com/mayfly-run/mayfly/internal/wire"
@@ -46,20 +47,32 @@ func (a *API) progress(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	taskID := r.PathValue("id")
+	projectID := r.PathValue("project")
 	if tok.Kind == store.TokenTask {
-		if tok.ProjectID != r.PathValue("project") {
+		if tok.ProjectID != projectID {
 			return errStatus(http.StatusForbidden, "This task token is for another project")
 		}
-		if err := a.svc.ReportProgress(r.Context(), token(r), taskID, p); err != nil {
+	} else {
+		proj, err := a.svc.Authorize(r.Context(), tok, projectID)
+		if err != nil {
 			return err
 		}
-		return writeJSON(w, wire.Msg{Msg: "Progress set"})
+		projectID = proj.ID
 	}
-	proj, err := a.svc.Authorize(r.Context(), tok, r.PathValue("project"))
+	vouched(r)
+	// Counted only once the caller is known, so that nobody can spend a
+	// task's share for it.
+	if _, wait := a.progressRates.take(taskID, time.Now()); wait > 0 {
+		return &httpError{status: http.StatusTooManyRequests, retryAfter: max(1, int(wait.Seconds()+0.999)),
+			msg: "Too many progress reports for this task: at most " + itoa(progressRate) + " a second (bursts of " +
+				itoa(progressBurst) + "); the latest one counts, so report less often"}
+	}
+	if tok.Kind == store.TokenTask {
+		err = a.svc.ReportProgress(r.Context(), token(r), taskID, p)
+	} else {
+		err = a.svc.SetProgress(r.Context(), projectID, taskID, p)
+	}
 	if err != nil {
-		return err
-	}
-	if err := a.svc.SetProgress(r.Context(), proj.ID, taskID, p); err != nil {
 		return err
 	}
 	return writeJSON(w, wire.Msg{Msg: "Progress set"})

@@ -1,10 +1,12 @@
 package api
 
 import (
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/mayfly-run/mayfly/internal/store"
 	"github.com/mayfly-run/mayfly/internal/wire"
@@ -21,7 +23,7 @@ func taskJSON(t store.Task, withPayload bool) wire.Task {
 		Attempt: t.Attempt, RunnerID: t.RunnerID, DueAt: t.DueAt, Timings: t.Timings,
 	}
 	if withPayload {
-		out.Payload = t.Payload
+		out.Payload, out.PayloadBase64 = wire.EncodePayload(t.Payload)
 	}
 	if t.StartTime != nil && t.EndTime != nil {
 		out.Duration = t.EndTime.Sub(*t.StartTime).Milliseconds()
@@ -30,11 +32,17 @@ func taskJSON(t store.Task, withPayload bool) wire.Task {
 }
 
 func (a *API) queueTasks(w http.ResponseWriter, r *http.Request) error {
-	var req wire.QueueRequest
-	if err := a.readJSON(w, r, &req); err != nil {
+	body, release, err := a.admit(w, r, a.opts.MaxRequestBytes)
+	after(r, release)
+	if err != nil {
 		return err
 	}
-	ids, err := a.svc.QueueTasks(r.Context(), projectOf(r).ID, req.Tasks)
+	cfg := a.svc.Config()
+	tasks, err := decodeTasks(body, cfg.MaxPayloadBytes, cfg.MaxTasksPerPost)
+	if err != nil {
+		return err
+	}
+	ids, err := a.svc.QueueTasks(r.Context(), projectOf(r).ID, tasks)
 	if err != nil {
 		return err
 	}
@@ -43,6 +51,93 @@ func (a *API) queueTasks(w http.ResponseWriter, r *http.Request) error {
 		out.Tasks[i].ID = id
 	}
 	return writeJSON(w, out)
+}
+
+// decodeTasks reads {"tasks":[...]} one task at a time, so that the decoder
+// holds one task rather than the whole body, and a payload over the limit
+// or one task too many stops the read there.
+func decodeTasks(body io.Reader, maxPayload int64, maxTasks int) ([]wire.NewTask, error) {
+	dec := json.NewDecoder(body)
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, jsonError(err)
+	}
+	if tok != json.Delim('{') {
+		return nil, errStatus(http.StatusBadRequest, `Request body must be a JSON object: {"tasks":[...]}`)
+	}
+	// Past the first token, the end of the body is a truncated request.
+	jsonError := func(err error) error {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return jsonError(err)
+	}
+	var tasks []wire.NewTask
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, jsonError(err)
+		}
+		if key, _ := tok.(string); key != "tasks" {
+			if err := skipValue(dec); err != nil {
+				return nil, jsonError(err)
+			}
+			continue
+		}
+		tok, err = dec.Token()
+		if err != nil {
+			return nil, jsonError(err)
+		}
+		if tok == nil {
+			tasks = nil
+			continue
+		}
+		if tok != json.Delim('[') {
+			return nil, errStatus(http.StatusBadRequest, "Wrong JSON type for field 'tasks': expected an array of tasks")
+		}
+		tasks = tasks[:0]
+		for dec.More() {
+			if maxTasks > 0 && len(tasks) >= maxTasks {
+				return nil, errStatus(http.StatusRequestEntityTooLarge, "At most "+itoa(maxTasks)+" tasks per request")
+			}
+			var t wire.NewTask
+			if err := dec.Decode(&t); err != nil {
+				return nil, jsonError(err)
+			}
+			if int64(len(t.Payload)) > maxPayload {
+				return nil, errStatus(http.StatusRequestEntityTooLarge, "Task "+itoa(len(tasks))+": Payload is "+
+					itoa(len(t.Payload))+" bytes; the limit is "+itoa(maxPayload))
+			}
+			tasks = append(tasks, t)
+		}
+		if _, err := dec.Token(); err != nil { // ]
+			return nil, jsonError(err)
+		}
+	}
+	if _, err := dec.Token(); err != nil { // }
+		return nil, jsonError(err)
+	}
+	return tasks, nil
+}
+
+// skipValue reads past one JSON value.
+func skipValue(dec *json.Decoder) error {
+	depth := 0
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			depth++
+		case json.Delim('}'), json.Delim(']'):
+			depth--
+		}
+		if depth == 0 {
+			return nil
+		}
+	}
 }
 
 // webhook turns the raw request body, whatever its type, into the payload
@@ -64,12 +159,25 @@ func (a *API) webhook(w http.ResponseWriter, r *http.Request) error {
 		return errStatus(http.StatusBadRequest, "code_name is required in the query string")
 	}
 	maxPayload := a.svc.Config().MaxPayloadBytes
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxPayload+1))
+	tooLarge := errStatus(http.StatusRequestEntityTooLarge, "Webhook body is larger than the payload limit of "+itoa(maxPayload)+" bytes")
+	if r.ContentLength > maxPayload {
+		return tooLarge
+	}
+	in, release, err := a.admit(w, r, maxPayload+1)
+	after(r, release)
 	if err != nil {
+		return err
+	}
+	body, err := io.ReadAll(io.LimitReader(in, maxPayload+1))
+	if err != nil {
+		var he *httpError
+		if errors.As(err, &he) {
+			return err
+		}
 		return errStatus(http.StatusBadRequest, "Could not read the request body: "+err.Error())
 	}
 	if int64(len(body)) > maxPayload {
-		return errStatus(http.StatusRequestEntityTooLarge, "Webhook body is larger than the payload limit of "+itoa(maxPayload)+" bytes")
+		return tooLarge
 	}
 	t.Payload = string(body)
 	ids, err := a.svc.QueueTasks(r.Context(), projectOf(r).ID, []wire.NewTask{t})
@@ -155,12 +263,18 @@ func (a *API) lease(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	req.WaitMs = min(max(req.WaitMs, 0), 60_000)
+	// A long-poll answers only after the wait; the write deadline must not
+	// cut it off first.
+	allowLonger(r, time.Duration(req.WaitMs)*time.Millisecond)
 	jobs, err := a.svc.Lease(r.Context(), req)
 	if err != nil {
 		return err
 	}
 	if jobs == nil {
 		jobs = []wire.Job{}
+	}
+	for i := range jobs {
+		jobs[i].Payload, jobs[i].PayloadBase64 = wire.EncodePayload(jobs[i].Payload)
 	}
 	return writeJSON(w, wire.LeaseResponse{Jobs: jobs})
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -124,11 +123,14 @@ func startServer(ctx context.Context, o serverOptions) (_ *server, err error) {
 		queue: &countingQueue{Service: svc, kick: make(chan struct{}, 1)}}
 
 	if o.http {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		// The server's own limits, so the figures are those of `mayfly
+		// server` as shipped.
+		lim := api.DefaultLimits()
+		ln, err := api.Listen("127.0.0.1:0", lim, quiet)
 		if err != nil {
-			return nil, fmt.Errorf("listen on loopback: %w", err)
+			return nil, err
 		}
-		srv := &http.Server{Handler: api.New(svc, api.Options{Version: "bench", Log: quiet}), ReadHeaderTimeout: 10 * time.Second}
+		srv := api.NewHTTPServer(api.New(svc, api.Options{Version: "bench", Log: quiet}), lim, quiet)
 		go func() { _ = srv.Serve(ln) }()
 		cleanups = append(cleanups, func() {
 			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -16,6 +16,7 @@ var ErrNotFound = errors.New("blob not found")
 // ErrNoSpace is returned by Put when the storage under the store is full
 // (or over its quota); nothing of the blob is kept.
 var ErrNoSpace = errors.New("no space left for blobs")
+
 // Info describes one stored blob.
 type Info struct {
 	Key     string

@@ -67,8 +67,12 @@ func cleanName(name string) (string, error) {
 	return c, nil
 }
 
-// Check validates a zip of the given size without unpacking it.
+// Check validates a zip of the given size without unpacking it. Preflight
+// bounds its directory before archive/zip parses it.
 func Check(r io.ReaderAt, size int64, lim Limits) (Info, error) {
+	if _, err := Preflight(r, size, lim); err != nil {
+		return Info{}, err
+	}
 	zr, err := zip.NewReader(r, size)
 	if err != nil {
 		return Info{}, invalid("not a readable zip: %v", err)
@@ -159,6 +163,9 @@ func (t *TarWriter) File(p string, mode int64, data []byte) error {
 
 // Zip unpacks a zip into opts.Dir, enforcing the limits on the bytes read.
 func (t *TarWriter) Zip(r io.ReaderAt, size int64) error {
+	if _, err := Preflight(r, size, t.opts.Limits); err != nil {
+		return err
+	}
 	zr, err := zip.NewReader(r, size)
 	if err != nil {
 		return invalid("not a readable zip: %v", err)

@@ -3,9 +3,12 @@ package codepkg
 import (
 	"archive/tar"
 	"archive/zip"
+	"bufio"
 	"bytes"
 	"compress/flate"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"io/fs"
@@ -144,5 +147,153 @@ func TestTarLayout(t *testing.T) {
 	}
 	if h := got["mnt/task/run.sh"]; h != nil && h.Mode&0o111 == 0 {
 		t.Errorf("run.sh lost its exec bit: %o", h.Mode)
+	}
+}
+
+// writeDirectoryBomb writes a zip of one stored entry followed by records
+// central directory records that all point at it. count and dirSize are
+// what the end record declares (-1: the true values); zip64 declares them
+// in a zip64 end record instead.
+func writeDirectoryBomb(w io.Writer, records int, count, dirSize int64, zip64 bool) error {
+	le := binary.LittleEndian
+	local := make([]byte, 30, 31)
+	le.PutUint32(local[0:], 0x04034b50)
+	le.PutUint16(local[4:], 20)
+	le.PutUint16(local[26:], 1)
+	local = append(local, 'a')
+	if _, err := w.Write(local); err != nil {
+		return err
+	}
+	rec := make([]byte, 46, 47)
+	le.PutUint32(rec[0:], 0x02014b50)
+	le.PutUint16(rec[4:], 20)
+	le.PutUint16(rec[6:], 20)
+	le.PutUint16(rec[28:], 1)
+	rec = append(rec, 'a')
+	bw := bufio.NewWriterSize(w, 1<<20)
+	for range records {
+		if _, err := bw.Write(rec); err != nil {
+			return err
+		}
+	}
+	if count < 0 {
+		count = int64(records)
+	}
+	if dirSize < 0 {
+		dirSize = int64(records) * int64(len(rec))
+	}
+	dirOffset := int64(len(local))
+	end := make([]byte, 22)
+	le.PutUint32(end[0:], 0x06054b50)
+	if zip64 {
+		z := make([]byte, 56)
+		le.PutUint32(z[0:], 0x06064b50)
+		le.PutUint64(z[4:], 44)
+		le.PutUint64(z[24:], uint64(count))
+		le.PutUint64(z[32:], uint64(count))
+		le.PutUint64(z[40:], uint64(dirSize))
+		le.PutUint64(z[48:], uint64(dirOffset))
+		loc := make([]byte, 20)
+		le.PutUint32(loc[0:], 0x07064b50)
+		le.PutUint64(loc[8:], uint64(dirOffset+int64(records)*int64(len(rec))))
+		le.PutUint32(loc[16:], 1)
+		bw.Write(z)
+		bw.Write(loc)
+		le.PutUint16(end[8:], 0xffff)
+		le.PutUint16(end[10:], 0xffff)
+		le.PutUint32(end[12:], 0xffffffff)
+		le.PutUint32(end[16:], 0xffffffff)
+	} else {
+		le.PutUint16(end[8:], uint16(count))
+		le.PutUint16(end[10:], uint16(count))
+		le.PutUint32(end[12:], uint32(dirSize))
+		le.PutUint32(end[16:], uint32(dirOffset))
+	}
+	if _, err := bw.Write(end); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+func TestPreflightRefusesDirectoryBombs(t *testing.T) {
+	t.Parallel()
+	lim := DefaultLimits
+	cases := []struct {
+		name    string
+		records int
+		count   int64
+		dirSize int64
+		zip64   bool
+		want    string
+	}{
+		{"declared in zip64", 200_000, -1, -1, true, "declares 200000 entries"},
+		// 70000 records, declared as 70000 mod 65536 = 4464, which
+		// archive/zip accepts.
+		{"count hidden in 16 bits", 70_000, -1, -1, false, "holds more than 10000 entries"},
+		// 65537 = 1 mod 65536: one entry declared, 3 MB of directory.
+		{"one entry declared", 65_537, -1, -1, false, "out of proportion"},
+		// The directory claims 47 bytes and runs on for 3 MB.
+		{"directory size lies", 65_537, -1, 47, false, "runs past"},
+	}
+	for _, c := range cases {
+		var buf bytes.Buffer
+		if err := writeDirectoryBomb(&buf, c.records, c.count, c.dirSize, c.zip64); err != nil {
+			t.Fatal(err)
+		}
+		z := buf.Bytes()
+		// Proof that the zip is what archive/zip would parse in full.
+		if zr, err := zip.NewReader(bytes.NewReader(z), int64(len(z))); err != nil || len(zr.File) != c.records {
+			t.Fatalf("%s: archive/zip reads it as %v files, err %v", c.name, zr, err)
+		}
+		_, err := Preflight(bytes.NewReader(z), int64(len(z)), lim)
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: Preflight = %v, want %q", c.name, err, c.want)
+		}
+		if _, err := Check(bytes.NewReader(z), int64(len(z)), lim); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: Check = %v", c.name, err)
+		}
+		tw := NewTarWriter(io.Discard, TarOptions{Dir: "/mnt/task", Limits: lim})
+		if err := tw.Zip(bytes.NewReader(z), int64(len(z))); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: Zip = %v", c.name, err)
+		}
+	}
+}
+
+func TestPreflightAcceptsRealZips(t *testing.T) {
+	t.Parallel()
+	// 70000 entries need the zip64 end record.
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for i := range 70_000 {
+		if _, err := zw.CreateHeader(&zip.FileHeader{Name: fmt.Sprintf("dir/file-%05d.txt", i), Method: zip.Store}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	zw.SetComment(strings.Repeat("c", 60_000))
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	z := buf.Bytes()
+	d, err := Preflight(bytes.NewReader(z), int64(len(z)), Limits{MaxFiles: 70_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Records != 70_000 {
+		t.Fatalf("directory = %+v", d)
+	}
+	if _, err := Preflight(bytes.NewReader(z), int64(len(z)), Limits{MaxFiles: 69_999}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("one over the limit: %v", err)
+	}
+	// Data before the zip (a self-extracting stub) moves every offset.
+	small := makeZip(t, entry{name: "a.sh", data: "true"}, entry{name: "b/c", data: "x"})
+	prefixed := append([]byte(strings.Repeat("#!stub\n", 100)), small...)
+	for _, z := range [][]byte{small, prefixed} {
+		d, err := Preflight(bytes.NewReader(z), int64(len(z)), DefaultLimits)
+		if err != nil || d.Records != 2 {
+			t.Fatalf("Preflight = %+v, %v", d, err)
+		}
+		if _, err := Check(bytes.NewReader(z), int64(len(z)), DefaultLimits); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -33,6 +33,17 @@ type Mount struct {
 	ReadOnly bool
 }
 
+// Tmpfs is a size-capped in-memory file system mounted over the image's
+// content at Path: with a read-only root, the only places a task can
+// write. Its pages count against the container's memory limit.
+type Tmpfs struct {
+	Path      string
+	SizeBytes int64 // the cap; writes past it fail with ENOSPC
+	// Owned hands the file system's root to Spec.User (numeric) with mode
+	// 0755; otherwise it is root's with mode 1777, as /tmp is.
+	Owned bool
+}
+
 // Spec says what one task's container is.
 type Spec struct {
 	TaskID   string
@@ -62,7 +73,14 @@ type Spec struct {
 	MemoryBytes int64 // 0 = unlimited
 	PidsLimit   int64 // 0 = unlimited
 	NanoCPUs    int64 // 0 = unlimited
-	Labels      map[string]string
+	NoFile      int64 // open files per process, soft and hard; 0 = the engine's
+	// ReadOnlyRoot makes the image's file system read-only: the task can
+	// write only to Tmpfs (and writable Mounts), so it cannot fill the
+	// host's disk. A driver that cannot place Archive and Files in a
+	// read-only root (Docker cannot) refuses such a spec at Start.
+	ReadOnlyRoot bool
+	Tmpfs        []Tmpfs
+	Labels       map[string]string
 
 	// Output receives stdout and stderr interleaved in the order written,
 	// as far as two pipes can tell: writes to the two streams within a few
@@ -80,7 +98,11 @@ type BakeSpec struct {
 	Base    string
 	Archive io.Reader // tar unpacked at /, owners kept
 	WorkDir string
-	Labels  map[string]string
+	// EntrypointPrefix, when set, goes before the base's entrypoint: a
+	// step the image runs before its own command (filling the task
+	// directory from the baked code).
+	EntrypointPrefix []string
+	Labels           map[string]string
 }
 
 // Baker is what a driver that can bake images offers besides Driver. The

@@ -1,30 +1,61 @@
 package runner
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/mayfly-run/mayfly/internal/netcap"
 	"github.com/mayfly-run/mayfly/internal/wire"
 )
 
 // The task's API socket: a unix socket the runner serves in a directory
 // bind-mounted into the container, so a task can report progress even
 // with no network at all. It forwards only the task's own progress.
+//
+// The task on the other end may be hostile, and the runner serves many
+// tasks, so each socket holds only a few connections, cuts off slow or idle
+// ones, and writes progress to the queue at most once per ProgressEvery:
+// later reports within that time replace each other and the newest is
+// written when it is up, or when the task ends.
 const (
 	apiSocketPath = TaskFilesDir + "/api.sock"
 	apiSocketURL  = "http://mayfly"
 )
 
+// sockLimits bound one task's API socket.
+type sockLimits struct {
+	MaxConns          int // open at once; more are closed at accept
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration // whole request; bodies are 64 KiB at most
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	ProgressEvery     time.Duration // at most one progress write per task this often
+}
+
+var defaultSockLimits = sockLimits{
+	MaxConns:          4,
+	ReadHeaderTimeout: 5 * time.Second,
+	ReadTimeout:       10 * time.Second,
+	WriteTimeout:      10 * time.Second,
+	IdleTimeout:       10 * time.Second,
+	ProgressEvery:     time.Second,
+}
+
 type apiSocket struct {
-	dir string
-	srv *http.Server
+	dir      string
+	srv      *http.Server
+	ln       *netcap.Listener
+	progress *progressGate
 }
 
 func (r *Runner) openAPISocket(job wire.Job) (*apiSocket, error) {
@@ -42,16 +73,23 @@ func (r *Runner) openAPISocket(job wire.Job) (*apiSocket, error) {
 		return nil, fmt.Errorf("open task socket directory: %w", err)
 	}
 	sock := filepath.Join(dir, "api.sock")
-	ln, err := net.Listen("unix", sock)
+	uln, err := net.Listen("unix", sock)
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("listen on task socket: %w", err)
 	}
 	if err := os.Chmod(sock, 0o666); err != nil {
-		ln.Close()
+		uln.Close()
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("open task socket: %w", err)
 	}
+	lim := r.sock
+	log := r.log.With("task_id", job.TaskID)
+	ln := netcap.Wrap(uln, lim.MaxConns, 0, nil)
+	gate := &progressGate{every: lim.ProgressEvery, log: log,
+		send: func(ctx context.Context, p wire.Progress) error {
+			return r.queue.ReportProgress(ctx, job.TaskToken, job.TaskID, p)
+		}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /2/projects/{project}/tasks/{id}/progress", func(w http.ResponseWriter, req *http.Request) {
 		if req.PathValue("id") != job.TaskID || req.PathValue("project") != job.ProjectID {
@@ -64,12 +102,19 @@ func (r *Runner) openAPISocket(job wire.Job) (*apiSocket, error) {
 			return
 		}
 		// The socket is private to this task's container, so it is
-		// credential enough; a token, when sent, must still be right.
-		tok := bearer(req)
-		if tok == "" {
-			tok = job.TaskToken
+		// credential enough; a token, when sent, must still be the task's
+		// own, which is the only one the server takes for its progress.
+		if tok := bearer(req); tok != "" && tok != job.TaskToken {
+			sockError(w, http.StatusUnauthorized, "Invalid task token")
+			return
 		}
-		if err := r.queue.ReportProgress(req.Context(), tok, job.TaskID, p); err != nil {
+		// Checked here, as the server would, so that a bad report is told
+		// so at once and never replaces a good one waiting its turn.
+		if err := checkProgress(p); err != nil {
+			sockError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		if err := gate.report(req.Context(), p); err != nil {
 			sockError(w, http.StatusBadRequest, err.Error())
 			return
 		}
@@ -79,14 +124,132 @@ func (r *Runner) openAPISocket(job wire.Job) (*apiSocket, error) {
 	mux.HandleFunc("/", func(w http.ResponseWriter, req *http.Request) {
 		sockError(w, http.StatusNotFound, "From inside a task only POST /2/projects/{project}/tasks/{id}/progress is served")
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: lim.ReadHeaderTimeout, ReadTimeout: lim.ReadTimeout,
+		WriteTimeout: lim.WriteTimeout, IdleTimeout: lim.IdleTimeout, MaxHeaderBytes: 64 << 10}
 	go srv.Serve(ln)
-	return &apiSocket{dir: dir, srv: srv}, nil
+	return &apiSocket{dir: dir, srv: srv, ln: ln, progress: gate}, nil
 }
 
+// Close stops serving the task and writes the last progress it reported,
+// so the task's final word is in before its end is.
 func (a *apiSocket) Close() {
-	a.srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	if err := a.srv.Shutdown(ctx); err != nil {
+		a.srv.Close()
+	}
+	cancel()
+	fctx, fcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	if err := a.progress.flush(fctx); err != nil {
+		a.progress.log.Warn("could not write the task's last progress", "err", err)
+	}
+	fcancel()
 	os.RemoveAll(a.dir)
+}
+
+// progressGate lets one progress write through per interval; reports in
+// between replace each other and the newest is written at the end of the
+// interval, or by flush. Writes go out in the order reports came in.
+type progressGate struct {
+	send  func(ctx context.Context, p wire.Progress) error
+	every time.Duration
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	last    time.Time // when the last write was let through
+	pending *queuedProgress
+	timer   *time.Timer
+	ticks   sync.WaitGroup // timer writes under way or due
+	seq     uint64
+	closed  bool
+
+	sendMu sync.Mutex
+	sent   uint64 // seq of the newest report written
+}
+
+type queuedProgress struct {
+	p   wire.Progress
+	seq uint64
+}
+
+// report writes p now, if the interval allows, with the write's error for
+// the task; else it keeps p for later and answers nil.
+func (g *progressGate) report(ctx context.Context, p wire.Progress) error {
+	g.mu.Lock()
+	g.seq++
+	q := queuedProgress{p: p, seq: g.seq}
+	now := time.Now()
+	if g.closed || (g.pending == nil && now.Sub(g.last) >= g.every) {
+		g.last = now
+		g.mu.Unlock()
+		return g.write(ctx, q)
+	}
+	g.pending = &q
+	if g.timer == nil {
+		g.ticks.Add(1)
+		g.timer = time.AfterFunc(max(g.every-now.Sub(g.last), 0), g.tick)
+	}
+	g.mu.Unlock()
+	return nil
+}
+
+func (g *progressGate) tick() {
+	defer g.ticks.Done()
+	g.mu.Lock()
+	q := g.pending
+	g.pending, g.timer = nil, nil
+	if q != nil {
+		g.last = time.Now()
+	}
+	g.mu.Unlock()
+	if q == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := g.write(ctx, *q); err != nil {
+		g.log.Warn("could not write the task's progress", "err", err)
+	}
+}
+
+func (g *progressGate) write(ctx context.Context, q queuedProgress) error {
+	g.sendMu.Lock()
+	defer g.sendMu.Unlock()
+	if q.seq <= g.sent {
+		return nil // a newer report is already written
+	}
+	g.sent = q.seq
+	return g.send(ctx, q.p)
+}
+
+// flush writes the report still waiting, if any, and waits for a timer
+// write under way; reports after it are written at once.
+func (g *progressGate) flush(ctx context.Context) error {
+	g.mu.Lock()
+	g.closed = true
+	if g.timer != nil && g.timer.Stop() {
+		g.ticks.Done()
+	}
+	g.timer = nil
+	q := g.pending
+	g.pending = nil
+	g.mu.Unlock()
+	g.ticks.Wait()
+	if q == nil {
+		return nil
+	}
+	return g.write(ctx, *q)
+}
+
+func checkProgress(p wire.Progress) error {
+	switch {
+	case p.Percent == nil:
+		return fmt.Errorf("percent is required (0-100)")
+	case *p.Percent < 0 || *p.Percent > 100:
+		return fmt.Errorf("percent must be between 0 and 100 (got %d)", *p.Percent)
+	case len(p.Msg) > 4096:
+		return fmt.Errorf("msg is limited to 4096 bytes")
+	}
+	return nil
 }
 
 func bearer(req *http.Request) string {

@@ -21,7 +21,13 @@ import (
 // Code images: a code revision's package is baked onto its stack (or image)
 // once per runner, as "mayfly/code:KEY" where KEY hashes the base image's
 // id, the package checksum, the task user and the project. A task start is then a plain
-// container start with nothing copied. Rebuilding a stack changes its id,
+// container start with nothing copied over the engine API.
+//
+// The package is baked at CodeDir, not at the task directory: a task's root
+// file system is read-only, and its task directory is a size-capped tmpfs
+// mounted over the image, which the engine cannot fill before the start.
+// The container fills it itself, with one cp, before the task's command
+// (fillTaskDir). Rebuilding a stack changes its id,
 // so the next task bakes anew; images of a code's other revisions are
 // removed once a new one is baked.
 const (
@@ -31,7 +37,7 @@ const (
 	// LabelProject marks code images with their project, so whoever
 	// removes a project (or a test its own) can remove its images.
 	LabelProject    = "io.mayfly.project"
-	codeImageFormat = "1" // part of the key: bump when the baked layout changes
+	codeImageFormat = "2" // part of the key: bump when the baked layout changes
 	// baseIDTTL bounds how stale the id of a base image may be: a rebuilt
 	// stack is picked up this long after, without an engine round trip
 	// on every task.
@@ -56,6 +62,8 @@ func (r *Runner) prepare(ctx context.Context, job wire.Job) (prepared, error) {
 	base := job.Code.Image
 	if base == "" {
 		base = r.cfg.StackImage(job.Code.Stack)
+	} else if err := r.policy.Check(base); err != nil {
+		return prepared{}, fmt.Errorf("Refused by runner %s: %v", r.cfg.ID, err)
 	}
 	var zipPath string
 	var p prepared
@@ -103,8 +111,14 @@ func (r *Runner) prepare(ctx context.Context, job wire.Job) (prepared, error) {
 			return nil, err
 		}
 		pr, werr := archive()
-		err = baker.Bake(ctx, driver.BakeSpec{Ref: ref, Base: base, Archive: pr, WorkDir: TaskDir,
-			Labels: map[string]string{labelCodeImage: "true", labelCodeID: job.CodeID, LabelProject: job.ProjectID}})
+		spec := driver.BakeSpec{Ref: ref, Base: base, Archive: pr, WorkDir: TaskDir,
+			Labels: map[string]string{labelCodeImage: "true", labelCodeID: job.CodeID, LabelProject: job.ProjectID}}
+		if job.Code.Image != "" && job.Code.PackageSHA256 != "" {
+			// An image code that runs its own command still finds its
+			// package in the task directory.
+			spec.EntrypointPrefix = fillTaskDir
+		}
+		err = baker.Bake(ctx, spec)
 		pr.CloseWithError(errArchiveUnread)
 		if perr := <-werr; perr != nil && !errors.Is(perr, errArchiveUnread) {
 			return nil, fmt.Errorf("Could not unpack the code package: %v", perr)
@@ -170,15 +184,15 @@ func (r *Runner) hasRunner(zipPath, sum string) (bool, error) {
 	return has, err
 }
 
-// codeArchive streams the task directory with the package unpacked in it
+// codeArchive streams the code directory with the package unpacked in it
 // as a tar; the channel carries the writer's error once it is done.
 func codeArchive(zipPath string, uid, gid int) (*io.PipeReader, <-chan error) {
 	pr, pw := io.Pipe()
 	errc := make(chan error, 1)
 	go func() {
 		err := func() error {
-			tw := codepkg.NewTarWriter(pw, codepkg.TarOptions{Dir: TaskDir, UID: uid, GID: gid, Limits: codepkg.DefaultLimits})
-			if err := tw.Dir(TaskDir); err != nil {
+			tw := codepkg.NewTarWriter(pw, codepkg.TarOptions{Dir: CodeDir, UID: uid, GID: gid, Limits: codepkg.DefaultLimits})
+			if err := tw.Dir(CodeDir); err != nil {
 				return err
 			}
 			if zipPath != "" {

@@ -19,10 +19,19 @@ import (
 // socket.
 const (
 	TaskDir      = "/mnt/task"
+	CodeDir      = "/mnt/code" // the package as baked, read-only
 	TaskFilesDir = "/mnt/mayfly"
 	PayloadFile  = TaskFilesDir + "/payload.json"
 	ConfigFile   = TaskFilesDir + "/config.json"
 )
+
+// fillTaskDir is the entrypoint that copies the baked package into the task
+// directory and then runs the task's command ("$@"). It needs only sh and
+// cp in the image, which every stack has; an image code with a package
+// needs them too. Exit 125 is the engine's "could not start" status.
+var fillTaskDir = []string{"/bin/sh", "-c",
+	`cp -a ` + CodeDir + `/. ` + TaskDir + `/ || { echo "mayfly: could not copy the code package into ` + TaskDir + `" >&2; exit 125; }; exec "$@"`,
+	"mayfly-fill"}
 
 func missingImage(image string, job wire.Job, runnerID string) error {
 	if job.Code.Image != "" {
@@ -134,6 +143,11 @@ func (r *Runner) execute(ctx context.Context, job wire.Job) (out outcome) {
 	if err != nil {
 		return fail("%v", err)
 	}
+	if job.Code.PackageSHA256 != "" && entrypoint != nil {
+		// nil: an image code's own command, whose image starts with the
+		// same step (baked as its entrypoint).
+		entrypoint = fillTaskDir
+	}
 
 	logs := newLogShipper(r.hardCtx, r.queue, job.Lease(r.cfg.ID), job.MaxLogBytes, r.cfg.ReportRetry, r.cfg.IsLeaseLost, r.log)
 	defer logs.Close()
@@ -153,7 +167,12 @@ func (r *Runner) execute(ctx context.Context, job wire.Job) (out outcome) {
 		Entrypoint: entrypoint, Cmd: cmd, Env: env(job), WorkDir: TaskDir, User: r.cfg.User,
 		Network: r.cfg.Network, MemoryBytes: r.cfg.MemoryBytes,
 		Mounts:    []driver.Mount{{Source: sock.dir, Target: TaskFilesDir, ReadOnly: true}},
-		PidsLimit: r.cfg.PidsLimit, NanoCPUs: r.cfg.NanoCPUs,
+		PidsLimit: r.cfg.PidsLimit, NanoCPUs: r.cfg.NanoCPUs, NoFile: r.cfg.NoFile,
+		ReadOnlyRoot: true,
+		Tmpfs: []driver.Tmpfs{
+			{Path: "/tmp", SizeBytes: r.cfg.TmpBytes},
+			{Path: TaskDir, SizeBytes: r.cfg.TaskDirBytes, Owned: true},
+		},
 		Labels: map[string]string{"io.mayfly.code": job.CodeName, "io.mayfly.project": job.ProjectID},
 		Output: logs, Stderr: tail,
 	}

@@ -62,7 +62,7 @@ func TestProgressFromInsideTask(t *testing.T) {
 	if tk.Percent != 42 || tk.Msg != "almost half" {
 		t.Fatalf("progress read back as %d %q; log:\n%s", tk.Percent, tk.Msg, log)
 	}
-	for _, want := range []string{`200 {"msg":"Progress set"}`, "403 ", "only that task's own progress", "400 ", "Invalid task token"} {
+	for _, want := range []string{`200 {"msg":"Progress set"}`, "403 ", "only that task's own progress", "401 ", "Invalid task token"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("log lacks %q:\n%s", want, log)
 		}

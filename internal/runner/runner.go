@@ -28,6 +28,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/mayfly-run/mayfly/internal/driver"
+	"github.com/mayfly-run/mayfly/internal/imagepolicy"
 	"github.com/mayfly-run/mayfly/internal/wire"
 )
 
@@ -68,10 +69,21 @@ type Config struct {
 	SweepInterval time.Duration // how often untracked containers are looked for
 	MemoryBytes   int64
 	PidsLimit     int64
-	NanoCPUs      int64
-	Network       bool
-	User          string // uid:gid of the task process
-	Log           *slog.Logger
+	NanoCPUs      int64 // CPU time in billionths of a core; 0 = one core
+	NoFile        int64 // open files per task process; 0 = 1024
+	// TmpBytes and TaskDirBytes cap /tmp and the task directory, the only
+	// writable places of a task (its root file system is read-only).
+	// Both are tmpfs: what a task writes there counts against
+	// MemoryBytes. 0 = 64 MiB and 256 MiB.
+	TmpBytes     int64
+	TaskDirBytes int64
+	// AllowImages are the patterns of images an image code may name,
+	// besides Mayfly's stacks (see imagepolicy). The runner checks them
+	// itself before it runs a task, whatever the server let through.
+	AllowImages []string
+	Network     bool
+	User        string // uid:gid of the task process
+	Log         *slog.Logger
 
 	// CacheTTL: code packages and code images unused this long are
 	// removed; 0 keeps them for good.
@@ -113,6 +125,18 @@ func (c *Config) defaults() {
 	if c.User == "" {
 		c.User = "65534:65534"
 	}
+	if c.NanoCPUs == 0 {
+		c.NanoCPUs = 1e9
+	}
+	if c.NoFile == 0 {
+		c.NoFile = 1024
+	}
+	if c.TmpBytes == 0 {
+		c.TmpBytes = 64 << 20
+	}
+	if c.TaskDirBytes == 0 {
+		c.TaskDirBytes = 256 << 20
+	}
 	if c.IsLeaseLost == nil {
 		c.IsLeaseLost = func(error) bool { return false }
 	}
@@ -129,6 +153,7 @@ type Runner struct {
 	log    *slog.Logger
 	cache  *packageCache
 	images sync.Map // image ref -> struct{}: seen present, so not checked again
+	policy imagepolicy.Policy
 
 	baked    sync.Map // code image ref -> time.Time it was last known to exist
 	baseIDs  sync.Map // base image ref -> baseID
@@ -143,12 +168,13 @@ type Runner struct {
 	imageUsed map[string]time.Time
 
 	wg sync.WaitGroup
-	mu sync.Mutex
 	// hardStop ends every running task without reporting it (shutdown
 	// after the drain grace); the server requeues them when their leases
 	// run out.
 	hardStop context.CancelFunc
 	hardCtx  context.Context
+	// sock bounds what a task can do to the runner through its socket.
+	sock sockLimits
 }
 
 // New returns a runner.
@@ -159,6 +185,10 @@ func New(cfg Config, q Queue, d driver.Driver) (*Runner, error) {
 	}
 	if cfg.StackImage == nil {
 		return nil, errors.New("runner needs a StackImage mapping")
+	}
+	policy, err := imagepolicy.New(cfg.AllowImages)
+	if err != nil {
+		return nil, fmt.Errorf("runner image allow-list: %w", err)
 	}
 	cache, err := newPackageCache(cfg.CacheDir, q)
 	if err != nil {
@@ -173,8 +203,8 @@ func New(cfg Config, q Queue, d driver.Driver) (*Runner, error) {
 		return nil, fmt.Errorf("create runner directory %s: %w", cfg.RunDir, err)
 	}
 	hardCtx, hardStop := context.WithCancel(context.Background())
-	return &Runner{cfg: cfg, queue: q, driver: d, log: cfg.Log.With("runner_id", cfg.ID), cache: cache,
-		hardCtx: hardCtx, hardStop: hardStop, imageUsed: map[string]time.Time{}}, nil
+	return &Runner{cfg: cfg, queue: q, driver: d, log: cfg.Log.With("runner_id", cfg.ID), cache: cache, policy: policy,
+		hardCtx: hardCtx, hardStop: hardStop, imageUsed: map[string]time.Time{}, sock: defaultSockLimits}, nil
 }
 
 // Run leases and runs tasks until ctx ends, then returns without waiting

@@ -31,6 +31,7 @@ type bundle struct {
 	svc        *service.Service
 	drv        driver.Driver
 	project    string
+	token      string // the bootstrap admin token, for tests that go through the API
 	runner     string
 	stackImage func(string) string
 	memory     int64
@@ -67,6 +68,9 @@ func newBundleOn(t testing.TB, drv driver.Driver, cfg service.Config, capacity i
 	if cfg.LeaseDuration == 0 {
 		cfg.LeaseDuration = 4 * time.Second
 	}
+	if cfg.AllowImages == nil {
+		cfg.AllowImages = testAllowImages
+	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if os.Getenv("MAYFLY_TEST_LOG") != "" {
 		quiet = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
@@ -85,10 +89,21 @@ func newBundleOn(t testing.TB, drv driver.Driver, cfg service.Config, capacity i
 			baker.RemoveImages(context.Background(), map[string]string{runner.LabelProject: boot.ProjectID}, "")
 		})
 	}
-	b := &bundle{t: t, svc: svc, drv: drv, project: boot.ProjectID, stackImage: stackImage, memory: memory, quiet: quiet, dir: dir}
+	b := &bundle{t: t, svc: svc, drv: drv, project: boot.ProjectID, token: boot.Token, stackImage: stackImage, memory: memory, quiet: quiet, dir: dir}
 	b.runner = b.addRunner(capacity)
 	return b
 }
+
+// testAllowImages are the images besides stacks that the tests' image
+// codes name, allowed on the service (unless a test says otherwise) and on
+// every runner.
+var testAllowImages = []string{"mayfly-test/*", "mayfly/does-not-exist"}
+
+// Caps of the test runners' writable places, small enough to fill fast.
+const (
+	testTmpBytes     = 8 << 20
+	testTaskDirBytes = 16 << 20
+)
 
 // run starts a runner for the rest of the test, and checks at the end that
 // nothing it started outlives the test.
@@ -129,6 +144,7 @@ func (b *bundle) addRunnerVia(q runner.Queue, capacity int, clusters ...string) 
 		StackImage:  b.stackImage,
 		IsLeaseLost: func(err error) bool { return errors.Is(err, service.ErrLeaseLost) },
 		StopGrace:   2 * time.Second, LeaseWait: time.Second, MemoryBytes: b.memory, Log: b.quiet,
+		AllowImages: testAllowImages, TmpBytes: testTmpBytes, TaskDirBytes: testTaskDirBytes,
 		// Sweep often, so a sweep that takes a container being started
 		// for an orphan shows in every test.
 		SweepInterval: 20 * time.Millisecond,

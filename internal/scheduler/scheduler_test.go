@@ -41,7 +41,7 @@ func setup(t *testing.T) *bundle {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc := service.New(st, blobs, service.Config{MinRunEvery: time.Second}, log)
+	svc := service.New(st, blobs, service.Config{MinRunEvery: time.Second, AllowImages: []string{"busybox"}}, log)
 	boot, err := svc.EnsureBootstrap(ctx, "", "")
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"github.com/mayfly-run/mayfly/internal/blob"
 	"github.com/mayfly-run/mayfly/internal/codepkg"
 	"github.com/mayfly-run/mayfly/internal/id"
+	"github.com/mayfly-run/mayfly/internal/imagepolicy"
 	"github.com/mayfly-run/mayfly/internal/stack"
 	"github.com/mayfly-run/mayfly/internal/store"
 	"github.com/mayfly-run/mayfly/internal/wire"
@@ -98,6 +99,14 @@ func (s *Service) UploadCode(ctx context.Context, projectID string, up wire.Code
 	for k := range up.EnvVars {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
 			return store.Code{}, errorf(ErrInvalid, "Invalid env_vars name %q", k)
+		}
+	}
+	if rev.Image != "" {
+		if err := s.policy.Check(rev.Image); err != nil {
+			if errors.Is(err, imagepolicy.ErrNotAllowed) {
+				return store.Code{}, errorf(ErrForbidden, "%v", err)
+			}
+			return store.Code{}, errorf(ErrInvalid, "%v", err)
 		}
 	}
 	if rev.Image == "" {
@@ -210,9 +219,9 @@ func (s *Service) storePackage(ctx context.Context, key string, r io.Reader) (st
 	if n == 0 {
 		return "", 0, codepkg.Info{}, errorf(ErrInvalid, "The uploaded file is empty")
 	}
-	info, err := codepkg.Check(f, n, s.cfg.Package)
+	info, err := s.checkPackage(ctx, f, n)
 	if err != nil {
-		return "", 0, info, errorf(ErrInvalid, "Code package refused: %v", err)
+		return "", 0, info, err
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return "", 0, info, fmt.Errorf("rewind upload: %w", err)
@@ -221,6 +230,27 @@ func (s *Service) storePackage(ctx context.Context, key string, r io.Reader) (st
 		return "", 0, info, fmt.Errorf("store code package: %w", err)
 	}
 	return hex.EncodeToString(h.Sum(nil)), n, info, nil
+}
+
+// checkPackage checks a spooled zip. Its directory is sized up first from
+// the end records, then parsed only once the memory that costs is free
+// under the server-wide budget, so that many uploads at once cannot
+// exhaust the server.
+func (s *Service) checkPackage(ctx context.Context, f *os.File, size int64) (codepkg.Info, error) {
+	dir, err := codepkg.Preflight(f, size, s.cfg.Package)
+	if err != nil {
+		return codepkg.Info{}, errorf(ErrInvalid, "Code package refused: %v", err)
+	}
+	cost := min(dir.ParseCost(), parseBudget)
+	if err := s.parse.Acquire(ctx, cost); err != nil {
+		return codepkg.Info{}, fmt.Errorf("wait to check code package: %w", err)
+	}
+	defer s.parse.Release(cost)
+	info, err := codepkg.Check(f, size, s.cfg.Package)
+	if err != nil {
+		return info, errorf(ErrInvalid, "Code package refused: %v", err)
+	}
+	return info, nil
 }
 
 // GetCode returns a code of the project.
@@ -282,11 +312,59 @@ func (s *Service) OpenCodePackage(ctx context.Context, projectID, codeID string,
 	if r.PackageKey == "" {
 		return nil, store.CodeRevision{}, errorf(ErrNotFound, "Revision %d of code %s has no package (image code)", r.Rev, code.Name)
 	}
-	rc, err := s.blobs.Get(ctx, r.PackageKey)
+	rc, err := s.openVerified(ctx, r)
 	if err != nil {
-		return nil, store.CodeRevision{}, fmt.Errorf("open package of %s rev %d: %w", code.Name, r.Rev, err)
+		return nil, store.CodeRevision{}, err
 	}
 	return rc, r, nil
+}
+
+// openVerified opens the package of a revision after checking it against
+// the checksum and size recorded at upload. The check is a first pass over
+// the blob (or a spooled copy, when the blob cannot seek), because once a
+// download's headers are out, a bad byte can no longer be refused.
+func (s *Service) openVerified(ctx context.Context, r store.CodeRevision) (io.ReadCloser, error) {
+	rc, err := s.blobs.Get(ctx, r.PackageKey)
+	if err != nil {
+		return nil, fmt.Errorf("open package of %s rev %d: %w", r.Name, r.Rev, err)
+	}
+	src, ok := rc.(io.ReadSeeker)
+	var spool *os.File
+	if !ok {
+		spool, err = os.CreateTemp("", "mayfly-package-*.zip")
+		if err != nil {
+			rc.Close()
+			return nil, fmt.Errorf("spool package of %s rev %d: %w", r.Name, r.Rev, err)
+		}
+		os.Remove(spool.Name()) // gone with its descriptor
+		src = spool
+	}
+	h := sha256.New()
+	var dst io.Writer = h
+	if spool != nil {
+		dst = io.MultiWriter(spool, h)
+	}
+	n, err := io.Copy(dst, rc)
+	if spool != nil {
+		rc.Close()
+		rc = spool
+	}
+	if err != nil {
+		rc.Close()
+		return nil, fmt.Errorf("read package of %s rev %d: %w", r.Name, r.Rev, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != r.PackageSHA256 || n != r.PackageSize {
+		rc.Close()
+		s.log.Error("STORED CODE PACKAGE IS CORRUPT: it no longer matches the checksum recorded at upload; upload the code again",
+			"project_id", r.ProjectID, "code", r.Name, "code_id", r.CodeID, "rev", r.Rev, "key", r.PackageKey,
+			"want_sha256", r.PackageSHA256, "got_sha256", got, "want_size", r.PackageSize, "got_size", n)
+		return nil, errorf(ErrCorrupt, "Stored package of code %s rev %d is corrupt (it no longer matches its checksum); upload the code again", r.Name, r.Rev)
+	}
+	if _, err := src.Seek(0, io.SeekStart); err != nil {
+		rc.Close()
+		return nil, fmt.Errorf("rewind package of %s rev %d: %w", r.Name, r.Rev, err)
+	}
+	return rc, nil
 }
 
 func (s *Service) findRevision(ctx context.Context, projectID, codeID string, rev int) (store.CodeRevision, error) {

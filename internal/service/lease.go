@@ -188,7 +188,7 @@ func (s *Service) OpenPackage(ctx context.Context, revisionID string) (io.ReadCl
 	if rev.PackageKey == "" {
 		return nil, errorf(ErrNotFound, "Code revision %s has no package", revisionID)
 	}
-	return s.blobs.Get(ctx, rev.PackageKey)
+	return s.openVerified(ctx, rev)
 }
 
 // RunMaintenance rescues tasks whose lease ran out, every interval, and

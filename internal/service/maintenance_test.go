@@ -48,6 +48,7 @@ type upkeepBundle struct {
 
 func setupUpkeep(t *testing.T, cfg Config) *upkeepBundle {
 	t.Helper()
+	cfg.AllowImages = append(cfg.AllowImages, "busybox")
 	ctx := t.Context()
 	dir := t.TempDir()
 	st, err := sqlite.Open(ctx, filepath.Join(dir, "mayfly.db"))

@@ -39,7 +39,7 @@ func setupClock(t *testing.T) *clockBundle {
 		t.Fatal(err)
 	}
 	b := &clockBundle{t: t, ctx: ctx, now: time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)}
-	b.svc = New(st, blobs, Config{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	b.svc = New(st, blobs, Config{AllowImages: []string{"busybox"}}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	b.svc.now = func() time.Time { return b.now }
 	boot, err := b.svc.EnsureBootstrap(ctx, "", "")
 	if err != nil {

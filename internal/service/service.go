@@ -21,7 +21,9 @@ import (
 
 	"github.com/mayfly-run/mayfly/internal/blob"
 	"github.com/mayfly-run/mayfly/internal/codepkg"
+	"github.com/mayfly-run/mayfly/internal/imagepolicy"
 	"github.com/mayfly-run/mayfly/internal/store"
+	"golang.org/x/sync/semaphore"
 )
 
 // Kinds of error the API turns into statuses; every error the service
@@ -33,6 +35,8 @@ var (
 	ErrNotFound     = errors.New("not found")
 	ErrConflict     = errors.New("conflict")
 	ErrTooLarge     = errors.New("too large")
+	// ErrCorrupt is stored data that no longer matches its checksum.
+	ErrCorrupt = errors.New("corrupt")
 )
 
 // Error is a user-facing error: Msg is shown as is, Kind picks the status.
@@ -63,6 +67,9 @@ type Config struct {
 	MaxAttempts     int // leases a task may lose before it ends killed
 	// KnownStacks lists the stacks a code may name.
 	KnownStacks []string
+	// AllowImages are the patterns of images an image code may name
+	// besides Mayfly's stacks (imagepolicy); none = stacks only.
+	AllowImages []string
 	MinRunEvery time.Duration // shortest run_every of a schedule; 0 = a minute
 	// TaskTokenKey signs the tokens tasks report progress with. Servers
 	// sharing a store must share the key.
@@ -168,11 +175,12 @@ func randomKey() []byte {
 
 // Service is safe for concurrent use.
 type Service struct {
-	store store.Store
-	blobs blob.Store
-	cfg   Config
-	log   *slog.Logger
-	now   func() time.Time
+	store  store.Store
+	blobs  blob.Store
+	cfg    Config
+	policy imagepolicy.Policy
+	log    *slog.Logger
+	now    func() time.Time
 
 	mu        sync.Mutex
 	wake      chan struct{} // closed and replaced when tasks are queued
@@ -181,15 +189,29 @@ type Service struct {
 	sched scheduleWake
 
 	noSpaceAt atomic.Int64 // unix ns of the last disk-full write; 0 = none
+	// parse bounds the memory that code packages being checked may take
+	// at once; each holds what its directory costs archive/zip to parse.
+	parse *semaphore.Weighted
 }
+
+// parseBudget is the memory all code package checks may take together. One
+// package at the default limits costs at most about 23 MB.
+const parseBudget = 48 << 20
 
 // New returns a service over the given stores.
 func New(st store.Store, blobs blob.Store, cfg Config, log *slog.Logger) *Service {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{store: st, blobs: blobs, cfg: cfg.withDefaults(), log: log,
-		now: func() time.Time { return time.Now().UTC() }, wake: make(chan struct{}), leasePoll: defaultLeasePoll}
+	policy, err := imagepolicy.New(cfg.AllowImages)
+	if err != nil {
+		// Callers check the patterns first (imagepolicy.New); a bad one
+		// here leaves the safe default, stacks only.
+		log.Error("image allow-list refused; image codes may name stacks only", "err", err)
+	}
+	return &Service{store: st, blobs: blobs, cfg: cfg.withDefaults(), policy: policy, log: log,
+		now: func() time.Time { return time.Now().UTC() }, wake: make(chan struct{}), leasePoll: defaultLeasePoll,
+		parse: semaphore.NewWeighted(parseBudget)}
 }
 
 // Config returns the effective configuration.

@@ -294,6 +294,9 @@ type Task struct {
 	// Phase is the exact status: queued, preparing, running, or the end.
 	Phase    string `json:"phase,omitempty"`
 	ExitCode *int   `json:"exit_code,omitempty"`
+	// PayloadBase64 replaces payload when the payload is not valid UTF-8
+	// (a binary webhook body); see EncodePayload.
+	PayloadBase64 string `json:"payload_base64,omitempty"`
 	// Timings is where the task's time went on its runner, in ms: queue,
 	// prepare, start, run, logs.
 	Timings  map[string]float64 `json:"timings,omitempty"`
@@ -361,6 +364,8 @@ type Job struct {
 	// MaxLogBytes is where the runner cuts the task's log.
 	MaxLogBytes int64   `json:"max_log_bytes"`
 	Code        JobCode `json:"code"`
+	// PayloadBase64 replaces payload when it is not valid UTF-8.
+	PayloadBase64 string `json:"payload_base64,omitempty"`
 }
 
 // JobCode is the code revision a job runs.

@@ -64,8 +64,16 @@ func (d *Driver) Bake(ctx context.Context, spec driver.BakeSpec) (err error) {
 	}
 	// The engine fills what this config leaves unset from the container's
 	// (the base's entrypoint, command and environment survive).
+	conf := &container.Config{WorkingDir: spec.WorkDir, Labels: spec.Labels}
+	if len(spec.EntrypointPrefix) > 0 {
+		conf.Entrypoint = append([]string{}, spec.EntrypointPrefix...)
+		if base.Config != nil {
+			conf.Entrypoint = append(conf.Entrypoint, base.Config.Entrypoint...)
+			conf.Cmd = base.Config.Cmd
+		}
+	}
 	_, err = d.cli.ContainerCommit(ctx, created.ID, container.CommitOptions{Reference: spec.Ref,
-		Config:  &container.Config{WorkingDir: spec.WorkDir, Labels: spec.Labels},
+		Config:  conf,
 		Comment: "mayfly code image, baked " + time.Now().UTC().Format(time.RFC3339)})
 	if err != nil {
 		return fmt.Errorf("bake %s: commit: %w", spec.Ref, err)

@@ -52,6 +52,33 @@ func TestContainerConfig(t *testing.T) {
 		t.Errorf("limits: memory %d swap %d pids %v cpus %d", host.Memory, host.MemorySwap, host.PidsLimit, host.NanoCPUs)
 	}
 
+	if host.ReadonlyRootfs || host.Tmpfs != nil || host.Ulimits != nil {
+		t.Errorf("sandbox options not asked for: read-only %v, tmpfs %v, ulimits %v", host.ReadonlyRootfs, host.Tmpfs, host.Ulimits)
+	}
+
+	sandboxed := spec
+	sandboxed.ReadOnlyRoot, sandboxed.NoFile = true, 1024
+	sandboxed.Tmpfs = []driver.Tmpfs{{Path: "/tmp", SizeBytes: 8 << 20}, {Path: "/mnt/task", SizeBytes: 4 << 20, Owned: true}}
+	_, host = containerConfig(sandboxed)
+	if !host.ReadonlyRootfs {
+		t.Errorf("root file system not read-only")
+	}
+	if len(host.Ulimits) != 1 || host.Ulimits[0].Name != "nofile" || host.Ulimits[0].Soft != 1024 || host.Ulimits[0].Hard != 1024 {
+		t.Errorf("ulimits %+v, want nofile 1024", host.Ulimits)
+	}
+	wantTmpfs := map[string]string{
+		"/tmp":      "rw,exec,nosuid,nodev,size=8388608,mode=1777",
+		"/mnt/task": "rw,exec,nosuid,nodev,size=4194304,mode=0755,uid=65534,gid=65534",
+	}
+	if len(host.Tmpfs) != len(wantTmpfs) {
+		t.Errorf("tmpfs %v, want %v", host.Tmpfs, wantTmpfs)
+	}
+	for k, v := range wantTmpfs {
+		if host.Tmpfs[k] != v {
+			t.Errorf("tmpfs %s = %q, want %q", k, host.Tmpfs[k], v)
+		}
+	}
+
 	spec.Network, spec.MemoryBytes, spec.PidsLimit = true, 0, 0
 	spec.Entrypoint = []string{}
 	cfg, host = containerConfig(spec)
@@ -96,7 +123,7 @@ func TestContainerName(t *testing.T) {
 			t.Errorf("containerName(%q) = %q, not a valid container name", id, name)
 		}
 	}
-	if containerName("t") == containerName("t") {
+	if a, b := containerName("t"), containerName("t"); a == b {
 		t.Errorf("two containers of one task got the same name")
 	}
 }

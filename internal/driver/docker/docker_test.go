@@ -19,16 +19,13 @@ func TestDriver(t *testing.T) {
 
 // BenchmarkRun measures what the runner pays per task: start, wait and
 // destroy of a container that does nothing, with and without files to copy
-// in.
+// in, and in the sandbox a runner asks for.
 func BenchmarkRun(b *testing.B) {
 	d := testenv.Docker(b)
 	image := testenv.StackImage(b, "busybox")
-	for _, withFiles := range []bool{false, true} {
-		name := "Bare"
-		if withFiles {
-			name = "WithFiles"
-		}
-		b.Run(name, func(b *testing.B) {
+	for _, variant := range []string{"Bare", "WithFiles", "Sandboxed"} {
+		withFiles := variant == "WithFiles"
+		b.Run(variant, func(b *testing.B) {
 			ctx := context.Background()
 			var starts time.Duration
 			for i := 0; b.Loop(); i++ {
@@ -42,6 +39,12 @@ func BenchmarkRun(b *testing.B) {
 				}
 				if withFiles {
 					spec.Files = []driver.File{{Path: "/mnt/task/payload.json", Data: []byte(`{}`)}}
+				}
+				if variant == "Sandboxed" {
+					// What a runner asks for: read-only root, two capped
+					// tmpfs, CPU and open-file limits.
+					spec.ReadOnlyRoot, spec.NanoCPUs, spec.NoFile = true, 1e9, 1024
+					spec.Tmpfs = []driver.Tmpfs{{Path: "/tmp", SizeBytes: 64 << 20}, {Path: "/mnt/task", SizeBytes: 256 << 20, Owned: true}}
 				}
 				t0 := time.Now()
 				h, err := d.Start(ctx, spec)

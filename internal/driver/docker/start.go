@@ -109,7 +109,32 @@ func containerConfig(spec driver.Spec) (*container.Config, *container.HostConfig
 		hostCfg.PidsLimit = &pids
 	}
 	hostCfg.NanoCPUs = spec.NanoCPUs
+	if spec.NoFile > 0 {
+		hostCfg.Ulimits = []*container.Ulimit{{Name: "nofile", Soft: spec.NoFile, Hard: spec.NoFile}}
+	}
+	hostCfg.ReadonlyRootfs = spec.ReadOnlyRoot
+	if len(spec.Tmpfs) > 0 {
+		hostCfg.Tmpfs = make(map[string]string, len(spec.Tmpfs))
+		uid, gid := numericUser(spec.User)
+		for _, t := range spec.Tmpfs {
+			hostCfg.Tmpfs[t.Path] = tmpfsOptions(t, uid, gid)
+		}
+	}
 	return cfg, hostCfg
+}
+
+// tmpfsOptions are the mount options of t. exec: tasks run programs from
+// their task directory (runtime binary) and some from /tmp; nosuid and
+// nodev keep the mount from granting anything.
+func tmpfsOptions(t driver.Tmpfs, uid, gid int) string {
+	opts := "rw,exec,nosuid,nodev"
+	if t.SizeBytes > 0 {
+		opts += fmt.Sprintf(",size=%d", t.SizeBytes)
+	}
+	if t.Owned {
+		return opts + fmt.Sprintf(",mode=0755,uid=%d,gid=%d", uid, gid)
+	}
+	return opts + ",mode=1777"
 }
 
 var nameUnsafe = regexp.MustCompile(`[^a-zA-Z0-9_.-]`)

@@ -64,6 +64,11 @@ func Run(t *testing.T, newDriver func(t *testing.T) driver.Driver, image string)
 		{"ImageExists", testImageExists},
 		{"DestroyLeavesNothing", testDestroy},
 		{"RemoveOrphans", testRemoveOrphans},
+		{"Sandbox", testSandbox},
+		{"SandboxDiskFill", testSandboxDiskFill},
+		{"SandboxForkBomb", testSandboxForkBomb},
+		{"SandboxOOM", testSandboxOOM},
+		{"SandboxTmpfsIsMemory", testSandboxTmpfsIsMemory},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
