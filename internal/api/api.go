@@ -21,8 +21,6 @@ import (
 // Options configure the API beyond the service.
 type Options struct {
 	Version string
-	// Stacks lists the stacks installed on the runners.
-	Stacks func(ctx context.Context) ([]string, error)
 	// MaxRequestBytes bounds JSON request bodies.
 	MaxRequestBytes int64
 	Log             *slog.Logger
@@ -267,6 +265,21 @@ func (a *API) project(h handler) http.HandlerFunc {
 		}
 		vouched(r)
 		return h(w, r.WithContext(context.WithValue(r.Context(), projectKey, p)))
+	})
+}
+
+// admin authenticates a call only an admin token may make.
+func (a *API) admin(h handler) http.HandlerFunc {
+	return a.serve(func(w http.ResponseWriter, r *http.Request) error {
+		tok, err := a.svc.Authenticate(r.Context(), token(r))
+		if err != nil {
+			return err
+		}
+		if tok.Kind != store.TokenAdmin {
+			return errStatus(http.StatusForbidden, "Only an admin token may do this")
+		}
+		vouched(r)
+		return h(w, r)
 	})
 }
 

@@ -503,6 +503,15 @@ func (c *Client) Stacks(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
+// Runners lists the live runners (an admin token's call).
+func (c *Client) Runners(ctx context.Context) ([]wire.Runner, error) {
+	var out wire.RunnerList
+	if err := c.call(ctx, request{method: http.MethodGet, path: "/2/runners"}, &out); err != nil {
+		return nil, fmt.Errorf("list runners: %w", err)
+	}
+	return out.Runners, nil
+}
+
 // Version returns the server's version.
 func (c *Client) Version(ctx context.Context) (wire.Version, error) {
 	var out wire.Version

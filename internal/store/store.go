@@ -254,6 +254,7 @@ type RescueParams struct {
 type Store interface {
 	ScheduleStore
 	MaintenanceStore
+	RunnerStore
 	CreateProject(ctx context.Context, p Project) error
 	GetProject(ctx context.Context, id string) (Project, error)
 	CountProjects(ctx context.Context) (int, error)
