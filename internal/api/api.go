@@ -294,8 +294,16 @@ func (a *API) runner(h handler) http.HandlerFunc {
 			return err
 		}
 		vouched(r)
-		return h(w, r)
+		return h(w, r.WithContext(context.WithValue(r.Context(), runnerTokenKey, tok)))
 	})
+}
+
+const runnerTokenKey ctxKey = 1
+
+// runnerToken is the token a runner-protocol call was made with.
+func runnerToken(r *http.Request) store.Token {
+	t, _ := r.Context().Value(runnerTokenKey).(store.Token)
+	return t
 }
 
 func projectOf(r *http.Request) store.Project {

@@ -151,7 +151,12 @@ func (b *bundle) upload(data string, zipData []byte) (int, []byte) {
 
 func (b *bundle) pushHello() wire.UploadResponse {
 	b.t.Helper()
-	st, body := b.upload(`{"name":"hello","runtime":"sh","file_name":"hello.sh"}`,
+	return b.pushHelloNamed("hello")
+}
+
+func (b *bundle) pushHelloNamed(name string) wire.UploadResponse {
+	b.t.Helper()
+	st, body := b.upload(`{"name":"`+name+`","runtime":"sh","file_name":"hello.sh"}`,
 		makeZip(b.t, zentry{name: "hello.sh", data: "echo hello\n", mode: 0o755}))
 	if st != 200 {
 		b.t.Fatalf("upload: %d %s", st, body)

@@ -440,3 +440,32 @@ type FinishRequest struct {
 	// Timings are the task's phases on the runner, in ms.
 	Timings map[string]float64 `json:"timings,omitempty"`
 }
+
+// NewToken is the body of POST /2/tokens.
+type NewToken struct {
+	Kind      string   `json:"kind"` // admin, project or runner
+	ProjectID string   `json:"project_id,omitempty"`
+	Name      string   `json:"name"`
+	Clusters  []string `json:"clusters,omitempty"` // runner tokens: the clusters it may serve; none = any
+}
+
+// Token is a token as GET /2/tokens shows it: never its secret.
+type Token struct {
+	ID        string    `json:"id"`
+	Kind      string    `json:"kind"`
+	ProjectID string    `json:"project_id,omitempty"`
+	Name      string    `json:"name"`
+	Clusters  []string  `json:"clusters,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+type TokenList struct {
+	Tokens []Token `json:"tokens"`
+}
+
+// CreatedToken answers POST /2/tokens: the only time the secret is shown.
+type CreatedToken struct {
+	Token
+	Secret string `json:"token"`
+	Msg    string `json:"msg"`
+}

@@ -13,6 +13,7 @@ var runnerTests = []struct {
 	fn   func(t *testing.T, b *bundle)
 }{
 	{"RunnerRegistry", testRunnerRegistry},
+	{"TokenManagement", testTokenManagement},
 }
 
 func testRunnerRegistry(t *testing.T, b *bundle) {
@@ -61,5 +62,67 @@ func testRunnerRegistry(t *testing.T, b *bundle) {
 	i := slices.IndexFunc(got, func(r store.Runner) bool { return r.ID == r1.ID })
 	if i < 0 || !slices.Equal(got[i].Clusters, []string{"cpu"}) || len(got[i].Stacks) != 0 || got[i].Busy != 0 {
 		t.Fatalf("re-recorded runner: %+v", got)
+	}
+}
+
+func testTokenManagement(t *testing.T, b *bundle) {
+	other := store.Project{ID: NewID(), Name: "other", CreatedAt: b.now}
+	if err := b.s.CreateProject(b.ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	runner := store.Token{ID: NewID(), Hash: NewID(), Kind: store.TokenRunner, Name: "gpu box",
+		Clusters: []string{"gpu", ""}, CreatedAt: b.now}
+	mine := store.Token{ID: NewID(), Hash: NewID(), Kind: store.TokenProject, ProjectID: b.project.ID, Name: "ci",
+		CreatedAt: b.now.Add(time.Second)}
+	theirs := store.Token{ID: NewID(), Hash: NewID(), Kind: store.TokenProject, ProjectID: other.ID, Name: "ci",
+		CreatedAt: b.now.Add(2 * time.Second)}
+	for _, tok := range []store.Token{runner, mine, theirs} {
+		if err := b.s.CreateToken(b.ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := b.s.GetTokenByHash(b.ctx, runner.Hash)
+	if err != nil || !slices.Equal(got.Clusters, runner.Clusters) {
+		t.Fatalf("runner token clusters: %+v, %v", got, err)
+	}
+	ids := func(ts []store.Token) []string {
+		var out []string
+		for _, x := range ts {
+			out = append(out, x.ID)
+		}
+		return out
+	}
+	list, err := b.s.ListTokens(b.ctx, b.project.ID)
+	if err != nil || !slices.Equal(ids(list), []string{mine.ID}) {
+		t.Fatalf("project tokens: %v, %v", ids(list), err)
+	}
+	all, err := b.s.ListTokens(b.ctx, "")
+	if err != nil || !slices.Contains(ids(all), runner.ID) || !slices.Contains(ids(all), theirs.ID) {
+		t.Fatalf("all tokens: %v, %v", ids(all), err)
+	}
+	if err := b.s.DeleteToken(b.ctx, runner.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.s.GetTokenByHash(b.ctx, runner.Hash)
+	wantErr(t, err, store.ErrNotFound, "a deleted token")
+	wantErr(t, b.s.DeleteToken(b.ctx, runner.ID), store.ErrNotFound, "delete a token twice")
+
+	// What a runner holds: only revisions of tasks it has leased.
+	code := b.putCode(t, "held")
+	tk := b.task(code)
+	b.insert(t, tk)
+	if held, err := b.s.RunnerHoldsRevision(b.ctx, "r1", code.CodeRevision.ID); err != nil || held {
+		t.Fatalf("before the lease: %v, %v", held, err)
+	}
+	b.leaseOnly(t, tk)
+	if held, err := b.s.RunnerHoldsRevision(b.ctx, "r1", code.CodeRevision.ID); err != nil || !held {
+		t.Fatalf("leased: %v, %v", held, err)
+	}
+	if held, _ := b.s.RunnerHoldsRevision(b.ctx, "r2", code.CodeRevision.ID); held {
+		t.Fatal("another runner holds the revision")
+	}
+	b.finish(t, b.getTask(t, tk.ID), store.StatusComplete)
+	if held, _ := b.s.RunnerHoldsRevision(b.ctx, "r1", code.CodeRevision.ID); held {
+		t.Fatal("a finished task still holds its revision")
 	}
 }
