@@ -376,7 +376,13 @@ func TestRemoteRunnerDrains(t *testing.T) {
 	c := client.New("http://"+srv.addr, token, project)
 	ctx := context.Background()
 	pushCode(t, c, wire.CodeUpload{Name: "drain", Command: `echo begun; sleep 2; echo finished`})
-	run := startRunner(t, srv.addr, token, "", "--capacity", "1")
+	// A runner token of its own, not the admin token: leases, reports and
+	// the package fetch all work with it.
+	rt, err := c.CreateToken(ctx, wire.NewToken{Kind: "runner", Name: "drain-box", Clusters: []string{"default"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := startRunner(t, srv.addr, rt.Secret, "", "--capacity", "1")
 	ids, err := c.QueueTasks(ctx, []wire.NewTask{{CodeName: "drain"}, {CodeName: "drain"}})
 	if err != nil {
 		t.Fatal(err)
@@ -407,15 +413,32 @@ func TestRunnerRefusedToken(t *testing.T) {
 	srv := startServer(t, "MAYFLY_BOOTSTRAP_PROJECT="+project, "MAYFLY_BOOTSTRAP_TOKEN="+token, "MAYFLY_RUNNER=false")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, mayflyBin(t), "runner", "--server", "http://"+srv.addr, "--token", "not-the-token",
-		"--data-dir", t.TempDir())
-	out, err := cmd.CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "refuses this runner's token") || !strings.Contains(string(out), "Invalid token") {
-		t.Fatalf("runner with a wrong token: %v\n%s", err, out)
+	c := client.New("http://"+srv.addr, token, project)
+	gpu, err := c.CreateToken(ctx, wire.NewToken{Kind: "runner", Name: "gpu-box", Clusters: []string{"gpu"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	proj, err := c.CreateToken(ctx, wire.NewToken{Kind: "project", ProjectID: project, Name: "ci"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, token, cluster, want string
+	}{
+		{"a wrong token", "not-the-token", "default", "Invalid token"},
+		{"a project token", proj.Secret, "default", "cannot act as a runner"},
+		{"a runner token of another cluster", gpu.Secret, "default", "not good for the default cluster"},
+	} {
+		cmd := exec.CommandContext(ctx, mayflyBin(t), "runner", "--server", "http://"+srv.addr, "--token", tc.token,
+			"--cluster", tc.cluster, "--data-dir", t.TempDir())
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "refuses this runner's token") || !strings.Contains(string(out), tc.want) {
+			t.Errorf("runner with %s: %v\n%s", tc.name, err, out)
+		}
 	}
 	help := exec.Command(mayflyBin(t), "runner", "--help")
 	help.Env = append(os.Environ(), "MAYFLY_RUNNER_TOKEN=help-must-not-show-this", "MAYFLY_TOKEN=nor-this")
-	out, err = help.CombinedOutput()
+	out, err := help.CombinedOutput()
 	if err != nil || strings.Contains(string(out), "show-this") || strings.Contains(string(out), "nor-this") {
 		t.Fatalf("runner --help: %v\n%s", err, out)
 	}

@@ -48,6 +48,19 @@ func (a *app) client() (*client.Client, error) {
 	return cfg.Client(client.WithUserAgent("mayfly-cli/" + version)), nil
 }
 
+// adminClient returns a client for calls that name no project (tokens,
+// runners): only the token must be set.
+func (a *app) adminClient() (*client.Client, error) {
+	cfg, err := a.config()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Token == "" {
+		return nil, errors.New("no token: use --token, MAYFLY_TOKEN, IRON_TOKEN or \"token\" in iron.json")
+	}
+	return cfg.Client(client.WithUserAgent("mayfly-cli/" + version)), nil
+}
+
 // exitError ends the program with a code after the command has already told
 // the user why, e.g. a waited-for task that failed.
 type exitError struct{ code int }
@@ -125,6 +138,7 @@ MAYFLY_TOKEN, MAYFLY_PROJECT) and the flags --url, --token, --project.`,
 		newTaskCmd(a),
 		newScheduleCmd(a),
 		newVersionCmd(a),
+		newTokenCmd(a),
 		newBenchCmd(),
 	)
 	return root

@@ -100,7 +100,7 @@ func newRunnerCmd() *cobra.Command {
 		Long: `Run a remote runner: it leases tasks from the server at --server over HTTP
 (the runner protocol) and runs each in a fresh Docker container on this host,
 exactly as the server's embedded runner does. The token must be allowed to act
-as a runner (an admin token, or a runner token).
+as a runner: a runner token (mayfly token create --runner), or an admin token.
 
 --data-dir holds the runner's id (kept across restarts, so a restarted runner
 removes the containers of its earlier life), its code package cache and the
@@ -179,7 +179,7 @@ func runRunner(ctx context.Context, c runnerConfig, out io.Writer) error {
 		return err
 	}
 	q := client.NewRunnerQueue(c.Server, c.Token, client.WithUserAgent("mayfly-runner/"+version))
-	if err := checkRunnerToken(ctx, q, rid, log); err != nil {
+	if err := checkRunnerToken(ctx, q, rid, c.Clusters, log); err != nil {
 		return err
 	}
 	drv, err := docker.New(ctx)
@@ -194,6 +194,7 @@ func runRunner(ctx context.Context, c runnerConfig, out io.Writer) error {
 		RunDir:      filepath.Join(c.DataDir, "run"),
 		IsLeaseLost: client.IsLeaseLost,
 		Log:         log, CacheTTL: c.CacheTTL,
+		Host: hostname(), Version: version, Driver: c.Driver, Stacks: stack.Installed,
 	}), q, drv)
 	if err != nil {
 		return err
@@ -217,10 +218,12 @@ func runRunner(ctx context.Context, c runnerConfig, out io.Writer) error {
 // checkRunnerToken refuses to start with a token the server refuses, which
 // would otherwise only show as endless lease warnings. A server that does
 // not answer yet is no reason to stop: the lease loop waits for it.
-func checkRunnerToken(ctx context.Context, q *client.RunnerQueue, rid string, log *slog.Logger) error {
+func checkRunnerToken(ctx context.Context, q *client.RunnerQueue, rid string, clusters []string, log *slog.Logger) error {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_, err := q.Lease(cctx, wire.LeaseRequest{RunnerID: rid, Max: 0})
+	// Max 0 takes no task; the server still checks the token and that it
+	// is good for these clusters.
+	_, err := q.Lease(cctx, wire.LeaseRequest{RunnerID: rid, Max: 0, Clusters: clusters})
 	var ae *client.APIError
 	switch {
 	case err == nil:

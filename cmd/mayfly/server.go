@@ -217,12 +217,7 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 		}
 		defer drv.Close()
 	}
-	handler := api.New(svc, api.Options{Version: version, Log: log, Stacks: func(ctx context.Context) ([]string, error) {
-		if drv == nil {
-			return []string{}, nil
-		}
-		return stack.Installed(ctx)
-	}})
+	handler := api.New(svc, api.Options{Version: version, Log: log})
 
 	ln, err := api.Listen(c.Listen, c.Limits, log)
 	if err != nil {
@@ -274,6 +269,7 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 			RunDir:      filepath.Join(c.DataDir, "run"),
 			IsLeaseLost: func(err error) bool { return errors.Is(err, service.ErrLeaseLost) },
 			Log:         log, CacheTTL: c.RunnerCacheTTL,
+			Host: hostname(), Version: version, Driver: "docker", Stacks: stack.Installed,
 		}), svc, drv)
 		if err != nil {
 			return err
@@ -334,4 +330,13 @@ func runnerID(dataDir string) (string, error) {
 		return "", fmt.Errorf("save runner id: %w", err)
 	}
 	return rid, nil
+}
+
+// hostname names this host to the registry of runners.
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return ""
+	}
+	return h
 }

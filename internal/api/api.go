@@ -21,8 +21,6 @@ import (
 // Options configure the API beyond the service.
 type Options struct {
 	Version string
-	// Stacks lists the stacks installed on the runners.
-	Stacks func(ctx context.Context) ([]string, error)
 	// MaxRequestBytes bounds JSON request bodies.
 	MaxRequestBytes int64
 	Log             *slog.Logger
@@ -270,6 +268,21 @@ func (a *API) project(h handler) http.HandlerFunc {
 	})
 }
 
+// admin authenticates a call only an admin token may make.
+func (a *API) admin(h handler) http.HandlerFunc {
+	return a.serve(func(w http.ResponseWriter, r *http.Request) error {
+		tok, err := a.svc.Authenticate(r.Context(), token(r))
+		if err != nil {
+			return err
+		}
+		if tok.Kind != store.TokenAdmin {
+			return errStatus(http.StatusForbidden, "Only an admin token may do this")
+		}
+		vouched(r)
+		return h(w, r)
+	})
+}
+
 // runner authenticates a runner-protocol call.
 func (a *API) runner(h handler) http.HandlerFunc {
 	return a.serve(func(w http.ResponseWriter, r *http.Request) error {
@@ -281,8 +294,16 @@ func (a *API) runner(h handler) http.HandlerFunc {
 			return err
 		}
 		vouched(r)
-		return h(w, r)
+		return h(w, r.WithContext(context.WithValue(r.Context(), runnerTokenKey, tok)))
 	})
+}
+
+const runnerTokenKey ctxKey = 1
+
+// runnerToken is the token a runner-protocol call was made with.
+func runnerToken(r *http.Request) store.Token {
+	t, _ := r.Context().Value(runnerTokenKey).(store.Token)
+	return t
 }
 
 func projectOf(r *http.Request) store.Project {

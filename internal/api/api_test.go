@@ -56,8 +56,7 @@ func setup(t *testing.T, cfg service.Config) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(api.New(svc, api.Options{Version: "test",
-		Stacks: func(context.Context) ([]string, error) { return []string{"busybox"}, nil }}))
+	srv := httptest.NewServer(api.New(svc, api.Options{Version: "test"}))
 	t.Cleanup(srv.Close)
 	return &bundle{t: t, srv: srv, svc: svc, st: st, project: boot.ProjectID, token: boot.Token, dataDir: dir}
 }
@@ -152,7 +151,12 @@ func (b *bundle) upload(data string, zipData []byte) (int, []byte) {
 
 func (b *bundle) pushHello() wire.UploadResponse {
 	b.t.Helper()
-	st, body := b.upload(`{"name":"hello","runtime":"sh","file_name":"hello.sh"}`,
+	return b.pushHelloNamed("hello")
+}
+
+func (b *bundle) pushHelloNamed(name string) wire.UploadResponse {
+	b.t.Helper()
+	st, body := b.upload(`{"name":"`+name+`","runtime":"sh","file_name":"hello.sh"}`,
 		makeZip(b.t, zentry{name: "hello.sh", data: "echo hello\n", mode: 0o755}))
 	if st != 200 {
 		b.t.Fatalf("upload: %d %s", st, body)
@@ -436,8 +440,21 @@ func TestWebhook(t *testing.T) {
 func TestStacksAndVersion(t *testing.T) {
 	t.Parallel()
 	b := setup(t, service.Config{})
+	// No runner yet: no stacks. Then the stacks the live runners report.
 	st, body := b.do("GET", b.srv.URL+"/2/stacks", nil)
-	if st != 200 || strings.TrimSpace(string(body)) != `["busybox"]` {
+	if st != 200 || strings.TrimSpace(string(body)) != `[]` {
+		t.Fatalf("stacks without runners: %d %s", st, body)
+	}
+	for _, lease := range []string{
+		`{"runner_id":"r1","max":0,"stacks":["busybox","python-3.11"]}`,
+		`{"runner_id":"r2","max":0,"stacks":["busybox","node-18"],"clusters":["gpu"]}`,
+	} {
+		if st, body := b.do("POST", b.srv.URL+"/runner/lease", strings.NewReader(lease)); st != 200 {
+			t.Fatalf("lease: %d %s", st, body)
+		}
+	}
+	st, body = b.do("GET", b.srv.URL+"/2/stacks", nil)
+	if st != 200 || strings.TrimSpace(string(body)) != `["busybox","node-18","python-3.11"]` {
 		t.Fatalf("stacks: %d %s", st, body)
 	}
 	st, body = b.do("GET", b.srv.URL+"/version", nil, "Authorization", "")

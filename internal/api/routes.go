@@ -33,6 +33,10 @@ func (a *API) routes() {
 	a.queueRoutes()
 	a.scheduleRoutes()
 	m.HandleFunc("GET /2/stacks", a.serve(a.stacks))
+	m.HandleFunc("GET /2/runners", a.admin(a.runners))
+	m.HandleFunc("POST /2/tokens", a.admin(a.createToken))
+	m.HandleFunc("GET /2/tokens", a.admin(a.listTokens))
+	m.HandleFunc("DELETE /2/tokens/{id}", a.admin(a.revokeToken))
 	m.HandleFunc("GET /version", a.serve(a.version))
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	m.HandleFunc("GET /readyz", a.serve(a.ready))
@@ -83,16 +87,36 @@ func page(r *http.Request) (store.Page, error) {
 	return p, nil
 }
 
+// stacks lists the stacks the live runners have: a bare JSON array, as
+// IronWorker's GET /2/stacks.
 func (a *API) stacks(w http.ResponseWriter, r *http.Request) error {
-	names := []string{}
-	if a.opts.Stacks != nil {
-		got, err := a.opts.Stacks(r.Context())
-		if err != nil {
-			return err
-		}
-		names = append(names, got...)
+	names, err := a.svc.Stacks(r.Context())
+	if err != nil {
+		return err
 	}
 	return writeJSON(w, names)
+}
+
+// runners lists the live runners, for operators.
+func (a *API) runners(w http.ResponseWriter, r *http.Request) error {
+	rs, err := a.svc.Runners(r.Context())
+	if err != nil {
+		return err
+	}
+	out := wire.RunnerList{Runners: make([]wire.Runner, 0, len(rs))}
+	for _, x := range rs {
+		out.Runners = append(out.Runners, wire.Runner{ID: x.ID, Host: x.Host, Clusters: nonNil(x.Clusters),
+			Capacity: x.Capacity, Busy: x.Busy, Version: x.Version, Driver: x.Driver, Stacks: nonNil(x.Stacks),
+			LastSeen: x.LastSeen})
+	}
+	return writeJSON(w, out)
+}
+
+func nonNil(v []string) []string {
+	if v == nil {
+		return []string{}
+	}
+	return v
 }
 
 func (a *API) version(w http.ResponseWriter, r *http.Request) error {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/mayfly-run/mayfly/internal/service"
 	"github.com/mayfly-run/mayfly/internal/store"
 	"github.com/mayfly-run/mayfly/internal/wire"
 )
@@ -262,6 +263,11 @@ func (a *API) lease(w http.ResponseWriter, r *http.Request) error {
 	if err := a.readJSON(w, r, &req); err != nil {
 		return err
 	}
+	tok := runnerToken(r)
+	req.RunnerID = service.RunnerID(tok, req.RunnerID)
+	if err := service.CheckRunnerClusters(tok, req.Clusters); err != nil {
+		return err
+	}
 	req.WaitMs = min(max(req.WaitMs, 0), 60_000)
 	// A long-poll answers only after the wait; the write deadline must not
 	// cut it off first.
@@ -287,6 +293,7 @@ func (a *API) leaseRef(w http.ResponseWriter, r *http.Request) (wire.LeaseRef, e
 		return ref, err
 	}
 	ref.TaskID = r.PathValue("id")
+	ref.RunnerID = service.RunnerID(runnerToken(r), ref.RunnerID)
 	return ref, nil
 }
 
@@ -317,7 +324,7 @@ func (a *API) heartbeat(w http.ResponseWriter, r *http.Request) error {
 // query.
 func (a *API) appendLog(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	ref := wire.LeaseRef{TaskID: r.PathValue("id"), RunnerID: q.Get("runner_id")}
+	ref := wire.LeaseRef{TaskID: r.PathValue("id"), RunnerID: service.RunnerID(runnerToken(r), q.Get("runner_id"))}
 	if v := q.Get("attempt"); v != "" {
 		n, err := wire.ParseInt("attempt", v)
 		if err != nil {
@@ -344,7 +351,7 @@ func (a *API) finish(w http.ResponseWriter, r *http.Request) error {
 	if err := a.readJSON(w, r, &req); err != nil {
 		return err
 	}
-	ref := wire.LeaseRef{TaskID: r.PathValue("id"), RunnerID: req.RunnerID, Attempt: req.Attempt}
+	ref := wire.LeaseRef{TaskID: r.PathValue("id"), RunnerID: service.RunnerID(runnerToken(r), req.RunnerID), Attempt: req.Attempt}
 	if err := a.svc.Finish(r.Context(), ref, req); err != nil {
 		return err
 	}
@@ -352,7 +359,8 @@ func (a *API) finish(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) pkg(w http.ResponseWriter, r *http.Request) error {
-	rc, err := a.svc.OpenPackage(r.Context(), r.PathValue("revision"))
+	tok := runnerToken(r)
+	rc, err := a.svc.OpenPackageFor(r.Context(), tok, service.RunnerID(tok, ""), r.PathValue("revision"))
 	if err != nil {
 		return err
 	}

@@ -87,6 +87,12 @@ func IsNotFound(err error) bool {
 	return errors.As(err, &ae) && ae.Status == http.StatusNotFound
 }
 
+// IsStatus reports whether err is, or wraps, an APIError with that status.
+func IsStatus(err error, status int) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Status == status
+}
+
 // Terminal reports whether a task in status will not change any more. Only
 // queued, preparing and running are unfinished; every other status, also
 // one this client does not know yet, is final, as the IronWorker clients
@@ -503,6 +509,51 @@ func (c *Client) Stacks(ctx context.Context) ([]string, error) {
 		return nil, fmt.Errorf("list stacks: %w", err)
 	}
 	return out, nil
+}
+
+// Runners lists the live runners (an admin token's call).
+func (c *Client) Runners(ctx context.Context) ([]wire.Runner, error) {
+	var out wire.RunnerList
+	if err := c.call(ctx, request{method: http.MethodGet, path: "/2/runners"}, &out); err != nil {
+		return nil, fmt.Errorf("list runners: %w", err)
+	}
+	return out.Runners, nil
+}
+
+// CreateToken makes a token (an admin token's call); the answer carries
+// the secret, shown this once.
+func (c *Client) CreateToken(ctx context.Context, t wire.NewToken) (wire.CreatedToken, error) {
+	var out wire.CreatedToken
+	body, err := jsonBody(t)
+	if err != nil {
+		return out, err
+	}
+	if err := c.call(ctx, request{method: http.MethodPost, path: "/2/tokens", body: body}, &out); err != nil {
+		return out, fmt.Errorf("create %s token: %w", t.Kind, err)
+	}
+	return out, nil
+}
+
+// Tokens lists the tokens of a project, or all when projectID is "".
+func (c *Client) Tokens(ctx context.Context, projectID string) ([]wire.Token, error) {
+	var out wire.TokenList
+	q := url.Values{}
+	if projectID != "" {
+		q.Set("project_id", projectID)
+	}
+	if err := c.call(ctx, request{method: http.MethodGet, path: "/2/tokens", query: q}, &out); err != nil {
+		return nil, fmt.Errorf("list tokens: %w", err)
+	}
+	return out.Tokens, nil
+}
+
+// RevokeToken deletes a token; it stops working at once.
+func (c *Client) RevokeToken(ctx context.Context, id string) error {
+	var out wire.Msg
+	if err := c.call(ctx, request{method: http.MethodDelete, path: "/2/tokens/" + url.PathEscape(id)}, &out); err != nil {
+		return fmt.Errorf("revoke token %s: %w", id, err)
+	}
+	return nil
 }
 
 // Version returns the server's version.

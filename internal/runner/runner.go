@@ -85,6 +85,14 @@ type Config struct {
 	User        string // uid:gid of the task process
 	Log         *slog.Logger
 
+	// What the runner says of itself to the registry of runners: its
+	// host, version and driver, and Stacks, which lists the stacks it has
+	// (asked at most once a minute; nil = none reported).
+	Host    string
+	Version string
+	Driver  string
+	Stacks  func(ctx context.Context) ([]string, error)
+
 	// CacheTTL: code packages and code images unused this long are
 	// removed; 0 keeps them for good.
 	CacheTTL           time.Duration
@@ -168,6 +176,10 @@ type Runner struct {
 	imageUsed map[string]time.Time
 
 	wg sync.WaitGroup
+
+	stacksMu sync.Mutex
+	stacks   []string
+	stacksAt time.Time
 	// hardStop ends every running task without reporting it (shutdown
 	// after the drain grace); the server requeues them when their leases
 	// run out.
@@ -257,8 +269,9 @@ func (r *Runner) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		jobs, err := r.queue.Lease(ctx, wire.LeaseRequest{RunnerID: r.cfg.ID, Max: free,
-			Clusters: r.cfg.Clusters, WaitMs: int(r.cfg.LeaseWait.Milliseconds())})
+		req := r.self(ctx)
+		req.Max, req.Busy, req.WaitMs = free, r.cfg.Capacity-free, int(r.cfg.LeaseWait.Milliseconds())
+		jobs, err := r.queue.Lease(ctx, req)
 		if err != nil && ctx.Err() == nil {
 			// A restarting server is met by every runner at once; jitter
 			// keeps them from coming back in step.
@@ -404,4 +417,31 @@ func (r *Runner) Drain(ctx context.Context) error {
 		<-done
 		return fmt.Errorf("drain: tasks still running after the grace period were stopped and will be retried: %w", ctx.Err())
 	}
+}
+
+// stacksEvery is how often a runner asks its driver which stacks it has.
+const stacksEvery = time.Minute
+
+// self is the lease request with what the runner says of itself filled in.
+func (r *Runner) self(ctx context.Context) wire.LeaseRequest {
+	req := wire.LeaseRequest{RunnerID: r.cfg.ID, Clusters: r.cfg.Clusters, Capacity: r.cfg.Capacity,
+		Host: r.cfg.Host, Version: r.cfg.Version, Driver: r.cfg.Driver}
+	if r.cfg.Stacks == nil {
+		return req
+	}
+	r.stacksMu.Lock()
+	defer r.stacksMu.Unlock()
+	if time.Since(r.stacksAt) >= stacksEvery {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		got, err := r.cfg.Stacks(sctx)
+		cancel()
+		if err != nil {
+			r.log.Warn("could not list stacks", "err", err)
+		} else {
+			r.stacks = got
+		}
+		r.stacksAt = time.Now()
+	}
+	req.Stacks = r.stacks
+	return req
 }

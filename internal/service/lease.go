@@ -27,15 +27,18 @@ func (s *Service) Lease(ctx context.Context, req wire.LeaseRequest) ([]wire.Job,
 	if req.RunnerID == "" {
 		return nil, errorf(ErrInvalid, "runner_id is required")
 	}
-	if req.Max <= 0 {
-		return nil, nil
-	}
 	clusters := make([]string, 0, len(req.Clusters))
 	for _, c := range req.Clusters {
 		clusters = append(clusters, wire.Cluster(c))
 	}
 	if len(clusters) == 0 {
 		clusters = []string{""}
+	}
+	// A lease for nothing (no free slot) still tells the registry the
+	// runner is there.
+	s.noteRunner(ctx, req, clusters)
+	if req.Max <= 0 {
+		return nil, nil
 	}
 	deadline := time.Now().Add(time.Duration(req.WaitMs) * time.Millisecond)
 	for {
@@ -135,6 +138,7 @@ func (s *Service) Started(ctx context.Context, lease wire.LeaseRef) error {
 
 // Heartbeat renews a lease and says whether the task should be cancelled.
 func (s *Service) Heartbeat(ctx context.Context, lease wire.LeaseRef) (bool, error) {
+	s.touchRunner(ctx, lease.RunnerID)
 	cancel, err := s.store.Heartbeat(ctx, store.HeartbeatParams{TaskID: lease.TaskID, RunnerID: lease.RunnerID,
 		Attempt: lease.Attempt, LeaseDuration: s.cfg.LeaseDuration, Now: s.now()})
 	return cancel, leaseErr(err, lease.TaskID)

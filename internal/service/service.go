@@ -186,7 +186,8 @@ type Service struct {
 	wake      chan struct{} // closed and replaced when tasks are queued
 	leasePoll time.Duration
 
-	sched scheduleWake
+	sched   scheduleWake
+	runners runnerRegistry
 
 	noSpaceAt atomic.Int64 // unix ns of the last disk-full write; 0 = none
 	// parse bounds the memory that code packages being checked may take

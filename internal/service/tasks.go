@@ -108,12 +108,22 @@ func (s *Service) GetTask(ctx context.Context, projectID, taskID string) (store.
 		return store.Task{}, errorf(ErrNotFound, "Task not found")
 	}
 	t, err := s.store.GetTask(ctx, projectID, taskID)
-	return t, mapStoreErr(err, "Task")
+	if err != nil {
+		return t, mapStoreErr(err, "Task")
+	}
+	one := []store.Task{t}
+	s.explainWaits(ctx, one)
+	return one[0], nil
 }
 
 // ListTasks lists a project's tasks, newest first.
 func (s *Service) ListTasks(ctx context.Context, f store.TaskFilter) ([]store.Task, error) {
-	return s.store.ListTasks(ctx, f)
+	tasks, err := s.store.ListTasks(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	s.explainWaits(ctx, tasks)
+	return tasks, nil
 }
 
 // TaskLog returns a task's whole log; ErrNotFound until the task wrote one.

@@ -70,6 +70,9 @@ type Token struct {
 	Kind      string
 	ProjectID string // empty for admin and runner tokens
 	Name      string
+	// Clusters limits a runner token to these clusters ("" is the default
+	// cluster); none = any.
+	Clusters  []string
 	CreatedAt time.Time
 }
 
@@ -254,6 +257,7 @@ type RescueParams struct {
 type Store interface {
 	ScheduleStore
 	MaintenanceStore
+	RunnerStore
 	CreateProject(ctx context.Context, p Project) error
 	GetProject(ctx context.Context, id string) (Project, error)
 	CountProjects(ctx context.Context) (int, error)
@@ -269,6 +273,14 @@ type Store interface {
 	// removed. A token that must exist once (the bootstrap admin token)
 	// is kept this way, so a new secret revokes the old one.
 	ReplaceNamedToken(ctx context.Context, t Token) (removed int, err error)
+	// ListTokens lists the tokens (never their digests' secrets) of a
+	// project, or every token when projectID is "", oldest first.
+	ListTokens(ctx context.Context, projectID string) ([]Token, error)
+	// DeleteToken revokes a token; ErrNotFound when there is none.
+	DeleteToken(ctx context.Context, tokenID string) error
+	// RunnerHoldsRevision reports whether the runner holds a lease on a
+	// task of the code revision: what a runner token may download.
+	RunnerHoldsRevision(ctx context.Context, runnerID, revisionID string) (bool, error)
 
 	// PutCodeRevision stores a new revision. When no code of that name
 	// exists in the project it creates one (rev.CodeID is then used as its

@@ -342,6 +342,31 @@ type LeaseRequest struct {
 	Max      int      `json:"max"`
 	Clusters []string `json:"clusters,omitempty"`
 	WaitMs   int      `json:"wait_ms"`
+	// What the runner says of itself, for the registry of runners
+	// (GET /2/runners, GET /2/stacks, and why a task waits).
+	Host     string   `json:"host,omitempty"`
+	Capacity int      `json:"capacity,omitempty"`
+	Busy     int      `json:"busy,omitempty"`
+	Version  string   `json:"version,omitempty"`
+	Driver   string   `json:"driver,omitempty"`
+	Stacks   []string `json:"stacks,omitempty"`
+}
+
+// Runner is one runner as GET /2/runners shows it.
+type Runner struct {
+	ID       string    `json:"id"`
+	Host     string    `json:"host"`
+	Clusters []string  `json:"clusters"` // "" is the default cluster
+	Capacity int       `json:"capacity"`
+	Busy     int       `json:"busy"`
+	Version  string    `json:"version"`
+	Driver   string    `json:"driver"`
+	Stacks   []string  `json:"stacks"`
+	LastSeen time.Time `json:"last_heartbeat"`
+}
+
+type RunnerList struct {
+	Runners []Runner `json:"runners"`
 }
 
 // Job is one leased task with everything a runner needs to run it.
@@ -414,4 +439,33 @@ type FinishRequest struct {
 	ExitCode *int   `json:"exit_code,omitempty"`
 	// Timings are the task's phases on the runner, in ms.
 	Timings map[string]float64 `json:"timings,omitempty"`
+}
+
+// NewToken is the body of POST /2/tokens.
+type NewToken struct {
+	Kind      string   `json:"kind"` // admin, project or runner
+	ProjectID string   `json:"project_id,omitempty"`
+	Name      string   `json:"name"`
+	Clusters  []string `json:"clusters,omitempty"` // runner tokens: the clusters it may serve; none = any
+}
+
+// Token is a token as GET /2/tokens shows it: never its secret.
+type Token struct {
+	ID        string    `json:"id"`
+	Kind      string    `json:"kind"`
+	ProjectID string    `json:"project_id,omitempty"`
+	Name      string    `json:"name"`
+	Clusters  []string  `json:"clusters,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+type TokenList struct {
+	Tokens []Token `json:"tokens"`
+}
+
+// CreatedToken answers POST /2/tokens: the only time the secret is shown.
+type CreatedToken struct {
+	Token
+	Secret string `json:"token"`
+	Msg    string `json:"msg"`
 }

@@ -3,6 +3,8 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
+	"errors"
 
 	"github.com/mayfly-run/mayfly/internal/store"
 )
@@ -42,8 +44,8 @@ func (s *Store) CountProjects(ctx context.Context) (int, error) {
 
 func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
 	_, err := s.write().ExecContext(ctx,
-		`INSERT INTO tokens (id, hash, kind, project_id, name, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		t.ID, t.Hash, t.Kind, nullString(t.ProjectID), t.Name, micros(t.CreatedAt))
+		`INSERT INTO tokens (id, hash, kind, project_id, name, clusters, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		t.ID, t.Hash, t.Kind, nullString(t.ProjectID), t.Name, jsonList(t.Clusters), micros(t.CreatedAt))
 	if err != nil {
 		return fail(err, "create %s token %s", t.Kind, t.ID)
 	}
@@ -51,20 +53,11 @@ func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
 }
 
 func (s *Store) GetTokenByHash(ctx context.Context, hash string) (store.Token, error) {
-	var (
-		t       store.Token
-		project sql.NullString
-		created int64
-	)
-	err := s.read().QueryRowContext(ctx,
-		`SELECT id, hash, kind, project_id, name, created_at FROM tokens WHERE hash = ?`, hash).
-		Scan(&t.ID, &t.Hash, &t.Kind, &project, &t.Name, &created)
+	t, err := scanToken(s.read().QueryRowContext(ctx, `SELECT `+tokenCols+` FROM tokens WHERE hash = ?`, hash))
 	if err != nil {
 		// The hash stays out of the message: it identifies a secret.
 		return store.Token{}, fail(err, "get token by hash")
 	}
-	t.ProjectID = project.String
-	t.CreatedAt = fromMicros(created)
 	return t, nil
 }
 
@@ -91,12 +84,86 @@ func (s *Store) ReplaceNamedToken(ctx context.Context, t store.Token) (int, erro
 			return err
 		}
 		_, err = tx.ExecContext(ctx,
-			`INSERT INTO tokens (id, hash, kind, project_id, name, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-			t.ID, t.Hash, t.Kind, nullString(t.ProjectID), t.Name, micros(t.CreatedAt))
+			`INSERT INTO tokens (id, hash, kind, project_id, name, clusters, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			t.ID, t.Hash, t.Kind, nullString(t.ProjectID), t.Name, jsonList(t.Clusters), micros(t.CreatedAt))
 		return err
 	})
 	if err != nil {
 		return 0, fail(err, "replace %s token %q", t.Kind, t.Name)
 	}
 	return int(removed), nil
+}
+
+const tokenCols = `id, hash, kind, project_id, name, clusters, created_at`
+
+func scanToken(row interface{ Scan(...any) error }) (store.Token, error) {
+	var (
+		t        store.Token
+		project  sql.NullString
+		clusters string
+		created  int64
+	)
+	if err := row.Scan(&t.ID, &t.Hash, &t.Kind, &project, &t.Name, &clusters, &created); err != nil {
+		return store.Token{}, err
+	}
+	if err := json.Unmarshal([]byte(clusters), &t.Clusters); err != nil {
+		return store.Token{}, err
+	}
+	if len(t.Clusters) == 0 {
+		t.Clusters = nil
+	}
+	t.ProjectID = project.String
+	t.CreatedAt = fromMicros(created)
+	return t, nil
+}
+
+func jsonList(v []string) string {
+	b, _ := json.Marshal(nonNil(v))
+	return string(b)
+}
+
+func (s *Store) ListTokens(ctx context.Context, projectID string) ([]store.Token, error) {
+	rows, err := s.read().QueryContext(ctx,
+		`SELECT `+tokenCols+` FROM tokens WHERE ? = '' OR project_id = ? ORDER BY created_at, id`, projectID, projectID)
+	if err != nil {
+		return nil, fail(err, "list tokens")
+	}
+	defer rows.Close()
+	var out []store.Token
+	for rows.Next() {
+		t, err := scanToken(rows)
+		if err != nil {
+			return nil, fail(err, "list tokens")
+		}
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fail(err, "list tokens")
+	}
+	return out, nil
+}
+
+func (s *Store) DeleteToken(ctx context.Context, tokenID string) error {
+	res, err := s.write().ExecContext(ctx, `DELETE FROM tokens WHERE id = ?`, tokenID)
+	if err == nil {
+		err = oneRow(res)
+	}
+	if err != nil {
+		return fail(err, "delete token %s", tokenID)
+	}
+	return nil
+}
+
+func (s *Store) RunnerHoldsRevision(ctx context.Context, runnerID, revisionID string) (bool, error) {
+	var one int
+	err := s.read().QueryRowContext(ctx,
+		`SELECT 1 FROM tasks WHERE code_revision_id = ? AND runner_id = ? AND status IN ('preparing', 'running') LIMIT 1`,
+		revisionID, runnerID).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fail(err, "does runner %s hold a task of revision %s", runnerID, revisionID)
+	}
+	return true, nil
 }

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -41,7 +42,7 @@ func testTokens(t *testing.T, b *bundle) {
 			t.Fatalf("get %s token by hash: %v", tok.Kind, err)
 		}
 		got.CreatedAt = got.CreatedAt.UTC()
-		if got != tok {
+		if !reflect.DeepEqual(got, tok) {
 			t.Fatalf("get %s token: got %+v, want %+v", tok.Kind, got, tok)
 		}
 	}

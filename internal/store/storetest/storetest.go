@@ -76,6 +76,7 @@ func Run(t *testing.T, h Harness) {
 	tests = append(tests, scheduleTests...)
 	tests = append(tests, tokenLogTests...)
 	tests = append(tests, maintenanceTests...)
+	tests = append(tests, runnerTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
