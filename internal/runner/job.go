@@ -103,7 +103,9 @@ func (r *Runner) finish(job wire.Job, out outcome) {
 	deadline := time.Now().Add(r.cfg.ReportRetry)
 	wait := time.Duration(0)
 	for try := 1; ; try++ {
-		ctx, cancel := context.WithTimeout(r.hardCtx, 10*time.Second)
+		// Not under hardCtx: an end that is in hand is still worth one
+		// report after the hard stop; only the retries stop there.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err := r.queue.Finish(ctx, lease, req)
 		cancel()
 		if err == nil || r.cfg.IsLeaseLost(err) {

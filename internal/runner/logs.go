@@ -22,7 +22,7 @@ const (
 // log to the queue in chunks and cuts it at max bytes with a marker; the
 // task itself is not disturbed by the cut.
 type logShipper struct {
-	ctx    context.Context // ends the retries at a hard stop
+	ctx    context.Context // ends the retries (not a first try) at a hard stop
 	queue  Queue
 	taskID string
 	lease  wire.LeaseRef
@@ -113,7 +113,7 @@ func (l *logShipper) flush() {
 	deadline := time.Now().Add(l.retry)
 	wait := time.Duration(0)
 	for try := 1; ; try++ {
-		ctx, cancel := context.WithTimeout(l.ctx, 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err := l.queue.AppendLog(ctx, l.lease, chunk)
 		cancel()
 		if err == nil {
