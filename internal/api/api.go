@@ -222,9 +222,10 @@ func jsonError(err error) error {
 	case errors.As(err, &se):
 		return errStatus(http.StatusBadRequest, "Malformed JSON at byte "+itoa(se.Offset)+": "+se.Error())
 	case errors.As(err, &te):
-		// Fields of wire types with their own UnmarshalJSON sit in an
-		// embedded "plain" struct; the client knows them without it.
-		field := strings.ReplaceAll(te.Field, "plain.", "")
+		// Fields of wire types with their own UnmarshalJSON sit in
+		// embedded "deep" and "plain" structs; the client knows them
+		// without.
+		field := strings.ReplaceAll(strings.ReplaceAll(te.Field, "deep.", ""), "plain.", "")
 		return errStatus(http.StatusBadRequest, "Wrong JSON type for field '"+field+"': expected "+te.Type.String())
 	case errors.As(err, &fe):
 		return errStatus(http.StatusBadRequest, fe.Error())

@@ -32,32 +32,18 @@ type NewSchedule struct {
 
 func (n *NewSchedule) UnmarshalJSON(b []byte) error {
 	type plain NewSchedule
+	// plain's fields sit one level deeper than scheduleRaw's, so the raw
+	// ones win where both have a name.
+	type deep struct{ plain }
 	var v struct {
-		plain
-		StartAt        json.RawMessage `json:"start_at"`
-		EndAt          json.RawMessage `json:"end_at"`
-		RunEvery       json.RawMessage `json:"run_every"`
-		RunTimes       json.RawMessage `json:"run_times"`
-		Priority       json.RawMessage `json:"priority"`
-		Timeout        json.RawMessage `json:"timeout"`
-		Delay          json.RawMessage `json:"delay"`
-		MaxConcurrency json.RawMessage `json:"max_concurrency"`
+		deep
+		scheduleRaw
 	}
 	if err := json.Unmarshal(b, &v); err != nil {
 		return err
 	}
 	*n = NewSchedule(v.plain)
-	err := decodeInts(intField{"run_every", v.RunEvery, &n.RunEvery}, intField{"run_times", v.RunTimes, &n.RunTimes},
-		intField{"priority", v.Priority, &n.Priority}, intField{"timeout", v.Timeout, &n.Timeout},
-		intField{"delay", v.Delay, &n.Delay}, intField{"max_concurrency", v.MaxConcurrency, &n.MaxConcurrency})
-	if err != nil {
-		return err
-	}
-	if n.StartAt, err = parseTimeArg("start_at", v.StartAt); err != nil {
-		return err
-	}
-	n.EndAt, err = parseTimeArg("end_at", v.EndAt)
-	return err
+	return v.scheduleRaw.decode(&n.StartAt, &n.EndAt, &n.RunEvery, &n.RunTimes, &n.Priority, &n.Timeout, &n.Delay, &n.MaxConcurrency)
 }
 
 // ScheduleUpdate is the body of PUT schedules/{id}: only the fields given
@@ -83,31 +69,44 @@ type ScheduleUpdate struct {
 
 func (u *ScheduleUpdate) UnmarshalJSON(b []byte) error {
 	type plain ScheduleUpdate
+	// plain's fields sit one level deeper than scheduleRaw's, so the raw
+	// ones win where both have a name.
+	type deep struct{ plain }
 	var v struct {
-		plain
-		StartAt        json.RawMessage `json:"start_at"`
-		EndAt          json.RawMessage `json:"end_at"`
-		RunEvery       json.RawMessage `json:"run_every"`
-		RunTimes       json.RawMessage `json:"run_times"`
-		Priority       json.RawMessage `json:"priority"`
-		Timeout        json.RawMessage `json:"timeout"`
-		Delay          json.RawMessage `json:"delay"`
-		MaxConcurrency json.RawMessage `json:"max_concurrency"`
+		deep
+		scheduleRaw
 	}
 	if err := json.Unmarshal(b, &v); err != nil {
 		return err
 	}
 	*u = ScheduleUpdate(v.plain)
-	err := decodeInts(intField{"run_every", v.RunEvery, &u.RunEvery}, intField{"run_times", v.RunTimes, &u.RunTimes},
-		intField{"priority", v.Priority, &u.Priority}, intField{"timeout", v.Timeout, &u.Timeout},
-		intField{"delay", v.Delay, &u.Delay}, intField{"max_concurrency", v.MaxConcurrency, &u.MaxConcurrency})
+	return v.scheduleRaw.decode(&u.StartAt, &u.EndAt, &u.RunEvery, &u.RunTimes, &u.Priority, &u.Timeout, &u.Delay, &u.MaxConcurrency)
+}
+
+// scheduleRaw holds the fields of a schedule request that are read by
+// hand: times in either of two forms, and lenient whole numbers.
+type scheduleRaw struct {
+	StartAt        json.RawMessage `json:"start_at"`
+	EndAt          json.RawMessage `json:"end_at"`
+	RunEvery       json.RawMessage `json:"run_every"`
+	RunTimes       json.RawMessage `json:"run_times"`
+	Priority       json.RawMessage `json:"priority"`
+	Timeout        json.RawMessage `json:"timeout"`
+	Delay          json.RawMessage `json:"delay"`
+	MaxConcurrency json.RawMessage `json:"max_concurrency"`
+}
+
+func (r scheduleRaw) decode(startAt, endAt **time.Time, runEvery, runTimes, priority, timeout, delay, maxConc **int) error {
+	err := decodeInts(intField{"run_every", r.RunEvery, runEvery}, intField{"run_times", r.RunTimes, runTimes},
+		intField{"priority", r.Priority, priority}, intField{"timeout", r.Timeout, timeout},
+		intField{"delay", r.Delay, delay}, intField{"max_concurrency", r.MaxConcurrency, maxConc})
 	if err != nil {
 		return err
 	}
-	if u.StartAt, err = parseTimeArg("start_at", v.StartAt); err != nil {
+	if *startAt, err = parseTimeArg("start_at", r.StartAt); err != nil {
 		return err
 	}
-	u.EndAt, err = parseTimeArg("end_at", v.EndAt)
+	*endAt, err = parseTimeArg("end_at", r.EndAt)
 	return err
 }
 
