@@ -1,6 +1,7 @@
 package queuetest_test
 
 import (
+	"bytes"
 	"context"
 	"net/http/httptest"
 	"slices"
@@ -38,7 +39,8 @@ func BenchmarkLeaseRoundTrip(b *testing.B) {
 			srv := queuetest.NewService(b)
 			q := tr.queue(b, srv)
 			ctx := context.Background()
-			if _, err := srv.Svc.UploadCode(ctx, srv.ProjectID, wire.CodeUpload{Name: "b", Image: "busybox"}, nil); err != nil {
+			if _, err := srv.Svc.UploadCode(ctx, srv.ProjectID, wire.CodeUpload{Name: "b", Stack: "busybox", Command: "true"},
+				bytes.NewReader(zipped(b))); err != nil {
 				b.Fatal(err)
 			}
 			leases := make([]time.Duration, 0, b.N)

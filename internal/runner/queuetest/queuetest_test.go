@@ -106,7 +106,7 @@ func TestHTTPRunnerToken(t *testing.T) {
 	}
 }
 
-func zipped(t *testing.T) []byte {
+func zipped(t testing.TB) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)
