@@ -63,14 +63,11 @@ type Config struct {
 	HeartbeatInterval time.Duration // at most; shortened to a quarter of the lease
 	StopGrace         time.Duration // SIGTERM to SIGKILL on cancel
 	LeaseWait         time.Duration // long-poll length
-	// ReportRetry is how long the end of a task and its log chunks are
-	// retried while the server cannot be reached (restart, network cut).
-	ReportRetry   time.Duration
-	SweepInterval time.Duration // how often untracked containers are looked for
-	MemoryBytes   int64
-	PidsLimit     int64
-	NanoCPUs      int64 // CPU time in billionths of a core; 0 = one core
-	NoFile        int64 // open files per task process; 0 = 1024
+	SweepInterval     time.Duration // how often untracked containers are looked for
+	MemoryBytes       int64
+	PidsLimit         int64
+	NanoCPUs          int64 // CPU time in billionths of a core; 0 = one core
+	NoFile            int64 // open files per task process; 0 = 1024
 	// TmpBytes and TaskDirBytes cap /tmp and the task directory, the only
 	// writable places of a task (its root file system is read-only).
 	// Both are tmpfs: what a task writes there counts against
@@ -92,6 +89,10 @@ type Config struct {
 	Version string
 	Driver  string
 	Stacks  func(ctx context.Context) ([]string, error)
+
+	// ReportRetry is how long the end of a task and its log chunks are
+	// retried while the server cannot be reached (restart, network cut).
+	ReportRetry time.Duration
 
 	// CacheTTL: code packages and code images unused this long are
 	// removed; 0 keeps them for good.
