@@ -132,7 +132,7 @@ MAYFLY_TOKEN, MAYFLY_PROJECT) and the flags --url, --token, --project.`,
 
 	root.AddCommand(
 		newServerCmd(),
-		newRunnerCmd(),
+		withChildren(newRunnerCmd(), newRunnerLsCmd(a)),
 		newStackCmd(),
 		newCodeCmd(a),
 		newTaskCmd(a),
@@ -142,6 +142,12 @@ MAYFLY_TOKEN, MAYFLY_PROJECT) and the flags --url, --token, --project.`,
 		newBenchCmd(),
 	)
 	return root
+}
+
+// withChildren adds subcommands to cmd and returns it.
+func withChildren(cmd *cobra.Command, children ...*cobra.Command) *cobra.Command {
+	cmd.AddCommand(children...)
+	return cmd
 }
 
 // runE adapts a command's Run method to cobra. Once arguments and flags

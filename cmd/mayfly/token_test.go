@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mayfly-run/mayfly/internal/client"
 	"github.com/mayfly-run/mayfly/internal/testenv"
@@ -57,5 +58,13 @@ func TestTokenCLI(t *testing.T) {
 	}
 	if r := cli("token", "revoke", toks[0].ID); r.code == 0 || !strings.Contains(r.stderr, "not found") {
 		t.Fatalf("revoke twice: %d %q", r.code, r.stderr)
+	}
+	// The embedded runner is listed once it has leased.
+	waitUntil(t, 30*time.Second, "the embedded runner listed", func() bool {
+		out := cli("runner", "ls").ok(t).stdout
+		return strings.Contains(out, "docker") && strings.Contains(out, "default") && strings.Contains(out, "/4")
+	})
+	if r := runBin(t, srv, ptSecret, project, "runner", "ls"); r.code == 0 {
+		t.Fatalf("runner ls with a revoked project token: %q", r.stdout)
 	}
 }
