@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/mayfly-run/mayfly/internal/assembly"
 	"github.com/mayfly-run/mayfly/internal/client"
 	"github.com/mayfly-run/mayfly/internal/driver/docker"
 	"github.com/mayfly-run/mayfly/internal/imagepolicy"
@@ -174,7 +175,7 @@ func runRunner(ctx context.Context, c runnerConfig, out io.Writer) error {
 	if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
-	rid, err := runnerID(c.DataDir)
+	rid, err := assembly.RunnerID(c.DataDir)
 	if err != nil {
 		return err
 	}
@@ -203,14 +204,10 @@ func runRunner(ctx context.Context, c runnerConfig, out io.Writer) error {
 	log.Info("runner started", "runner_id", rid, "server", c.Server, "capacity", c.Capacity,
 		"clusters", c.Clusters, "data_dir", c.DataDir)
 
-	// Run returns when ctx ends: no lease is asked for after that.
-	_ = run.Run(ctx)
-	log.Info("shutting down: draining running tasks", "grace", c.DrainGrace)
-	dctx, cancel := context.WithTimeout(context.Background(), c.DrainGrace)
-	defer cancel()
-	if err := run.Drain(dctx); err != nil {
-		log.Warn("drain incomplete", "err", err)
-	}
+	stop := assembly.RunRunner(run, c.DrainGrace, log)
+	<-ctx.Done()
+	log.Info("shutting down: no more tasks are taken")
+	stop()
 	log.Info("stopped")
 	return nil
 }

@@ -5,25 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/mayfly-run/mayfly/internal/api"
-	blobfs "github.com/mayfly-run/mayfly/internal/blob/fs"
+	"github.com/mayfly-run/mayfly/internal/assembly"
 	"github.com/mayfly-run/mayfly/internal/driver/docker"
-	"github.com/mayfly-run/mayfly/internal/id"
 	"github.com/mayfly-run/mayfly/internal/runner"
-	"github.com/mayfly-run/mayfly/internal/secret"
 	"github.com/mayfly-run/mayfly/internal/service"
 	"github.com/mayfly-run/mayfly/internal/stack"
-	"github.com/mayfly-run/mayfly/internal/store/sqlite"
 )
 
 // serverConfig is everything `mayfly server` can be told.
@@ -159,178 +153,49 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 	if err := c.taskLimits.validate(); err != nil {
 		return err
 	}
-	// Absolute, because task socket directories under it are bind-mounted
-	// by the Docker engine, which knows no working directory of ours.
-	if c.DataDir, err = filepath.Abs(c.DataDir); err != nil {
-		return fmt.Errorf("data directory: %w", err)
+	cfg := assembly.Config{
+		DataDir: c.DataDir,
+		Service: service.Config{
+			MaxPayloadBytes: c.MaxPayloadBytes, MaxCodeBytes: c.MaxCodeBytes,
+			DefaultTimeout: c.DefaultTimeout, MaxTimeout: c.MaxTimeout, MaxDelay: c.MaxDelay,
+			MaxLogBytes: c.MaxLogBytes, LeaseDuration: c.LeaseDuration, MaxAttempts: c.MaxAttempts,
+			KnownStacks: stack.Names(), AllowImages: c.AllowImages,
+			MinRunEvery: c.MinRunEvery, MinFreeBytes: c.MinFreeBytes, Retention: c.Retention,
+		}.WithPackageLimits(c.MaxPackageFiles, c.MaxUnpackedBytes),
+		BootstrapProject: c.BootstrapProject, BootstrapToken: c.BootstrapToken,
+		Listen: c.Listen, Limits: c.Limits, Version: version,
+		MaintenanceInterval: time.Second, RescueDelay: c.LeaseDuration, Scheduler: true,
+		DrainGrace: c.DrainGrace, Log: log, Out: out,
 	}
-	if err := os.MkdirAll(c.DataDir, 0o750); err != nil {
-		return fmt.Errorf("create data directory: %w", err)
-	}
-	st, err := sqlite.Open(ctx, filepath.Join(c.DataDir, "mayfly.db"))
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	blobs, err := blobfs.New(filepath.Join(c.DataDir, "blobs"))
-	if err != nil {
-		return err
-	}
-	key, err := secret.LoadOrCreateKey(filepath.Join(c.DataDir, "task-token.key"), "task token key")
-	if err != nil {
-		return err
-	}
-	hashKey, err := secret.LoadOrCreateKey(filepath.Join(c.DataDir, "token-hash.key"), "token hash key")
-	if err != nil {
-		return err
-	}
-	svc := service.New(st, blobs, service.Config{
-		MaxPayloadBytes: c.MaxPayloadBytes, MaxCodeBytes: c.MaxCodeBytes,
-		DefaultTimeout: c.DefaultTimeout, MaxTimeout: c.MaxTimeout, MaxDelay: c.MaxDelay,
-		MaxLogBytes: c.MaxLogBytes, LeaseDuration: c.LeaseDuration, MaxAttempts: c.MaxAttempts,
-		KnownStacks: stack.Names(), TaskTokenKey: key, TokenHashKey: hashKey, AllowImages: c.AllowImages,
-		MinRunEvery: c.MinRunEvery, DataDir: c.DataDir, MinFreeBytes: c.MinFreeBytes, Retention: c.Retention,
-	}.WithPackageLimits(c.MaxPackageFiles, c.MaxUnpackedBytes), log)
-
-	boot, err := svc.EnsureBootstrap(ctx, c.BootstrapProject, c.BootstrapToken)
-	if err != nil {
-		return err
-	}
-	if boot.Replaced {
-		log.Warn("bootstrap token replaced: the previous bootstrap token no longer works")
-	}
-	if boot.Created {
-		fmt.Fprintf(out, "Created project and admin token (shown once):\n")
-		if boot.ProjectID != "" {
-			fmt.Fprintf(out, "  MAYFLY_PROJECT=%s\n", boot.ProjectID)
-		}
-		if boot.Token != "" {
-			fmt.Fprintf(out, "  MAYFLY_TOKEN=%s\n", boot.Token)
-		}
-	}
-
-	var drv *docker.Driver
 	if c.Runner {
-		drv, err = docker.New(ctx)
+		drv, err := docker.New(ctx)
 		if err != nil {
 			return fmt.Errorf("embedded runner needs Docker (or start with --runner=false): %w", err)
 		}
 		defer drv.Close()
+		cfg.Driver = drv
+		rc := c.taskLimits.apply(runner.Config{
+			Capacity: c.RunnerCapacity, Clusters: c.RunnerClusters, StackImage: stack.Image,
+			CacheTTL: c.RunnerCacheTTL, Host: hostname(), Version: version, Driver: "docker", Stacks: stack.Installed,
+		})
+		cfg.Runner = &rc
 	}
-	handler := api.New(svc, api.Options{Version: version, Log: log})
-
-	ln, err := api.Listen(c.Listen, c.Limits, log)
+	srv, err := assembly.Start(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	// Remote runners wait in long-polls of up to a minute; shutdown ends
-	// those at once (they come back to the next server), instead of
-	// holding the stop up for the longest of them.
-	polls, endPolls := context.WithCancel(context.Background())
-	defer endPolls()
-	srv := api.NewHTTPServer(endLongPolls(handler, polls), c.Limits, log)
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	fmt.Fprintf(out, "Mayfly %s listening on http://%s\n", version, ln.Addr())
-	log.Info("server started", "listen", ln.Addr().String(), "data_dir", c.DataDir, "runner", c.Runner,
-		"max_conns", c.Limits.MaxConns, "max_conns_per_client", c.Limits.MaxConnsPerClient, "request_rate", c.Limits.RequestRate)
-
-	bg, stopBg := context.WithCancel(context.Background())
-	maintDone := make(chan struct{})
-	go func() {
-		defer close(maintDone)
-		// Leases that ran out while this server was down belong to
-		// runners that could not reach it: they renew them within a
-		// heartbeat of its return, so the rescue waits a lease before it
-		// takes any task from a runner that is still working on it.
-		select {
-		case <-bg.Done():
-			return
-		case <-time.After(c.LeaseDuration):
-		}
-		svc.RunMaintenance(bg, time.Second)
-	}()
-	// Before the store closes: maintenance may be mid-prune.
-	defer func() { stopBg(); <-maintDone }()
-	defer startScheduler(ctx, svc, log)()
-
-	var run *runner.Runner
-	runCtx, stopRunner := context.WithCancel(ctx)
-	defer stopRunner()
-	runDone := make(chan struct{})
-	if c.Runner {
-		rid, err := runnerID(c.DataDir)
-		if err != nil {
-			return err
-		}
-		run, err = runner.New(c.taskLimits.apply(runner.Config{
-			ID: rid, Capacity: c.RunnerCapacity, Clusters: c.RunnerClusters,
-			CacheDir: filepath.Join(c.DataDir, "cache", "packages"), StackImage: stack.Image,
-			RunDir:      filepath.Join(c.DataDir, "run"),
-			IsLeaseLost: func(err error) bool { return errors.Is(err, service.ErrLeaseLost) },
-			Log:         log, CacheTTL: c.RunnerCacheTTL,
-			Host: hostname(), Version: version, Driver: "docker", Stacks: stack.Installed,
-		}), svc, drv)
-		if err != nil {
-			return err
-		}
-		go func() { defer close(runDone); _ = run.Run(runCtx) }()
-	} else {
-		close(runDone)
-	}
-
+	log.Info("serving", "max_conns", c.Limits.MaxConns, "max_conns_per_client", c.Limits.MaxConnsPerClient,
+		"request_rate", c.Limits.RequestRate)
 	select {
-	case err := <-serveErr:
-		return fmt.Errorf("http server: %w", err)
+	case err = <-srv.Err():
 	case <-ctx.Done():
+		log.Info("shutting down", "drain_grace", c.DrainGrace)
 	}
-	log.Info("shutting down: draining running tasks", "grace", c.DrainGrace)
-	stopRunner()
-	<-runDone
-	if run != nil {
-		dctx, cancel := context.WithTimeout(context.Background(), c.DrainGrace)
-		if err := run.Drain(dctx); err != nil {
-			log.Warn("drain incomplete", "err", err)
-		}
-		cancel()
-	}
-	endPolls()
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Warn("http shutdown", "err", err)
-	}
-	log.Info("stopped")
-	return nil
+	srv.Stop()
+	return err
 }
 
-// endLongPolls ends the runner lease long-polls in flight once stop ends.
-func endLongPolls(h http.Handler, stop context.Context) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/runner/lease" {
-			ctx, cancel := context.WithCancel(r.Context())
-			defer cancel()
-			defer context.AfterFunc(stop, cancel)()
-			r = r.WithContext(ctx)
-		}
-		h.ServeHTTP(w, r)
-	})
-}
 
-// runnerID keeps a runner's id (the embedded one's, or a remote runner's)
-// across restarts, so a restarted runner recognises and removes its own
-// orphaned containers.
-func runnerID(dataDir string) (string, error) {
-	p := filepath.Join(dataDir, "runner-id")
-	if b, err := os.ReadFile(p); err == nil && id.Valid(strings.TrimSpace(string(b))) {
-		return strings.TrimSpace(string(b)), nil
-	}
-	rid := id.New()
-	if err := os.WriteFile(p, []byte(rid+"\n"), 0o640); err != nil {
-		return "", fmt.Errorf("save runner id: %w", err)
-	}
-	return rid, nil
-}
 
 // hostname names this host to the registry of runners.
 func hostname() string {

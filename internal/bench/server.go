@@ -4,25 +4,22 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sync/atomic"
 	"time"
 
 	"github.com/mayfly-run/mayfly/internal/api"
-	blobfs "github.com/mayfly-run/mayfly/internal/blob/fs"
+	"github.com/mayfly-run/mayfly/internal/assembly"
 	"github.com/mayfly-run/mayfly/internal/client"
 	"github.com/mayfly-run/mayfly/internal/driver"
 	"github.com/mayfly-run/mayfly/internal/id"
 	"github.com/mayfly-run/mayfly/internal/runner"
 	"github.com/mayfly-run/mayfly/internal/service"
 	"github.com/mayfly-run/mayfly/internal/stack"
-	"github.com/mayfly-run/mayfly/internal/store/sqlite"
+	"github.com/mayfly-run/mayfly/internal/store"
 	"github.com/mayfly-run/mayfly/internal/wire"
 )
 
@@ -31,11 +28,11 @@ import (
 // again rather than made anew each time.
 const codeName = "bench-true"
 
-// server is Mayfly as `mayfly server` assembles it (SQLite store, file blob
-// store, service, HTTP API on a loopback listener, embedded runner), in
-// this process, on its own data directory.
+// server is Mayfly as `mayfly server` assembles it, through the same
+// assembly (SQLite store, file blob store, service, HTTP API on a loopback
+// listener, embedded runner), in this process, on its own data directory.
 type server struct {
-	st      *sqlite.Store
+	st      store.Store
 	svc     *service.Service
 	client  *client.Client
 	project string
@@ -94,94 +91,49 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // uses the settings `mayfly server` defaults to, so what is measured is
 // what a user gets; without a driver there is no runner.
 func startServer(ctx context.Context, o serverOptions) (_ *server, err error) {
-	if err := os.MkdirAll(o.dir, 0o750); err != nil {
-		return nil, fmt.Errorf("create data directory: %w", err)
-	}
-	st, err := sqlite.Open(ctx, filepath.Join(o.dir, "mayfly.db"))
-	if err != nil {
-		return nil, err
-	}
-	var cleanups []func()
-	defer func() {
-		if err != nil {
-			for i := len(cleanups) - 1; i >= 0; i-- {
-				cleanups[i]()
-			}
-			st.Close()
-		}
-	}()
-	blobs, err := blobfs.New(filepath.Join(o.dir, "blobs"))
-	if err != nil {
-		return nil, err
-	}
-	svc := service.New(st, blobs, service.Config{KnownStacks: stack.Names()}, quiet)
-	boot, err := svc.EnsureBootstrap(ctx, "", "")
-	if err != nil {
-		return nil, err
-	}
-	s := &server{st: st, svc: svc, project: boot.ProjectID,
-		queue: &countingQueue{Service: svc, kick: make(chan struct{}, 1)}}
-
+	cfg := assembly.Config{DataDir: o.dir, Service: service.Config{KnownStacks: stack.Names()}, Version: "bench",
+		DrainGrace: time.Minute, Log: quiet}
 	if o.http {
 		// The server's own limits, so the figures are those of `mayfly
 		// server` as shipped.
-		lim := api.DefaultLimits()
-		ln, err := api.Listen("127.0.0.1:0", lim, quiet)
-		if err != nil {
-			return nil, err
+		cfg.Listen, cfg.Limits = "127.0.0.1:0", api.DefaultLimits()
+	}
+	var queue *countingQueue
+	if o.driver != nil {
+		image := o.image
+		if image == "" {
+			image = stack.Image("busybox")
 		}
-		srv := api.NewHTTPServer(api.New(svc, api.Options{Version: "bench", Log: quiet}), lim, quiet)
-		go func() { _ = srv.Serve(ln) }()
-		cleanups = append(cleanups, func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(sctx)
-		})
+		cfg.Driver = o.driver
+		cfg.Runner = &runner.Config{ID: id.New(), Capacity: o.capacity, StackImage: func(string) string { return image }}
+		cfg.RunnerQueue = func(svc *service.Service) runner.Queue {
+			queue = &countingQueue{Service: svc, kick: make(chan struct{}, 1)}
+			return queue
+		}
+	}
+	a, err := assembly.Start(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			a.Stop()
+		}
+	}()
+	if queue == nil {
+		queue = &countingQueue{Service: a.Service, kick: make(chan struct{}, 1)}
+	}
+	s := &server{st: a.Store, svc: a.Service, project: a.Bootstrap.ProjectID, queue: queue, stop: a.Stop}
+	if o.http {
 		// One keep-alive connection per runner slot and then some, as a
 		// client queueing and polling in a loop would hold.
 		hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: time.Minute}
-		s.client = client.New("http://"+ln.Addr().String(), boot.Token, boot.ProjectID, client.WithHTTPClient(hc))
-		cleanups = append(cleanups, hc.CloseIdleConnections)
+		s.client = client.New("http://"+a.Addr, a.Bootstrap.Token, a.Bootstrap.ProjectID, client.WithHTTPClient(hc))
+		s.stop = func() { hc.CloseIdleConnections(); a.Stop() }
 	}
-
 	if s.codeID, err = uploadTrivialCode(ctx, s); err != nil {
 		return nil, err
 	}
-	s.stop = func() {
-		for i := len(cleanups) - 1; i >= 0; i-- {
-			cleanups[i]()
-		}
-		st.Close()
-	}
-	if o.driver == nil {
-		return s, nil
-	}
-
-	image := o.image
-	if image == "" {
-		image = stack.Image("busybox")
-	}
-	rid := id.New()
-	run, err := runner.New(runner.Config{
-		ID: rid, Capacity: o.capacity, CacheDir: filepath.Join(o.dir, "cache", "packages"),
-		RunDir:      filepath.Join(o.dir, "run"),
-		StackImage:  func(string) string { return image },
-		IsLeaseLost: func(err error) bool { return errors.Is(err, service.ErrLeaseLost) },
-		Log:         quiet,
-	}, s.queue, o.driver)
-	if err != nil {
-		return nil, fmt.Errorf("create runner: %w", err)
-	}
-	runCtx, stopRun := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = run.Run(runCtx) }()
-	cleanups = append(cleanups, func() {
-		stopRun()
-		<-done
-		dctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		_ = run.Drain(dctx)
-	})
 	return s, nil
 }
 
