@@ -195,8 +195,6 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 	return err
 }
 
-
-
 // hostname names this host to the registry of runners.
 func hostname() string {
 	h, err := os.Hostname()
