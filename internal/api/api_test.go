@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"io"
 	"io/fs"
-	"log/slog"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
@@ -17,11 +16,11 @@ import (
 	"time"
 
 	"github.com/mayfly-run/mayfly/internal/api"
-	blobfs "github.com/mayfly-run/mayfly/internal/blob/fs"
+	"github.com/mayfly-run/mayfly/internal/assembly"
 	"github.com/mayfly-run/mayfly/internal/id"
 	"github.com/mayfly-run/mayfly/internal/service"
 	"github.com/mayfly-run/mayfly/internal/store"
-	"github.com/mayfly-run/mayfly/internal/store/sqlite"
+	"github.com/mayfly-run/mayfly/internal/testenv"
 	"github.com/mayfly-run/mayfly/internal/wire"
 )
 
@@ -39,26 +38,19 @@ type bundle struct {
 
 func setup(t *testing.T, cfg service.Config) *bundle {
 	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "mayfly.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	blobs, err := blobfs.New(filepath.Join(dir, "blobs"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg.KnownStacks = []string{"busybox", "binary"}
-	svc := service.New(st, blobs, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	boot, err := svc.EnsureBootstrap(ctx, "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(api.New(svc, api.Options{Version: "test"}))
+	return setupWith(t, cfg)
+}
+
+// setupWith is the server's parts as `mayfly server` assembles them, with
+// the API on a test listener.
+func setupWith(t *testing.T, cfg service.Config) *bundle {
+	t.Helper()
+	a := testenv.Server(t, assembly.Config{Service: cfg})
+	srv := httptest.NewServer(api.New(a.Service, api.Options{Version: "test"}))
 	t.Cleanup(srv.Close)
-	return &bundle{t: t, srv: srv, svc: svc, st: st, project: boot.ProjectID, token: boot.Token, dataDir: dir}
+	return &bundle{t: t, srv: srv, svc: a.Service, st: a.Store, project: a.Bootstrap.ProjectID, token: a.Bootstrap.Token,
+		dataDir: a.DataDir}
 }
 
 func (b *bundle) url(path string) string {

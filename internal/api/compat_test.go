@@ -4,20 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/mayfly-run/mayfly/internal/api"
-	blobfs "github.com/mayfly-run/mayfly/internal/blob/fs"
 	"github.com/mayfly-run/mayfly/internal/service"
-	"github.com/mayfly-run/mayfly/internal/store/sqlite"
 	"github.com/mayfly-run/mayfly/internal/wire"
 )
 
@@ -425,24 +418,7 @@ func TestCompatListsNewestFirst(t *testing.T) {
 // setupStacks is setup with a runner that knows the given stacks.
 func setupStacks(t *testing.T, stacks ...string) *bundle {
 	t.Helper()
-	dir := t.TempDir()
-	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "mayfly.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	blobs, err := blobfs.New(filepath.Join(dir, "blobs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc := service.New(st, blobs, service.Config{KnownStacks: stacks}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	boot, err := svc.EnsureBootstrap(context.Background(), "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(api.New(svc, api.Options{Version: "test"}))
-	t.Cleanup(srv.Close)
-	return &bundle{t: t, srv: srv, svc: svc, st: st, project: boot.ProjectID, token: boot.Token, dataDir: dir}
+	return setupWith(t, service.Config{KnownStacks: stacks})
 }
 
 // The Node client uploads every worker as runtime "sh" with its

@@ -1,18 +1,10 @@
 package api_test
 
 import (
-	"context"
-	"io"
-	"log/slog"
-	"net/http/httptest"
-	"path/filepath"
 	"testing"
 
-	"github.com/mayfly-run/mayfly/internal/api"
-	blobfs "github.com/mayfly-run/mayfly/internal/blob/fs"
 	"github.com/mayfly-run/mayfly/internal/service"
 	"github.com/mayfly-run/mayfly/internal/stack"
-	"github.com/mayfly-run/mayfly/internal/store/sqlite"
 	"github.com/mayfly-run/mayfly/internal/wire"
 )
 
@@ -20,25 +12,7 @@ import (
 // server configures them.
 func setupRealStacks(t *testing.T) *bundle {
 	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "mayfly.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	blobs, err := blobfs.New(filepath.Join(dir, "blobs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc := service.New(st, blobs, service.Config{KnownStacks: stack.Names()}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	boot, err := svc.EnsureBootstrap(ctx, "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(api.New(svc, api.Options{Version: "test"}))
-	t.Cleanup(srv.Close)
-	return &bundle{t: t, srv: srv, svc: svc, st: st, project: boot.ProjectID, token: boot.Token, dataDir: dir}
+	return setupWith(t, service.Config{KnownStacks: stack.Names()})
 }
 
 func TestUploadStackNames(t *testing.T) {

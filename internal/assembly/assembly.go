@@ -91,6 +91,8 @@ type Server struct {
 	Bootstrap service.Bootstrap
 	// Addr is the address the API listens on, "" without one.
 	Addr string
+	// DataDir is Config.DataDir made absolute.
+	DataDir string
 
 	log      *slog.Logger
 	serveErr chan error
@@ -121,6 +123,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
+	s.DataDir = cfg.DataDir
 
 	st, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "mayfly.db"))
 	if err != nil {

@@ -7,19 +7,17 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	blobfs "github.com/mayfly-run/mayfly/internal/blob/fs"
+	"github.com/mayfly-run/mayfly/internal/assembly"
 	"github.com/mayfly-run/mayfly/internal/driver"
 	"github.com/mayfly-run/mayfly/internal/id"
 	"github.com/mayfly-run/mayfly/internal/runner"
 	"github.com/mayfly-run/mayfly/internal/service"
 	"github.com/mayfly-run/mayfly/internal/store"
-	"github.com/mayfly-run/mayfly/internal/store/sqlite"
 	"github.com/mayfly-run/mayfly/internal/testenv"
 	"github.com/mayfly-run/mayfly/internal/wire"
 )
@@ -54,42 +52,25 @@ func newBundle(t testing.TB, cfg service.Config, capacity int, memory int64, sta
 
 func newBundleOn(t testing.TB, drv driver.Driver, cfg service.Config, capacity int, memory int64, stackImage func(string) string) *bundle {
 	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "mayfly.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	blobs, err := blobfs.New(filepath.Join(dir, "blobs"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	if cfg.LeaseDuration == 0 {
 		cfg.LeaseDuration = 4 * time.Second
 	}
 	if cfg.AllowImages == nil {
 		cfg.AllowImages = testAllowImages
 	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if os.Getenv("MAYFLY_TEST_LOG") != "" {
-		quiet = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
-	}
-	svc := service.New(st, blobs, cfg, quiet)
-	boot, err := svc.EnsureBootstrap(ctx, "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mctx, stopMaint := context.WithCancel(ctx)
-	go svc.RunMaintenance(mctx, 100*time.Millisecond)
-	t.Cleanup(stopMaint)
-	// Registered first, so it runs after the runners are gone.
+	quiet := testenv.Logger(t)
+	// The server's parts as `mayfly server` assembles them, with a quick
+	// maintenance loop; the runners are added below, each on its own.
+	a := testenv.Server(t, assembly.Config{Service: cfg, MaintenanceInterval: 100 * time.Millisecond, Log: quiet})
+	// Registered after the server's stop, so it runs before it: cleanups
+	// run last first, and the runners (added later) stop before both.
 	if baker, ok := drv.(driver.Baker); ok {
 		t.Cleanup(func() {
-			baker.RemoveImages(context.Background(), map[string]string{runner.LabelProject: boot.ProjectID}, "")
+			baker.RemoveImages(context.Background(), map[string]string{runner.LabelProject: a.Bootstrap.ProjectID}, "")
 		})
 	}
-	b := &bundle{t: t, svc: svc, drv: drv, project: boot.ProjectID, token: boot.Token, stackImage: stackImage, memory: memory, quiet: quiet, dir: dir}
+	b := &bundle{t: t, svc: a.Service, drv: drv, project: a.Bootstrap.ProjectID, token: a.Bootstrap.Token,
+		stackImage: stackImage, memory: memory, quiet: quiet, dir: a.DataDir}
 	b.runner = b.addRunner(capacity)
 	return b
 }

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,11 +12,10 @@ import (
 	"testing"
 	"time"
 
-	blobfs "github.com/mayfly-run/mayfly/internal/blob/fs"
+	"github.com/mayfly-run/mayfly/internal/assembly"
 	"github.com/mayfly-run/mayfly/internal/service"
 	"github.com/mayfly-run/mayfly/internal/stack"
 	"github.com/mayfly-run/mayfly/internal/store"
-	"github.com/mayfly-run/mayfly/internal/store/sqlite"
 	"github.com/mayfly-run/mayfly/internal/testenv"
 	"github.com/mayfly-run/mayfly/internal/wire"
 )
@@ -263,22 +260,10 @@ func TestBinaryWorker(t *testing.T) {
 
 func TestUnknownStackRefused(t *testing.T) {
 	t.Parallel()
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "mayfly.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	blobs, err := blobfs.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc := service.New(st, blobs, service.Config{KnownStacks: stack.Names()}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	boot, err := svc.EnsureBootstrap(context.Background(), "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := testenv.Server(t, assembly.Config{Service: service.Config{KnownStacks: stack.Names()}})
+	svc, boot := a.Service, a.Bootstrap
 	zip := makeZip(t, map[string]string{"w.py": "print(1)"})
-	_, err = svc.UploadCode(context.Background(), boot.ProjectID,
+	_, err := svc.UploadCode(context.Background(), boot.ProjectID,
 		wire.CodeUpload{Name: "x", Runtime: "python", FileName: "w.py", Stack: "python-2.7"}, strings.NewReader(string(zip)))
 	if !errors.Is(err, service.ErrInvalid) || !strings.Contains(err.Error(), `"python-2.7"`) || !strings.Contains(err.Error(), "python-3.11") {
 		t.Errorf("upload on an unknown stack: %v; want ErrInvalid naming it and the known ones", err)

@@ -2,18 +2,14 @@ package scheduler_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	blobfs "github.com/mayfly-run/mayfly/internal/blob/fs"
-	"github.com/mayfly-run/mayfly/internal/scheduler"
+	"github.com/mayfly-run/mayfly/internal/assembly"
 	"github.com/mayfly-run/mayfly/internal/service"
 	"github.com/mayfly-run/mayfly/internal/store"
-	"github.com/mayfly-run/mayfly/internal/store/sqlite"
+	"github.com/mayfly-run/mayfly/internal/testenv"
 	"github.com/mayfly-run/mayfly/internal/wire"
 )
 
@@ -30,35 +26,15 @@ type bundle struct {
 func setup(t *testing.T) *bundle {
 	t.Helper()
 	ctx := t.Context()
-	dir := t.TempDir()
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "mayfly.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	blobs, err := blobfs.New(filepath.Join(dir, "blobs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc := service.New(st, blobs, service.Config{MinRunEvery: time.Second, AllowImages: []string{"busybox"}}, log)
-	boot, err := svc.EnsureBootstrap(ctx, "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := svc.UploadCode(ctx, boot.ProjectID, wire.CodeUpload{Name: "hello", Image: "busybox"}, nil); err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- scheduler.New(svc, scheduler.Config{Log: log}).Run(runCtx) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("scheduler Run: %v", err)
-		}
+	// The server's parts with the scheduler, as `mayfly server` runs it.
+	a := testenv.Server(t, assembly.Config{
+		Service:   service.Config{MinRunEvery: time.Second, AllowImages: []string{"busybox"}},
+		Scheduler: true,
 	})
-	return &bundle{t: t, ctx: ctx, svc: svc, project: boot.ProjectID}
+	if _, err := a.Service.UploadCode(ctx, a.Bootstrap.ProjectID, wire.CodeUpload{Name: "hello", Image: "busybox"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	return &bundle{t: t, ctx: ctx, svc: a.Service, project: a.Bootstrap.ProjectID}
 }
 
 func (b *bundle) create(s wire.NewSchedule) string {
