@@ -13,8 +13,8 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/mayfly-run/mayfly/internal/mayfly"
 	"github.com/mayfly-run/mayfly/internal/service"
-	"github.com/mayfly-run/mayfly/internal/store"
 	"github.com/mayfly-run/mayfly/internal/wire"
 )
 
@@ -276,7 +276,7 @@ func (a *API) admin(h handler) http.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		if tok.Kind != store.TokenAdmin {
+		if tok.Kind != mayfly.TokenAdmin {
 			return errStatus(http.StatusForbidden, "Only an admin token may do this")
 		}
 		vouched(r)
@@ -302,12 +302,12 @@ func (a *API) runner(h handler) http.HandlerFunc {
 const runnerTokenKey ctxKey = 1
 
 // runnerToken is the token a runner-protocol call was made with.
-func runnerToken(r *http.Request) store.Token {
-	t, _ := r.Context().Value(runnerTokenKey).(store.Token)
+func runnerToken(r *http.Request) mayfly.Token {
+	t, _ := r.Context().Value(runnerTokenKey).(mayfly.Token)
 	return t
 }
 
-func projectOf(r *http.Request) store.Project {
-	p, _ := r.Context().Value(projectKey).(store.Project)
+func projectOf(r *http.Request) mayfly.Project {
+	p, _ := r.Context().Value(projectKey).(mayfly.Project)
 	return p
 }

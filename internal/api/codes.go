@@ -9,11 +9,11 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/mayfly-run/mayfly/internal/store"
+	"github.com/mayfly-run/mayfly/internal/mayfly"
 	"github.com/mayfly-run/mayfly/internal/wire"
 )
 
-func codeJSON(c store.Code) wire.Code {
+func codeJSON(c mayfly.Code) wire.Code {
 	return wire.Code{
 		ID: c.CodeID, ProjectID: c.ProjectID, Name: c.Name, Runtime: c.Runtime, FileName: c.FileName,
 		Stack: c.Stack, Image: c.Image, Command: c.Command, Config: c.Config, EnvVars: c.EnvVars,

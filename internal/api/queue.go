@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/mayfly-run/mayfly/internal/store"
+	"github.com/mayfly-run/mayfly/internal/mayfly"
 	"github.com/mayfly-run/mayfly/internal/wire"
 )
 
@@ -48,7 +48,7 @@ func (a *API) progress(w http.ResponseWriter, r *http.Request) error {
 	}
 	taskID := r.PathValue("id")
 	projectID := r.PathValue("project")
-	if tok.Kind == store.TokenTask {
+	if tok.Kind == mayfly.TokenTask {
 		if tok.ProjectID != projectID {
 			return errStatus(http.StatusForbidden, "This task token is for another project")
 		}
@@ -67,7 +67,7 @@ func (a *API) progress(w http.ResponseWriter, r *http.Request) error {
 			msg: "Too many progress reports for this task: at most " + itoa(progressRate) + " a second (bursts of " +
 				itoa(progressBurst) + "); the latest one counts, so report less often"}
 	}
-	if tok.Kind == store.TokenTask {
+	if tok.Kind == mayfly.TokenTask {
 		err = a.svc.ReportProgress(r.Context(), token(r), taskID, p)
 	} else {
 		err = a.svc.SetProgress(r.Context(), projectID, taskID, p)

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mayfly-run/mayfly/internal/store"
+	"github.com/mayfly-run/mayfly/internal/mayfly"
 	"github.com/mayfly-run/mayfly/internal/wire"
 )
 
@@ -65,9 +65,9 @@ const maxPage = 10_000_000
 
 // page reads IronWorker's 0-based page and per_page (default 30, max 100;
 // below 1 means the default, as iron_go3 documents).
-func page(r *http.Request) (store.Page, error) {
+func page(r *http.Request) (mayfly.Page, error) {
 	q := r.URL.Query()
-	p := store.Page{PerPage: 30}
+	p := mayfly.Page{PerPage: 30}
 	if v := q.Get("page"); v != "" {
 		n, err := strconv.Atoi(strings.TrimSpace(v))
 		if err != nil || n < 0 || n > maxPage {
@@ -151,27 +151,24 @@ func parseTime(name, v string) (*time.Time, error) {
 	return &t, nil
 }
 
-var statusFlags = []string{store.StatusQueued, store.StatusPreparing, store.StatusRunning, store.StatusComplete,
-	store.StatusError, store.StatusTimeout, store.StatusKilled, store.StatusCancelled}
-
 // taskFilter reads GET tasks' query. A status flag counts when present,
 // whatever its value, as the official clients send them.
-func taskFilter(r *http.Request, projectID string) (store.TaskFilter, error) {
+func taskFilter(r *http.Request, projectID string) (mayfly.TaskFilter, error) {
 	q := r.URL.Query()
 	pg, err := page(r)
 	if err != nil {
-		return store.TaskFilter{}, err
+		return mayfly.TaskFilter{}, err
 	}
-	f := store.TaskFilter{ProjectID: projectID, CodeName: q.Get("code_name"), Label: q.Get("label"), Page: pg}
-	for _, s := range statusFlags {
-		if q.Has(s) {
+	f := mayfly.TaskFilter{ProjectID: projectID, CodeName: q.Get("code_name"), Label: q.Get("label"), Page: pg}
+	for _, s := range mayfly.Statuses {
+		if q.Has(string(s)) {
 			f.Statuses = append(f.Statuses, s)
 		}
 	}
 	// A preparing task shows as running to clients (see wire.ClientStatus),
 	// so running=1 finds it too.
-	if q.Has(store.StatusRunning) && !q.Has(store.StatusPreparing) {
-		f.Statuses = append(f.Statuses, store.StatusPreparing)
+	if q.Has(string(mayfly.StatusRunning)) && !q.Has(string(mayfly.StatusPreparing)) {
+		f.Statuses = append(f.Statuses, mayfly.StatusPreparing)
 	}
 	if f.FromTime, err = parseTime("from_time", q.Get("from_time")); err != nil {
 		return f, err

@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 
-	"github.com/mayfly-run/mayfly/internal/store"
+	"github.com/mayfly-run/mayfly/internal/mayfly"
 	"github.com/mayfly-run/mayfly/internal/wire"
 )
 
@@ -18,7 +18,7 @@ func (a *API) scheduleRoutes() {
 	m.HandleFunc("POST "+p+"/schedules/{id}/cancel", a.project(a.cancelSchedule))
 }
 
-func scheduleJSON(s store.Schedule) wire.Schedule {
+func scheduleJSON(s mayfly.Schedule) wire.Schedule {
 	return wire.Schedule{
 		ID: s.ID, ProjectID: s.ProjectID, CodeName: s.CodeName, Name: s.Name, Status: s.Status, Msg: s.Msg,
 		Payload: s.Payload, StartAt: s.StartAt, EndAt: s.EndAt, RunEvery: s.RunEvery, RunTimes: s.RunTimes,

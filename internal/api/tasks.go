@@ -8,15 +8,15 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/mayfly-run/mayfly/internal/mayfly"
 	"github.com/mayfly-run/mayfly/internal/service"
-	"github.com/mayfly-run/mayfly/internal/store"
 	"github.com/mayfly-run/mayfly/internal/wire"
 )
 
-func taskJSON(t store.Task, withPayload bool) wire.Task {
+func taskJSON(t mayfly.Task, withPayload bool) wire.Task {
 	out := wire.Task{
 		ID: t.ID, ProjectID: t.ProjectID, CodeID: t.CodeID, CodeName: t.CodeName,
-		CodeRev: strconv.Itoa(t.CodeRev), CodeHistID: t.CodeRevisionID, Status: wire.ClientStatus(t.Status), Phase: t.Status, Msg: t.Msg,
+		CodeRev: strconv.Itoa(t.CodeRev), CodeHistID: t.CodeRevisionID, Status: wire.ClientStatus(string(t.Status)), Phase: string(t.Status), Msg: t.Msg,
 		Priority: t.Priority, Timeout: t.Timeout, Delay: t.Delay, Cluster: t.Cluster, Label: t.Label,
 		Percent: t.Percent, RunTimes: max(t.Attempt, 1), RetryCount: t.RetryCount, RetryOf: t.RetryOf,
 		RetryAt: t.RetryAt, ScheduleID: t.ScheduleID, LogSize: t.LogSize, CreatedAt: t.CreatedAt,
@@ -250,7 +250,7 @@ func (a *API) cancelTask(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	msg := "Cancelled"
-	if !store.Terminal(t.Status) {
+	if !t.Status.Terminal() {
 		msg = "Cancellation requested; the task will stop shortly"
 	}
 	return writeJSON(w, wire.Msg{Msg: msg})

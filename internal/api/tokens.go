@@ -4,14 +4,14 @@ import (
 	"net/http"
 
 	"github.com/mayfly-run/mayfly/internal/id"
+	"github.com/mayfly-run/mayfly/internal/mayfly"
 	"github.com/mayfly-run/mayfly/internal/service"
-	"github.com/mayfly-run/mayfly/internal/store"
 	"github.com/mayfly-run/mayfly/internal/wire"
 )
 
 // Token management: admin tokens only.
 
-func tokenJSON(t store.Token) wire.Token {
+func tokenJSON(t mayfly.Token) wire.Token {
 	return wire.Token{ID: t.ID, Kind: t.Kind, ProjectID: t.ProjectID, Name: t.Name, Clusters: t.Clusters, CreatedAt: t.CreatedAt}
 }
 

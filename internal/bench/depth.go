@@ -75,7 +75,7 @@ func RunDepth(ctx context.Context, cfg Config) (*DepthResult, error) {
 			}
 			t1 := time.Now()
 			if err := s.svc.Finish(ctx, jobs[0].Lease(runnerID), wire.FinishRequest{RunnerID: runnerID,
-				Status: store.StatusComplete, ExitCode: &zero}); err != nil {
+				Status: string(store.StatusComplete), ExitCode: &zero}); err != nil {
 				return nil, err
 			}
 			t2 := time.Now()

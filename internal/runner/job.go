@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/mayfly-run/mayfly/internal/driver"
-	"github.com/mayfly-run/mayfly/internal/store"
+	"github.com/mayfly-run/mayfly/internal/mayfly"
 	"github.com/mayfly-run/mayfly/internal/wire"
 )
 
@@ -46,7 +46,7 @@ var errArchiveUnread = errors.New("archive not read to its end")
 
 // outcome is how a task ended on this runner; abandon means report nothing.
 type outcome struct {
-	status   string
+	status   mayfly.Status
 	msg      string
 	exitCode *int
 	abandon  bool
@@ -66,7 +66,7 @@ func (r *Runner) failOrAbandon(ctx context.Context, err error) outcome {
 }
 
 func fail(format string, a ...any) outcome {
-	return outcome{status: store.StatusError, msg: fmt.Sprintf(format, a...)}
+	return outcome{status: mayfly.StatusError, msg: fmt.Sprintf(format, a...)}
 }
 
 // runJob runs one leased task to its end and reports it.
@@ -98,7 +98,7 @@ func (r *Runner) runJob(job wire.Job) {
 // the drain grace ends the retries too.
 func (r *Runner) finish(job wire.Job, out outcome) {
 	lease := job.Lease(r.cfg.ID)
-	req := wire.FinishRequest{RunnerID: r.cfg.ID, Attempt: job.Attempt, Status: out.status, Msg: out.msg, ExitCode: out.exitCode,
+	req := wire.FinishRequest{RunnerID: r.cfg.ID, Attempt: job.Attempt, Status: string(out.status), Msg: out.msg, ExitCode: out.exitCode,
 		Timings: out.phases.ms(job)}
 	deadline := time.Now().Add(r.cfg.ReportRetry)
 	wait := time.Duration(0)
@@ -220,7 +220,7 @@ func (r *Runner) execute(ctx context.Context, job wire.Job) (out outcome) {
 	// reported, so a client that sees the status can read the whole log.
 	logs.Close()
 	ph.mark(&ph.logged)
-	if out.status == store.StatusError && out.exitCode != nil {
+	if out.status == mayfly.StatusError && out.exitCode != nil {
 		if t := strings.TrimSpace(tail.String()); t != "" {
 			out.msg += ": " + t
 		}
@@ -260,16 +260,16 @@ func (r *Runner) watch(ctx context.Context, job wire.Job, h driver.Handle, hb *h
 			code := w.res.ExitCode
 			switch {
 			case w.res.OOMKilled:
-				return outcome{status: store.StatusKilled, exitCode: &code,
+				return outcome{status: mayfly.StatusKilled, exitCode: &code,
 					msg: fmt.Sprintf("Out of memory: killed at the limit of %d MiB", r.cfg.MemoryBytes>>20)}
 			case code == 0:
-				return outcome{status: store.StatusComplete, exitCode: &code}
+				return outcome{status: mayfly.StatusComplete, exitCode: &code}
 			}
-			return outcome{status: store.StatusError, exitCode: &code, msg: "Exit code " + strconv.Itoa(code)}
+			return outcome{status: mayfly.StatusError, exitCode: &code, msg: "Exit code " + strconv.Itoa(code)}
 		case <-timeout.C:
 			r.stop(h, 0)
 			<-waitCh
-			return outcome{status: store.StatusTimeout, msg: fmt.Sprintf("Timed out after %d s", job.Timeout)}
+			return outcome{status: mayfly.StatusTimeout, msg: fmt.Sprintf("Timed out after %d s", job.Timeout)}
 		case <-hb.lost:
 			r.stop(h, 0)
 			<-waitCh
@@ -277,7 +277,7 @@ func (r *Runner) watch(ctx context.Context, job wire.Job, h driver.Handle, hb *h
 		case <-hb.cancel:
 			r.stop(h, r.cfg.StopGrace)
 			<-waitCh
-			return outcome{status: store.StatusCancelled, msg: "Cancelled"}
+			return outcome{status: mayfly.StatusCancelled, msg: "Cancelled"}
 		case <-ctx.Done():
 			r.stop(h, 0)
 			<-waitCh

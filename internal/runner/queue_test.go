@@ -208,7 +208,7 @@ func TestLeaseExpiry(t *testing.T) {
 	if tk.Status != store.StatusComplete || tk.Attempt != 2 || b.log(id) != "ran\n" {
 		t.Fatalf("rescued task: %s attempt %d log %q", tk.Status, tk.Attempt, b.log(id))
 	}
-	err = b.svc.Finish(ctx, jobs[0].Lease("ghost"), wire.FinishRequest{RunnerID: "ghost", Status: store.StatusError, Msg: "late"})
+	err = b.svc.Finish(ctx, jobs[0].Lease("ghost"), wire.FinishRequest{RunnerID: "ghost", Status: string(store.StatusError), Msg: "late"})
 	if !errors.Is(err, service.ErrLeaseLost) {
 		t.Fatalf("ghost finish after the task ran elsewhere: %v", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mayfly-run/mayfly/internal/mayfly"
 	"io"
 	"sync"
 	"time"
@@ -158,16 +159,17 @@ func (s *Service) AppendLog(ctx context.Context, lease wire.LeaseRef, data []byt
 // Finish records how a task ended.
 func (s *Service) Finish(ctx context.Context, lease wire.LeaseRef, req wire.FinishRequest) error {
 	taskID := lease.TaskID
-	if !store.Terminal(req.Status) {
+	status := mayfly.Status(req.Status)
+	if !status.Valid() || !status.Terminal() {
 		return errorf(ErrInvalid, "status %q is not a final status", req.Status)
 	}
 	now := s.now()
-	retry, err := s.autoRetry(ctx, taskID, req.Status, now)
+	retry, err := s.autoRetry(ctx, taskID, status, now)
 	if err != nil {
 		return err
 	}
 	err = s.store.FinishTask(ctx, store.FinishParams{TaskID: taskID, RunnerID: lease.RunnerID, Attempt: lease.Attempt,
-		Status: req.Status, Msg: req.Msg, ExitCode: req.ExitCode, Now: now, Retry: retry, Timings: req.Timings})
+		Status: status, Msg: req.Msg, ExitCode: req.ExitCode, Now: now, Retry: retry, Timings: req.Timings})
 	if err != nil {
 		return leaseErr(err, taskID)
 	}

@@ -93,7 +93,7 @@ func (b *upkeepBundle) task(id string) store.Task {
 }
 
 // runTask leases one task and finishes it with status.
-func (b *upkeepBundle) runTask(status string) []wire.Job {
+func (b *upkeepBundle) runTask(status store.Status) []wire.Job {
 	b.t.Helper()
 	jobs, err := b.svc.Lease(b.ctx, wire.LeaseRequest{RunnerID: "r1", Max: 1})
 	if err != nil {
@@ -103,7 +103,7 @@ func (b *upkeepBundle) runTask(status string) []wire.Job {
 		if err := b.svc.AppendLog(b.ctx, j.Lease("r1"), []byte("some output\n")); err != nil {
 			b.t.Fatal(err)
 		}
-		if err := b.svc.Finish(b.ctx, j.Lease("r1"), wire.FinishRequest{RunnerID: "r1", Status: status}); err != nil {
+		if err := b.svc.Finish(b.ctx, j.Lease("r1"), wire.FinishRequest{RunnerID: "r1", Status: string(status)}); err != nil {
 			b.t.Fatalf("finish: %v", err)
 		}
 	}

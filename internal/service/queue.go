@@ -52,7 +52,7 @@ func (s *Service) nextTry(ctx context.Context, t store.Task, delay time.Duration
 
 // autoRetry returns the retry a finish should insert: only error and
 // timeout retry, and only while the code's retries last.
-func (s *Service) autoRetry(ctx context.Context, taskID, status string, now time.Time) (*store.Task, error) {
+func (s *Service) autoRetry(ctx context.Context, taskID string, status store.Status, now time.Time) (*store.Task, error) {
 	if status != store.StatusError && status != store.StatusTimeout {
 		return nil, nil
 	}

@@ -3,7 +3,8 @@
 // use. The HTTP API and the embedded runner both call it; it alone talks to
 // the store and the blob store, so every rule lives in one place.
 //
-// A task moves queued -> preparing (leased; the runner prepares the image
+// A task moves through the states of mayfly.Status, by the rules of
+// mayfly.CanMove: queued -> preparing (leased; the runner prepares the image
 // and container) -> running (container started) -> one of complete, error,
 // timeout, killed, cancelled. A lease that runs out gives the task back to
 // the queue until its attempts are used up, then it ends killed.

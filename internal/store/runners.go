@@ -3,21 +3,12 @@ package store
 import (
 	"context"
 	"time"
+
+	"github.com/mayfly-run/mayfly/internal/mayfly"
 )
 
-// Runner is what the store knows of one runner: what it said of itself on
-// its last lease, and when it was last heard from.
-type Runner struct {
-	ID       string
-	Host     string
-	Clusters []string // "" is the default cluster
-	Capacity int
-	Busy     int
-	Version  string
-	Driver   string
-	Stacks   []string
-	LastSeen time.Time
-}
+// Runner is a runner as the registry knows it, as in package mayfly.
+type Runner = mayfly.Runner
 
 // RunnerStore is the registry of runners, shared by every server on a
 // store: it tells which clusters have a live runner and which stacks the

@@ -3,51 +3,19 @@ package store
 import (
 	"context"
 	"time"
+
+	"github.com/mayfly-run/mayfly/internal/mayfly"
 )
 
-// Schedule statuses. A schedule is scheduled until it has run its
-// run_times, passed its end_at or run its one run (complete), or a user
-// cancelled it (cancelled). Only scheduled schedules fire.
+// Schedule is a schedule, as in package mayfly.
+type Schedule = mayfly.Schedule
+
+// Schedule statuses, as in package mayfly.
 const (
-	ScheduleScheduled = "scheduled"
-	ScheduleComplete  = "complete"
-	ScheduleCancelled = "cancelled"
+	ScheduleScheduled = mayfly.ScheduleScheduled
+	ScheduleComplete  = mayfly.ScheduleComplete
+	ScheduleCancelled = mayfly.ScheduleCancelled
 )
-
-// Schedule makes tasks of a code: every RunEvery seconds, at the times of
-// a Cron expression in Timezone, or once at StartAt when neither is set.
-type Schedule struct {
-	ID             string
-	ProjectID      string
-	CodeName       string
-	Name           string
-	Payload        string
-	Status         string
-	StartAt        *time.Time
-	EndAt          *time.Time
-	RunEvery       int    // seconds; 0 = not an interval schedule
-	Cron           string // 5-field expression; "" = not a cron schedule
-	Timezone       string // IANA name the cron expression is read in; "" = UTC
-	RunTimes       int    // 0 = no limit
-	Priority       *int   // nil = the code's default_priority
-	Timeout        int    // seconds; 0 = the server's default
-	Delay          int    // seconds each task waits after it is made
-	Cluster        string
-	Label          string
-	MaxConcurrency int // 0 = no limit on the schedule's active tasks
-	RunCount       int // tasks made so far
-	LastRunTime    *time.Time
-	// NextStart is the due time of the next run; nil once the schedule no
-	// longer fires.
-	NextStart *time.Time
-	Msg       string
-	// Version grows with every change, so that a writer that read an older
-	// copy finds out instead of overwriting (see UpdateSchedule and
-	// FireSchedule).
-	Version   int
-	CreatedAt time.Time
-	UpdatedAt time.Time
-}
 
 // ScheduleOutcome is how a schedule stands after one of its runs.
 type ScheduleOutcome struct {

@@ -9,8 +9,42 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/mayfly-run/mayfly/internal/mayfly"
 	"time"
 )
+
+// The domain types live in package mayfly, a leaf every layer shares; the
+// store names them as its own so backends read naturally.
+type (
+	Project      = mayfly.Project
+	Token        = mayfly.Token
+	CodeRevision = mayfly.CodeRevision
+	Code         = mayfly.Code
+	Task         = mayfly.Task
+	Status       = mayfly.Status
+	Page         = mayfly.Page
+	TaskFilter   = mayfly.TaskFilter
+)
+
+// Task statuses and token kinds, as in package mayfly.
+const (
+	StatusQueued    = mayfly.StatusQueued
+	StatusPreparing = mayfly.StatusPreparing
+	StatusRunning   = mayfly.StatusRunning
+	StatusComplete  = mayfly.StatusComplete
+	StatusError     = mayfly.StatusError
+	StatusTimeout   = mayfly.StatusTimeout
+	StatusKilled    = mayfly.StatusKilled
+	StatusCancelled = mayfly.StatusCancelled
+
+	TokenAdmin   = mayfly.TokenAdmin
+	TokenProject = mayfly.TokenProject
+	TokenRunner  = mayfly.TokenRunner
+	TokenTask    = mayfly.TokenTask
+)
+
+// Terminal reports whether a task in status s has ended for good.
+func Terminal(s Status) bool { return s.Terminal() }
 
 // Sentinel errors every backend maps its own errors to.
 var (
@@ -25,142 +59,6 @@ var (
 	// changed nothing.
 	ErrNoSpace = errors.New("no space left for the store")
 )
-
-// Task statuses. Only queued, preparing and running are unfinished; clients
-// treat every other status as terminal.
-const (
-	StatusQueued    = "queued"
-	StatusPreparing = "preparing"
-	StatusRunning   = "running"
-	StatusComplete  = "complete"
-	StatusError     = "error"
-	StatusTimeout   = "timeout"
-	StatusKilled    = "killed"
-	StatusCancelled = "cancelled"
-)
-
-// Terminal reports whether a task in this status has ended.
-func Terminal(status string) bool {
-	switch status {
-	case StatusQueued, StatusPreparing, StatusRunning:
-		return false
-	}
-	return true
-}
-
-// Token kinds.
-const (
-	TokenAdmin   = "admin"   // every project, and management
-	TokenProject = "project" // the IronWorker OAuth token of one project
-	TokenRunner  = "runner"  // lease and report only
-	// TokenTask is never stored: a task's own signed token, good only for
-	// reporting that task's progress.
-	TokenTask = "task"
-)
-
-type Project struct {
-	ID        string
-	Name      string
-	CreatedAt time.Time
-}
-
-type Token struct {
-	ID        string
-	Hash      string // a keyed digest of the secret (the service picks the scheme); the secret itself is never stored
-	Kind      string
-	ProjectID string // empty for admin and runner tokens
-	Name      string
-	// Clusters limits a runner token to these clusters ("" is the default
-	// cluster); none = any.
-	Clusters  []string
-	CreatedAt time.Time
-}
-
-// CodeRevision is one upload of a code: its settings and its package. A code
-// is the latest revision under a name; older revisions stay downloadable.
-type CodeRevision struct {
-	ID              string // id of this revision
-	CodeID          string // stable id of the code across revisions
-	ProjectID       string
-	Name            string
-	Rev             int
-	Runtime         string
-	FileName        string
-	Stack           string
-	Image           string
-	Command         string
-	Config          string
-	EnvVars         map[string]string
-	MaxConcurrency  int // 0 = unlimited
-	Retries         int
-	RetriesDelay    int    // seconds
-	RetriesBackoff  string // "" = the same delay every time; "exponential" = doubled per retry
-	DefaultPriority int
-	PackageKey      string // blob key of the zip; empty for image codes without a zip
-	PackageSHA256   string
-	PackageSize     int64
-	CreatedAt       time.Time
-}
-
-// Code is a code's latest revision plus what belongs to the code as a whole.
-// Mind the embedding: the code's own id is CodeID; ID is its latest
-// revision's.
-type Code struct {
-	CodeRevision
-	CreatedAt time.Time // of the code (first revision)
-	UpdatedAt time.Time // of the latest revision
-	Paused    bool
-}
-
-type Task struct {
-	ID             string
-	ProjectID      string
-	CodeID         string
-	CodeName       string
-	CodeRevisionID string
-	CodeRev        int
-	Status         string
-	Priority       int
-	Payload        string
-	Timeout        int // seconds
-	Delay          int // seconds
-	Cluster        string
-	Label          string
-	Msg            string
-	ExitCode       *int
-	Percent        int
-	Attempt        int // how many times a runner has taken it
-	RunnerID       string
-	LeaseExpiresAt *time.Time
-	CancelRequest  bool
-	RetryOf        string
-	RetryAt        string
-	RetryCount     int
-	ScheduleID     string
-	LogSize        int64
-	Timings        map[string]float64 // ms per phase on the runner
-	CreatedAt      time.Time
-	UpdatedAt      time.Time
-	DueAt          time.Time
-	StartTime      *time.Time
-	EndTime        *time.Time
-}
-
-// Page selects a slice of a newest-first list. Page is 0-based.
-type Page struct {
-	Page    int
-	PerPage int
-}
-
-type TaskFilter struct {
-	ProjectID string
-	CodeName  string
-	Label     string
-	Statuses  []string   // empty = all
-	FromTime  *time.Time // created_at >= FromTime
-	ToTime    *time.Time // created_at < ToTime, so adjacent windows never overlap
-	Page
-}
 
 type LeaseParams struct {
 	RunnerID      string
@@ -229,7 +127,7 @@ type FinishParams struct {
 	TaskID   string
 	RunnerID string
 	Attempt  int
-	Status   string // a terminal status
+	Status   Status // a terminal status
 	Msg      string // "" keeps the task's msg (the last progress message)
 	ExitCode *int
 	Now      time.Time
@@ -328,7 +226,7 @@ type Store interface {
 	// does, and returns how many.
 	CancelCodeTasks(ctx context.Context, projectID, codeID string, now time.Time) (int, error)
 	// CodeStats counts a code's tasks by status.
-	CodeStats(ctx context.Context, projectID, codeID string) (map[string]int, error)
+	CodeStats(ctx context.Context, projectID, codeID string) (map[Status]int, error)
 	// RescueExpired gives tasks whose lease ran out back to the queue, or
 	// ends them killed after their last attempt. It returns how many moved.
 	RescueExpired(ctx context.Context, p RescueParams) (int, error)

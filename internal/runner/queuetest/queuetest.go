@@ -23,9 +23,9 @@ import (
 	"time"
 
 	blobfs "github.com/mayfly-run/mayfly/internal/blob/fs"
+	"github.com/mayfly-run/mayfly/internal/mayfly"
 	"github.com/mayfly-run/mayfly/internal/runner"
 	"github.com/mayfly-run/mayfly/internal/service"
-	"github.com/mayfly-run/mayfly/internal/store"
 	"github.com/mayfly-run/mayfly/internal/store/sqlite"
 	"github.com/mayfly-run/mayfly/internal/wire"
 )
@@ -162,7 +162,7 @@ func (b *bundle) queue(t *testing.T, tasks ...wire.NewTask) []string {
 	return ids
 }
 
-func (b *bundle) task(t *testing.T, id string) store.Task {
+func (b *bundle) task(t *testing.T, id string) mayfly.Task {
 	t.Helper()
 	tk, err := b.fx.Svc.GetTask(b.ctx, b.fx.ProjectID, id)
 	if err != nil {
@@ -337,7 +337,7 @@ func testJobContents(t *testing.T, b *bundle) {
 	case j.Code.PackageSHA256 != hex.EncodeToString(sum[:]), j.Code.PackageSize != int64(len(z)), j.Code.RevisionID == "":
 		t.Fatalf("job package: %+v", j.Code)
 	}
-	if tk := b.task(t, id); tk.Status != store.StatusPreparing || tk.RunnerID != "r1" {
+	if tk := b.task(t, id); tk.Status != mayfly.StatusPreparing || tk.RunnerID != "r1" {
 		t.Fatalf("leased task: status %s runner %q", tk.Status, tk.RunnerID)
 	}
 }
@@ -350,7 +350,7 @@ func testStartedAndHeartbeat(t *testing.T, b *bundle) {
 	if err := b.q.Started(b.ctx, j.Lease("r1")); err != nil {
 		t.Fatalf("started: %v", err)
 	}
-	if tk := b.task(t, j.TaskID); tk.Status != store.StatusRunning {
+	if tk := b.task(t, j.TaskID); tk.Status != mayfly.StatusRunning {
 		t.Fatalf("after started: %s", tk.Status)
 	}
 	// Heartbeats hold the lease past its length.
@@ -360,7 +360,7 @@ func testStartedAndHeartbeat(t *testing.T, b *bundle) {
 			t.Fatalf("heartbeat: %v", err)
 		}
 	}
-	if tk := b.task(t, j.TaskID); tk.Status != store.StatusRunning || tk.Attempt != 1 {
+	if tk := b.task(t, j.TaskID); tk.Status != mayfly.StatusRunning || tk.Attempt != 1 {
 		t.Fatalf("heartbeats did not hold the lease: %s attempt %d", tk.Status, tk.Attempt)
 	}
 	// Another runner's reports about it are refused.
@@ -381,10 +381,10 @@ func testHeartbeatCarriesCancel(t *testing.T, b *bundle) {
 	if err != nil || !cancel {
 		t.Fatalf("heartbeat after cancel: cancel %v err %v", cancel, err)
 	}
-	if err := b.q.Finish(b.ctx, j.Lease("r1"), wire.FinishRequest{Status: store.StatusCancelled, Msg: "Cancelled"}); err != nil {
+	if err := b.q.Finish(b.ctx, j.Lease("r1"), wire.FinishRequest{Status: string(mayfly.StatusCancelled), Msg: "Cancelled"}); err != nil {
 		t.Fatalf("finish cancelled: %v", err)
 	}
-	if tk := b.task(t, j.TaskID); tk.Status != store.StatusCancelled {
+	if tk := b.task(t, j.TaskID); tk.Status != mayfly.StatusCancelled {
 		t.Fatalf("after cancel: %s", tk.Status)
 	}
 }
@@ -411,24 +411,24 @@ func testFinish(t *testing.T, b *bundle) {
 	if err := b.q.Started(b.ctx, j.Lease("r1")); err != nil {
 		t.Fatal(err)
 	}
-	err := b.q.Finish(b.ctx, j.Lease("r1"), wire.FinishRequest{Status: store.StatusRunning})
+	err := b.q.Finish(b.ctx, j.Lease("r1"), wire.FinishRequest{Status: string(mayfly.StatusRunning)})
 	b.wantPassingOrRefused(t, err, "finish with an unfinished status")
 	code := 3
-	err = b.q.Finish(b.ctx, j.Lease("r1"), wire.FinishRequest{Status: store.StatusError, Msg: "Exit code 3",
+	err = b.q.Finish(b.ctx, j.Lease("r1"), wire.FinishRequest{Status: string(mayfly.StatusError), Msg: "Exit code 3",
 		ExitCode: &code, Timings: map[string]float64{"run": 12}})
 	if err != nil {
 		t.Fatalf("finish: %v", err)
 	}
 	tk := b.task(t, j.TaskID)
-	if tk.Status != store.StatusError || tk.Msg != "Exit code 3" || tk.ExitCode == nil || *tk.ExitCode != 3 || tk.EndTime.IsZero() {
+	if tk.Status != mayfly.StatusError || tk.Msg != "Exit code 3" || tk.ExitCode == nil || *tk.ExitCode != 3 || tk.EndTime.IsZero() {
 		t.Fatalf("finished task: %s %q exit %v end %v", tk.Status, tk.Msg, tk.ExitCode, tk.EndTime)
 	}
 	// The end is reported once; a second report changes nothing.
-	err = b.q.Finish(b.ctx, j.Lease("r1"), wire.FinishRequest{Status: store.StatusComplete})
+	err = b.q.Finish(b.ctx, j.Lease("r1"), wire.FinishRequest{Status: string(mayfly.StatusComplete)})
 	b.wantLost(t, err, "second finish")
 	_, err = b.q.Heartbeat(b.ctx, j.Lease("r1"))
 	b.wantLost(t, err, "heartbeat after finish")
-	if tk := b.task(t, j.TaskID); tk.Status != store.StatusError {
+	if tk := b.task(t, j.TaskID); tk.Status != mayfly.StatusError {
 		t.Fatalf("second finish changed the task to %s", tk.Status)
 	}
 }
@@ -487,7 +487,7 @@ func testUnknownTask(t *testing.T, b *bundle) {
 	_, err := b.q.Heartbeat(b.ctx, unknown)
 	b.wantLost(t, err, "heartbeat of an unknown task")
 	b.wantLost(t, b.q.AppendLog(b.ctx, unknown, []byte("x")), "log of an unknown task")
-	b.wantLost(t, b.q.Finish(b.ctx, unknown, wire.FinishRequest{Status: store.StatusComplete}), "finish of an unknown task")
+	b.wantLost(t, b.q.Finish(b.ctx, unknown, wire.FinishRequest{Status: string(mayfly.StatusComplete)}), "finish of an unknown task")
 }
 
 // A runner that went silent and leased the same task again holds a new
@@ -517,11 +517,11 @@ func testLostLease(t *testing.T, b *bundle) {
 	b.wantLost(t, err, "heartbeat of the old lease")
 	b.wantLost(t, b.q.Started(b.ctx, old), "started of the old lease")
 	b.wantLost(t, b.q.AppendLog(b.ctx, old, []byte("late output of attempt 1\n")), "log of the old lease")
-	b.wantLost(t, b.q.Finish(b.ctx, old, wire.FinishRequest{Status: store.StatusError, Msg: "stale"}), "finish of the old lease")
+	b.wantLost(t, b.q.Finish(b.ctx, old, wire.FinishRequest{Status: string(mayfly.StatusError), Msg: "stale"}), "finish of the old lease")
 	// Another runner naming the current attempt is no better.
 	_, err = b.q.Heartbeat(b.ctx, again[0].Lease("r2"))
 	b.wantLost(t, err, "heartbeat of another runner on the current attempt")
-	if tk := b.task(t, j.TaskID); tk.Status != store.StatusPreparing || tk.RunnerID != "r1" || tk.Attempt != 2 {
+	if tk := b.task(t, j.TaskID); tk.Status != mayfly.StatusPreparing || tk.RunnerID != "r1" || tk.Attempt != 2 {
 		t.Fatalf("after the old lease's reports: %s runner %s attempt %d", tk.Status, tk.RunnerID, tk.Attempt)
 	}
 	if _, err := b.q.Heartbeat(b.ctx, cur); err != nil {
@@ -530,10 +530,10 @@ func testLostLease(t *testing.T, b *bundle) {
 	if err := b.q.AppendLog(b.ctx, cur, []byte("attempt 2\n")); err != nil {
 		t.Fatalf("log of the new lease: %v", err)
 	}
-	if err := b.q.Finish(b.ctx, cur, wire.FinishRequest{Status: store.StatusComplete}); err != nil {
+	if err := b.q.Finish(b.ctx, cur, wire.FinishRequest{Status: string(mayfly.StatusComplete)}); err != nil {
 		t.Fatalf("finish of the new lease: %v", err)
 	}
-	if tk := b.task(t, j.TaskID); tk.Status != store.StatusComplete {
+	if tk := b.task(t, j.TaskID); tk.Status != mayfly.StatusComplete {
 		t.Fatalf("after the new lease's finish: %s %q", tk.Status, tk.Msg)
 	}
 	log, err := b.fx.Svc.TaskLog(b.ctx, b.fx.ProjectID, j.TaskID)
@@ -552,11 +552,11 @@ func testBadToken(t *testing.T, b *bundle) {
 	b.wantPassingOrRefused(t, err, "lease with a bad token")
 	_, err = bad.Heartbeat(b.ctx, j.Lease("r1"))
 	b.wantPassingOrRefused(t, err, "heartbeat with a bad token")
-	b.wantPassingOrRefused(t, bad.Finish(b.ctx, j.Lease("r1"), wire.FinishRequest{Status: store.StatusComplete}),
+	b.wantPassingOrRefused(t, bad.Finish(b.ctx, j.Lease("r1"), wire.FinishRequest{Status: string(mayfly.StatusComplete)}),
 		"finish with a bad token")
 	_, err = bad.OpenPackage(b.ctx, j.Code.RevisionID)
 	b.wantPassingOrRefused(t, err, "package with a bad token")
-	if tk := b.task(t, j.TaskID); tk.Status != store.StatusPreparing {
+	if tk := b.task(t, j.TaskID); tk.Status != mayfly.StatusPreparing {
 		t.Fatalf("a report with a bad token changed the task: %s", tk.Status)
 	}
 }

@@ -101,7 +101,7 @@ func TestHTTPRunnerToken(t *testing.T) {
 	if _, err := q.OpenPackage(ctx, revs["other"]); err == nil || client.IsLeaseLost(err) {
 		t.Fatalf("package of a task the runner does not hold: %v", err)
 	}
-	if err := q.Finish(ctx, j.Lease("claimed"), wire.FinishRequest{Status: store.StatusComplete}); err != nil {
+	if err := q.Finish(ctx, j.Lease("claimed"), wire.FinishRequest{Status: string(store.StatusComplete)}); err != nil {
 		t.Fatalf("finish: %v", err)
 	}
 }

@@ -18,7 +18,10 @@ func (s *Store) GetTaskByID(ctx context.Context, taskID string) (store.Task, err
 
 func (s *Store) RetryTask(ctx context.Context, projectID, taskID string, next store.Task) error {
 	err := s.withTx(ctx, func(tx *querier) error {
-		var status, retryAt string
+		var (
+			status  store.Status
+			retryAt string
+		)
 		if err := tx.QueryRowContext(ctx, `SELECT status, retry_at FROM tasks WHERE project_id = ? AND id = ?`,
 			projectID, taskID).Scan(&status, &retryAt); err != nil {
 			return err
@@ -43,7 +46,7 @@ func (s *Store) RetryTask(ctx context.Context, projectID, taskID string, next st
 
 func (s *Store) SetProgress(ctx context.Context, p store.ProgressParams) error {
 	err := s.withTx(ctx, func(tx *querier) error {
-		var status string
+		var status store.Status
 		if err := tx.QueryRowContext(ctx, `SELECT status FROM tasks WHERE id = ?`, p.TaskID).Scan(&status); err != nil {
 			return err
 		}
@@ -91,16 +94,16 @@ func (s *Store) CancelCodeTasks(ctx context.Context, projectID, codeID string, n
 	return int(n), nil
 }
 
-func (s *Store) CodeStats(ctx context.Context, projectID, codeID string) (map[string]int, error) {
+func (s *Store) CodeStats(ctx context.Context, projectID, codeID string) (map[store.Status]int, error) {
 	rows, err := s.read().QueryContext(ctx,
 		`SELECT status, COUNT(*) FROM tasks WHERE project_id = ? AND code_id = ? GROUP BY status`, projectID, codeID)
 	if err != nil {
 		return nil, fail(err, "stats of code %s", codeID)
 	}
 	defer rows.Close()
-	out := map[string]int{}
+	out := map[store.Status]int{}
 	for rows.Next() {
-		var st string
+		var st store.Status
 		var n int
 		if err := rows.Scan(&st, &n); err != nil {
 			return nil, fail(err, "stats of code %s", codeID)

@@ -247,7 +247,7 @@ func (s *Store) FinishTask(ctx context.Context, p store.FinishParams) error {
 func (s *Store) CancelTask(ctx context.Context, projectID, taskID string, now time.Time) (store.Task, error) {
 	var task store.Task
 	err := s.withTx(ctx, func(tx *querier) error {
-		var status string
+		var status store.Status
 		if err := tx.QueryRowContext(ctx,
 			`SELECT status FROM tasks WHERE project_id = ? AND id = ?`, projectID, taskID).Scan(&status); err != nil {
 			return err
@@ -319,9 +319,10 @@ func (s *Store) RescueExpired(ctx context.Context, p store.RescueParams) (int, e
 func (s *Store) AppendLog(ctx context.Context, p store.AppendLogParams) error {
 	err := s.withTx(ctx, func(tx *querier) error {
 		var (
-			status, runnerID string
-			attempt          int
-			size             int64
+			status   store.Status
+			runnerID string
+			attempt  int
+			size     int64
 		)
 		if err := tx.QueryRowContext(ctx, `SELECT status, runner_id, attempt, log_size FROM tasks WHERE id = ?`,
 			p.TaskID).Scan(&status, &runnerID, &attempt, &size); err != nil {

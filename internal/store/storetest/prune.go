@@ -21,7 +21,7 @@ var maintenanceTests = []struct {
 
 // finishAt runs a queued task through a lease to status, ending at end,
 // with a log, and returns it as stored.
-func (b *bundle) finishAt(t *testing.T, tk store.Task, status string, end time.Time, retry *store.Task) store.Task {
+func (b *bundle) finishAt(t *testing.T, tk store.Task, status store.Status, end time.Time, retry *store.Task) store.Task {
 	t.Helper()
 	leased := b.lease(t, "r-prune", 1, tk.DueAt)
 	if len(leased) != 1 || leased[0].ID != tk.ID {

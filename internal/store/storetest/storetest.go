@@ -233,7 +233,7 @@ func (b *bundle) getTask(t *testing.T, id string) store.Task {
 	return tk
 }
 
-func (b *bundle) finish(t *testing.T, tk store.Task, status string) {
+func (b *bundle) finish(t *testing.T, tk store.Task, status store.Status) {
 	t.Helper()
 	zero := 0
 	if err := b.s.FinishTask(b.ctx, store.FinishParams{

@@ -99,12 +99,12 @@ func testListTasksFilters(t *testing.T, b *bundle) {
 		{"code prefix is not a match", store.TaskFilter{CodeName: "alp"}, nil},
 		{"label", store.TaskFilter{Label: "x"}, id(4, 2, 0)},
 		{"code and label", store.TaskFilter{CodeName: "alpha", Label: "x"}, id(2, 0)},
-		{"one status", store.TaskFilter{Statuses: []string{store.StatusQueued}}, id(4, 0)},
-		{"statuses", store.TaskFilter{Statuses: []string{store.StatusComplete, store.StatusError}}, id(2, 1)},
+		{"one status", store.TaskFilter{Statuses: []store.Status{store.StatusQueued}}, id(4, 0)},
+		{"statuses", store.TaskFilter{Statuses: []store.Status{store.StatusComplete, store.StatusError}}, id(2, 1)},
 		{"from inclusive", store.TaskFilter{FromTime: ptr(at(2))}, id(4, 3, 2)},
 		{"to exclusive", store.TaskFilter{ToTime: ptr(at(2))}, id(1, 0)},
 		{"window", store.TaskFilter{FromTime: ptr(at(1)), ToTime: ptr(at(4))}, id(3, 2, 1)},
-		{"everything", store.TaskFilter{CodeName: "alpha", Label: "x", Statuses: []string{store.StatusError},
+		{"everything", store.TaskFilter{CodeName: "alpha", Label: "x", Statuses: []store.Status{store.StatusError},
 			FromTime: ptr(at(1)), ToTime: ptr(at(3))}, id(2)},
 	}
 	for _, c := range cases {
