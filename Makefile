@@ -34,6 +34,7 @@ lint: ## gofmt, go vet and staticcheck (its checks: staticcheck.conf)
 
 test: setup stacks lint ## set up, then run every test, integration tests against the real engine included
 	@bash scripts/setup-compat.sh
+	@bash scripts/setup-s3.sh
 	MAYFLY_REQUIRE_INTEGRATION=1 MAYFLY_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 30m ./...
 	@echo "== alone: the Docker engine restarts under a running task"
 	MAYFLY_REQUIRE_INTEGRATION=1 MAYFLY_ENGINE_RESTART=1 $(GO) test -count=1 -timeout 10m -run '^TestEngineRestart$$' ./internal/runner/

@@ -1,6 +1,6 @@
 // Package blob stores code packages by key. The embedded default keeps them
-// in a local directory (fs); S3-compatible storage can follow behind the same
-// interface, chosen by configuration alone.
+// in a local directory (fs); s3 keeps them in an S3-compatible object store
+// behind the same interface, and open picks one by location alone.
 package blob
 
 import (

@@ -3,6 +3,8 @@ package testenv
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -49,5 +51,30 @@ func TestIntegration(t *testing.T) {
 				t.Errorf("skip message %q is not loud enough", r.skip)
 			}
 		})
+	}
+}
+
+// The S3 server binary is looked for where scripts/setup-s3.sh puts it,
+// unless MAYFLY_VERSITYGW names another; a name that is not there says so
+// instead of falling back to some other binary.
+func TestVersitygwBinary(t *testing.T) {
+	t.Setenv(VersitygwEnv, "/nonexistent/versitygw")
+	if _, err := versitygwBinary(); err == nil || !strings.Contains(err.Error(), VersitygwEnv) {
+		t.Fatalf("versitygwBinary with a missing %s = %v, want an error naming it", VersitygwEnv, err)
+	}
+	t.Setenv(VersitygwEnv, "")
+	t.Setenv("PATH", t.TempDir())
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := filepath.Join(root, "bin", "tools", "versitygw")
+	got, err := versitygwBinary()
+	if _, serr := os.Stat(want); serr == nil {
+		if got != want {
+			t.Fatalf("versitygwBinary = %q, %v; want %q", got, err, want)
+		}
+	} else if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("versitygwBinary without a binary = %q, %v; want an error naming %s", got, err, want)
 	}
 }
