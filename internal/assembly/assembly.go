@@ -31,7 +31,7 @@ import (
 
 	"github.com/mayfly-run/mayfly/internal/api"
 	"github.com/mayfly-run/mayfly/internal/blob"
-	blobfs "github.com/mayfly-run/mayfly/internal/blob/fs"
+	blobopen "github.com/mayfly-run/mayfly/internal/blob/open"
 	"github.com/mayfly-run/mayfly/internal/driver"
 	"github.com/mayfly-run/mayfly/internal/id"
 	"github.com/mayfly-run/mayfly/internal/runner"
@@ -49,6 +49,10 @@ type Config struct {
 	// task socket directories under it are bind-mounted by the container
 	// engine, which knows no working directory of ours.
 	DataDir string
+	// BlobURL is where code packages are kept: "" for the blobs folder in
+	// DataDir, file:///path, or s3://bucket/prefix (endpoint, region and
+	// credentials from the AWS variables).
+	BlobURL string
 	// Service holds the limits; the keys and DataDir are filled in here.
 	Service          service.Config
 	BootstrapProject string
@@ -131,8 +135,16 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	s.Store = st
 	s.stops = append(s.stops, func() { st.Close() })
-	if s.Blobs, err = blobfs.New(filepath.Join(cfg.DataDir, "blobs")); err != nil {
-		return nil, err
+	if cfg.BlobURL == "" {
+		cfg.BlobURL = filepath.Join(cfg.DataDir, "blobs")
+	}
+	// The S3 store checks its bucket and credentials as it opens: bounded,
+	// so an endpoint that does not answer fails the start.
+	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	s.Blobs, err = blobopen.Open(octx, cfg.BlobURL)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("open the code package store: %w", err)
 	}
 	sc := cfg.Service
 	if sc.TaskTokenKey, err = secret.LoadOrCreateKey(filepath.Join(cfg.DataDir, "task-token.key"), "task token key"); err != nil {
