@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -193,8 +192,7 @@ func TestRemoteRunnersShareTheQueue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	type span struct{ start, end float64 }
-	var spans []span
+	var spans []testenv.Span
 	byRunner := map[string]int{}
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
@@ -210,34 +208,14 @@ func TestRemoteRunnersShareTheQueue(t *testing.T) {
 		if tk.Status != "complete" || tk.Attempt != 1 {
 			t.Fatalf("task %d: %s attempt %d %q; log %q", i, tk.Status, tk.Attempt, tk.Msg, log)
 		}
-		var s span
-		if n, err := fmt.Sscanf(string(log), "start %f p"+strconv.Itoa(i)+"\nend %f\n", &s.start, &s.end); n != 2 || err != nil {
+		var s testenv.Span
+		if n, err := fmt.Sscanf(string(log), "start %f p"+strconv.Itoa(i)+"\nend %f\n", &s.Start, &s.End); n != 2 || err != nil {
 			t.Fatalf("task %d ran other than once: log %q (%v)", i, log, err)
 		}
 		spans = append(spans, s)
 		byRunner[tk.RunnerID]++
 	}
-	// Sweep the starts and ends in time order; an end at the same reading
-	// as a start came first (the slot had to be free).
-	type event struct {
-		at    float64
-		delta int
-	}
-	var events []event
-	for _, s := range spans {
-		events = append(events, event{s.start, +1}, event{s.end, -1})
-	}
-	sort.Slice(events, func(i, j int) bool {
-		if events[i].at != events[j].at {
-			return events[i].at < events[j].at
-		}
-		return events[i].delta < events[j].delta
-	})
-	running, most := 0, 0
-	for _, e := range events {
-		running += e.delta
-		most = max(most, running)
-	}
+	most := testenv.MostAtOnce(spans)
 	t.Logf("tasks per runner: %v; most running at once: %d", byRunner, most)
 	if most > 3 {
 		t.Fatalf("%d tasks of a code with max_concurrency 3 ran at once", most)

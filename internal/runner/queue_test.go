@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/mayfly-run/mayfly/internal/service"
 	"github.com/mayfly-run/mayfly/internal/store"
+	"github.com/mayfly-run/mayfly/internal/testenv"
 	"github.com/mayfly-run/mayfly/internal/wire"
 )
 
@@ -147,11 +147,7 @@ func TestMaxConcurrency(t *testing.T) {
 	for range 10 {
 		reqs = append(reqs, wire.NewTask{CodeName: "limited"})
 	}
-	type edge struct {
-		at    float64
-		delta int
-	}
-	var edges []edge
+	var spans []testenv.Span
 	for _, id := range b.queue(reqs...) {
 		if tk := b.waitEnd(id); tk.Status != store.StatusComplete {
 			t.Fatalf("task %s: %s %q", id, tk.Status, tk.Msg)
@@ -162,20 +158,10 @@ func TestMaxConcurrency(t *testing.T) {
 		}
 		s, _ := strconv.ParseFloat(f[0], 64)
 		e, _ := strconv.ParseFloat(f[1], 64)
-		edges = append(edges, edge{s, 1}, edge{e, -1})
+		spans = append(spans, testenv.Span{Start: s, End: e})
 	}
-	// Ends sort before starts at the same instant (10 ms resolution).
-	sort.Slice(edges, func(i, j int) bool {
-		if edges[i].at != edges[j].at {
-			return edges[i].at < edges[j].at
-		}
-		return edges[i].delta < edges[j].delta
-	})
-	running, most := 0, 0
-	for _, e := range edges {
-		running += e.delta
-		most = max(most, running)
-	}
+	// Ends count before starts at the same instant (10 ms resolution).
+	most := testenv.MostAtOnce(spans)
 	t.Logf("most tasks of a max_concurrency-2 code running at once: %d", most)
 	if most > 2 {
 		t.Fatalf("%d tasks ran at once, max_concurrency is 2", most)

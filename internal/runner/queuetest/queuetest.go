@@ -15,18 +15,16 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
-	"log/slog"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
-	blobfs "github.com/mayfly-run/mayfly/internal/blob/fs"
+	"github.com/mayfly-run/mayfly/internal/assembly"
 	"github.com/mayfly-run/mayfly/internal/mayfly"
 	"github.com/mayfly-run/mayfly/internal/runner"
 	"github.com/mayfly-run/mayfly/internal/service"
-	"github.com/mayfly-run/mayfly/internal/store/sqlite"
+	"github.com/mayfly-run/mayfly/internal/testenv"
 	"github.com/mayfly-run/mayfly/internal/wire"
 )
 
@@ -47,29 +45,14 @@ type Server struct {
 // ends.
 func NewService(t testing.TB) Server {
 	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "mayfly.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	blobs, err := blobfs.New(filepath.Join(dir, "blobs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc := service.New(st, blobs, service.Config{LeaseDuration: LeaseDuration, KnownStacks: []string{"busybox"}},
-		slog.New(slog.NewTextHandler(io.Discard, nil)))
 	const token = "queuetest-admin-token-0123456789"
-	boot, err := svc.EnsureBootstrap(ctx, "", token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mctx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); svc.RunMaintenance(mctx, 50*time.Millisecond) }()
-	t.Cleanup(func() { stop(); <-done })
-	return Server{Svc: svc, ProjectID: boot.ProjectID, AdminToken: token}
+	// The server's parts as `mayfly server` assembles them, no listener.
+	a := testenv.Server(t, assembly.Config{
+		Service:             service.Config{LeaseDuration: LeaseDuration, KnownStacks: []string{"busybox"}},
+		BootstrapToken:      token,
+		MaintenanceInterval: 50 * time.Millisecond,
+	})
+	return Server{Svc: a.Service, ProjectID: a.Bootstrap.ProjectID, AdminToken: token}
 }
 
 // Fixture is what the suite needs besides the queue.
