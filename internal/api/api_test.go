@@ -17,10 +17,10 @@ import (
 
 	"github.com/mayfly-run/mayfly/internal/api"
 	"github.com/mayfly-run/mayfly/internal/assembly"
+	"github.com/mayfly-run/mayfly/internal/assembly/assemblytest"
 	"github.com/mayfly-run/mayfly/internal/id"
 	"github.com/mayfly-run/mayfly/internal/service"
 	"github.com/mayfly-run/mayfly/internal/store"
-	"github.com/mayfly-run/mayfly/internal/testenv"
 	"github.com/mayfly-run/mayfly/internal/wire"
 )
 
@@ -46,7 +46,7 @@ func setup(t *testing.T, cfg service.Config) *bundle {
 // the API on a test listener.
 func setupWith(t *testing.T, cfg service.Config) *bundle {
 	t.Helper()
-	a := testenv.Server(t, assembly.Config{Service: cfg})
+	a := assemblytest.Start(t, assembly.Config{Service: cfg})
 	srv := httptest.NewServer(api.New(a.Service, api.Options{Version: "test"}))
 	t.Cleanup(srv.Close)
 	return &bundle{t: t, srv: srv, svc: a.Service, st: a.Store, project: a.Bootstrap.ProjectID, token: a.Bootstrap.Token,

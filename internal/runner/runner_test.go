@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mayfly-run/mayfly/internal/assembly"
+	"github.com/mayfly-run/mayfly/internal/assembly/assemblytest"
 	"github.com/mayfly-run/mayfly/internal/driver"
 	"github.com/mayfly-run/mayfly/internal/id"
 	"github.com/mayfly-run/mayfly/internal/runner"
@@ -61,7 +62,7 @@ func newBundleOn(t testing.TB, drv driver.Driver, cfg service.Config, capacity i
 	quiet := testenv.Logger(t)
 	// The server's parts as `mayfly server` assembles them, with a quick
 	// maintenance loop; the runners are added below, each on its own.
-	a := testenv.Server(t, assembly.Config{Service: cfg, MaintenanceInterval: 100 * time.Millisecond, Log: quiet})
+	a := assemblytest.Start(t, assembly.Config{Service: cfg, MaintenanceInterval: 100 * time.Millisecond, Log: quiet})
 	// Registered after the server's stop, so it runs before it: cleanups
 	// run last first, and the runners (added later) stop before both.
 	if baker, ok := drv.(driver.Baker); ok {

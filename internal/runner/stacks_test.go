@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mayfly-run/mayfly/internal/assembly"
+	"github.com/mayfly-run/mayfly/internal/assembly/assemblytest"
 	"github.com/mayfly-run/mayfly/internal/service"
 	"github.com/mayfly-run/mayfly/internal/stack"
 	"github.com/mayfly-run/mayfly/internal/store"
@@ -260,7 +261,7 @@ func TestBinaryWorker(t *testing.T) {
 
 func TestUnknownStackRefused(t *testing.T) {
 	t.Parallel()
-	a := testenv.Server(t, assembly.Config{Service: service.Config{KnownStacks: stack.Names()}})
+	a := assemblytest.Start(t, assembly.Config{Service: service.Config{KnownStacks: stack.Names()}})
 	svc, boot := a.Service, a.Bootstrap
 	zip := makeZip(t, map[string]string{"w.py": "print(1)"})
 	_, err := svc.UploadCode(context.Background(), boot.ProjectID,

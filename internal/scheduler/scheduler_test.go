@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/mayfly-run/mayfly/internal/assembly"
+	"github.com/mayfly-run/mayfly/internal/assembly/assemblytest"
 	"github.com/mayfly-run/mayfly/internal/service"
 	"github.com/mayfly-run/mayfly/internal/store"
-	"github.com/mayfly-run/mayfly/internal/testenv"
 	"github.com/mayfly-run/mayfly/internal/wire"
 )
 
@@ -27,7 +27,7 @@ func setup(t *testing.T) *bundle {
 	t.Helper()
 	ctx := t.Context()
 	// The server's parts with the scheduler, as `mayfly server` runs it.
-	a := testenv.Server(t, assembly.Config{
+	a := assemblytest.Start(t, assembly.Config{
 		Service:   service.Config{MinRunEvery: time.Second, AllowImages: []string{"busybox"}},
 		Scheduler: true,
 	})

@@ -21,10 +21,10 @@ import (
 	"time"
 
 	"github.com/mayfly-run/mayfly/internal/assembly"
+	"github.com/mayfly-run/mayfly/internal/assembly/assemblytest"
 	"github.com/mayfly-run/mayfly/internal/mayfly"
 	"github.com/mayfly-run/mayfly/internal/runner"
 	"github.com/mayfly-run/mayfly/internal/service"
-	"github.com/mayfly-run/mayfly/internal/testenv"
 	"github.com/mayfly-run/mayfly/internal/wire"
 )
 
@@ -47,7 +47,7 @@ func NewService(t testing.TB) Server {
 	t.Helper()
 	const token = "queuetest-admin-token-0123456789"
 	// The server's parts as `mayfly server` assembles them, no listener.
-	a := testenv.Server(t, assembly.Config{
+	a := assemblytest.Start(t, assembly.Config{
 		Service:             service.Config{LeaseDuration: LeaseDuration, KnownStacks: []string{"busybox"}},
 		BootstrapToken:      token,
 		MaintenanceInterval: 50 * time.Millisecond,
