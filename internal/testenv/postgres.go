@@ -291,14 +291,16 @@ func freePort() (int, error) {
 func removeStalePostgres() {
 	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "mayfly-pg-*"))
 	for _, d := range dirs {
-		pidFile, err := os.ReadFile(filepath.Join(d, "data", "postmaster.pid"))
-		if err == nil {
+		// Young directories may be another binary's, still in initdb
+		// (whose bootstrap processes come and go, pid file and all).
+		if fi, err := os.Stat(d); err != nil || time.Since(fi.ModTime()) < 10*time.Minute {
+			continue
+		}
+		if pidFile, err := os.ReadFile(filepath.Join(d, "data", "postmaster.pid")); err == nil {
 			first, _, _ := bytes.Cut(pidFile, []byte("\n"))
 			if pid, err := strconv.Atoi(strings.TrimSpace(string(first))); err == nil && syscall.Kill(pid, 0) == nil {
 				continue // still running: another test binary's
 			}
-		} else if fi, err := os.Stat(d); err != nil || time.Since(fi.ModTime()) < time.Hour {
-			continue // being set up right now, maybe
 		}
 		os.RemoveAll(d)
 	}

@@ -12,7 +12,7 @@ import (
 )
 
 // Leasing reads the queue in lease order (priority desc, due time, id) in
-// bounded batches, with FOR UPDATE SKIP LOCKED: rows another leaser holds
+// batches, with FOR UPDATE SKIP LOCKED: rows another leaser holds
 // are stepped over instead of waited for, and a row another leaser took
 // and committed meanwhile is re-checked and dropped, so no task is ever
 // handed out twice. The walk stops as soon as Max tasks are chosen.
@@ -95,7 +95,6 @@ func (s *Store) LeaseTasks(ctx context.Context, p store.LeaseParams) ([]store.Ta
 	if len(clusters) == 0 {
 		clusters = []string{""}
 	}
-	batch := min(max(4*p.Max, 16), 1000)
 	now := micros(p.Now)
 	expires := micros(p.Now.Add(p.LeaseDuration))
 
@@ -107,17 +106,22 @@ func (s *Store) LeaseTasks(ctx context.Context, p store.LeaseParams) ([]store.Ta
 		active := map[string]int{}
 		var chosen []string
 		cursor := candidate{prio: math.MaxInt64, due: math.MinInt64}
+		// The first batch asks for just the tasks wanted: every row read is
+		// locked until the lease commits, and a row locked but not taken
+		// would push other leasers to tasks after it. Each further batch
+		// (after stepping over codes at their limit) doubles, up to 1000.
 	walk:
-		for len(chosen) < p.Max {
+		for round := 0; len(chosen) < p.Max; round++ {
+			batch := min((p.Max-len(chosen))<<min(round, 10), 1000)
 			cands, err := leaseBatch(ctx, tx, clusters, now, cursor, batch)
 			if err != nil {
 				return err
 			}
 			for _, c := range cands {
-				cursor = c
 				if len(chosen) == p.Max {
 					break walk
 				}
+				cursor = c
 				if c.maxConc > 0 {
 					n, seen := active[c.codeID]
 					if !seen {
