@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -69,26 +68,29 @@ func (s *Store) PutCodeRevision(ctx context.Context, rev store.CodeRevision) (st
 			created int64
 			paused  bool
 		)
-		// The code's row stays locked to the end, so two uploads of one
-		// code number their revisions one after the other. Two first
-		// uploads of a name race on the unique (project_id, name) instead:
-		// the loser gets ErrConflict.
-		err := tx.QueryRow(ctx,
-			`SELECT id, created_at, paused FROM codes WHERE project_id = $1 AND name = $2 FOR UPDATE`,
-			rev.ProjectID, rev.Name).Scan(&codeID, &created, &paused)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
+		// A first upload inserts the code; ON CONFLICT DO NOTHING waits
+		// for a concurrent first upload of the same name to commit and
+		// then leaves its row, which the SELECT below reads: both uploads
+		// succeed, one after the other, as on a single writer.
+		created = micros(rev.CreatedAt)
+		tag, err := tx.Exec(ctx,
+			`INSERT INTO codes (id, project_id, name, latest_revision_id, created_at, updated_at, paused)
+			 VALUES ($1, $2, $3, $4, $5, $5, FALSE)
+			 ON CONFLICT (project_id, name) DO NOTHING`,
+			rev.CodeID, rev.ProjectID, rev.Name, rev.ID, created)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 1 {
 			rev.Rev = 1
-			created = micros(rev.CreatedAt)
-			if _, err := tx.Exec(ctx,
-				`INSERT INTO codes (id, project_id, name, latest_revision_id, created_at, updated_at, paused)
-				 VALUES ($1, $2, $3, $4, $5, $5, FALSE)`,
-				rev.CodeID, rev.ProjectID, rev.Name, rev.ID, created); err != nil {
+		} else {
+			// The code's row stays locked to the end, so two uploads of
+			// one code number their revisions one after the other.
+			if err := tx.QueryRow(ctx,
+				`SELECT id, created_at, paused FROM codes WHERE project_id = $1 AND name = $2 FOR NO KEY UPDATE`,
+				rev.ProjectID, rev.Name).Scan(&codeID, &created, &paused); err != nil {
 				return err
 			}
-		case err != nil:
-			return err
-		default:
 			rev.CodeID = codeID
 			if err := tx.QueryRow(ctx,
 				`SELECT COALESCE(MAX(rev), 0) + 1 FROM code_revisions WHERE code_id = $1`,

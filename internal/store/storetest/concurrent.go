@@ -20,6 +20,55 @@ var concurrencyTests = []struct {
 	{"ConcurrentLogAppends", testConcurrentLogAppends},
 	{"LeaseFromTwinStores", testLeaseFromTwinStores},
 	{"LogAppendsFromTwinStores", testLogAppendsFromTwinStores},
+	{"ConcurrentCodeUploads", testConcurrentCodeUploads},
+}
+
+// testConcurrentCodeUploads uploads one new code name from several
+// writers at once: all succeed, onto one code, with revisions 1..n.
+func testConcurrentCodeUploads(t *testing.T, b *bundle) {
+	const n = 6
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		codes []store.Code
+		errs  = make(chan error, n)
+	)
+	for range n {
+		wg.Go(func() {
+			c, err := b.s.PutCodeRevision(b.ctx, store.CodeRevision{
+				ID: NewID(), CodeID: NewID(), ProjectID: b.project.ID, Name: "hot",
+				Runtime: "sh", FileName: "run.sh", Stack: "default", CreatedAt: b.now,
+			})
+			if err != nil {
+				errs <- err
+				return
+			}
+			mu.Lock()
+			codes = append(codes, c)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("concurrent upload: %v", err)
+	}
+	revs := map[int]bool{}
+	for _, c := range codes {
+		if c.CodeID != codes[0].CodeID {
+			t.Fatalf("uploads made codes %s and %s of one name", codes[0].CodeID, c.CodeID)
+		}
+		revs[c.Rev] = true
+	}
+	for r := 1; r <= n; r++ {
+		if !revs[r] {
+			t.Fatalf("revisions %v; want 1..%d once each", revs, n)
+		}
+	}
+	got, err := b.s.GetCodeByName(b.ctx, b.project.ID, "hot")
+	if err != nil || got.Rev != n {
+		t.Fatalf("code after the uploads: rev %d, %v; want rev %d", got.Rev, err, n)
+	}
 }
 
 // appendAll has writers goroutines append perWriter distinct chunks each
