@@ -76,6 +76,13 @@ func (s *Store) UpdateTokenHash(ctx context.Context, tokenID, oldHash, newHash s
 func (s *Store) ReplaceNamedToken(ctx context.Context, t store.Token) (int, error) {
 	var removed int64
 	err := s.withTx(ctx, func(tx pgx.Tx) error {
+		// Servers that start together each replace the bootstrap token:
+		// without the lock each would delete the (not yet committed)
+		// others' tokens in vain, and several would stay.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`,
+			namedTokenLock, t.Kind+"/"+t.Name); err != nil {
+			return err
+		}
 		tag, err := tx.Exec(ctx, `DELETE FROM tokens WHERE kind = $1 AND name = $2`, t.Kind, t.Name)
 		if err != nil {
 			return err
@@ -90,6 +97,10 @@ func (s *Store) ReplaceNamedToken(ctx context.Context, t store.Token) (int, erro
 	}
 	return int(removed), nil
 }
+
+// namedTokenLock is the first key of the advisory locks ReplaceNamedToken
+// takes, one per kind and name.
+const namedTokenLock int32 = 0x6d66 // "mf"
 
 const tokenCols = `id, hash, kind, project_id, name, clusters, created_at`
 

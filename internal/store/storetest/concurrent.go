@@ -21,6 +21,57 @@ var concurrencyTests = []struct {
 	{"LeaseFromTwinStores", testLeaseFromTwinStores},
 	{"LogAppendsFromTwinStores", testLogAppendsFromTwinStores},
 	{"ConcurrentCodeUploads", testConcurrentCodeUploads},
+	{"ConcurrentReplaceNamedToken", testConcurrentReplaceNamedToken},
+}
+
+// testConcurrentReplaceNamedToken replaces one named token from several
+// writers at once, as servers starting together each store their
+// bootstrap token: one token of that name stays.
+func testConcurrentReplaceNamedToken(t *testing.T, b *bundle) {
+	const n = 6
+	stores := []store.Store{b.s}
+	if b.h.Twin != nil {
+		stores = append(stores, b.h.Twin(t, b.s))
+	}
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		removed int
+		errs    = make(chan error, n)
+	)
+	for w := range n {
+		s := stores[w%len(stores)]
+		wg.Go(func() {
+			k, err := s.ReplaceNamedToken(b.ctx, store.Token{
+				ID: NewID(), Hash: NewID(), Kind: store.TokenAdmin, Name: "bootstrap", CreatedAt: b.now,
+			})
+			if err != nil {
+				errs <- err
+				return
+			}
+			mu.Lock()
+			removed += k
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("concurrent replace: %v", err)
+	}
+	toks, err := b.s.ListTokens(b.ctx, "")
+	if err != nil {
+		t.Fatalf("list tokens: %v", err)
+	}
+	kept := 0
+	for _, tok := range toks {
+		if tok.Kind == store.TokenAdmin && tok.Name == "bootstrap" {
+			kept++
+		}
+	}
+	if kept != 1 || removed != n-1 {
+		t.Fatalf("%d bootstrap tokens stay and %d were removed; want 1 and %d", kept, removed, n-1)
+	}
 }
 
 // testConcurrentCodeUploads uploads one new code name from several
