@@ -15,6 +15,10 @@ dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)
 # keyring.
 command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need_pkgs+=(debootstrap)
 [ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || need_pkgs+=(debian-archive-keyring)
+# The PostgreSQL store's tests start a throw-away server of their own from
+# Debian's binaries; no system server is needed.
+pg_missing=""
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || { need_pkgs+=(postgresql); pg_missing=1; }
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
@@ -23,6 +27,17 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   fi
   log "installing ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  if [ -n "$pg_missing" ]; then
+    # Install the binaries only: no main cluster, and no service started
+    # (policy-rc.d answering 101 forbids it for the time of the install).
+    mkdir -p /etc/postgresql-common/createcluster.d
+    echo 'create_main_cluster = false' >/etc/postgresql-common/createcluster.d/mayfly.conf
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+      chmod +x /usr/sbin/policy-rc.d
+      trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi

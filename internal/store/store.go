@@ -1,6 +1,6 @@
 // Package store defines what Mayfly keeps durably (projects, tokens, codes,
 // tasks and their logs) and the Store interface that every backend
-// implements. Backends live in sub-packages (sqlite, later postgres) and all
+// implements. Backends live in sub-packages (sqlite, postgres) and all
 // pass the contract suite in storetest, so the service above never needs to
 // know which one it talks to.
 package store

@@ -40,8 +40,14 @@ func reopenStore(t *testing.T, s store.Store) store.Store {
 	return openFile(t, fs.path)
 }
 
+// twinStore opens a second store on the same file, as a second process
+// would: SQLite's file locks keep the two writers apart.
+func twinStore(t *testing.T, s store.Store) store.Store {
+	return openFile(t, s.(*fileStore).path)
+}
+
 func TestStore(t *testing.T) {
-	storetest.Run(t, storetest.Harness{New: newStore, Reopen: reopenStore})
+	storetest.Run(t, storetest.Harness{New: newStore, Reopen: reopenStore, Twin: twinStore})
 }
 
 func TestOpenRejectsMemory(t *testing.T) {

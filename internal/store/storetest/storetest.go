@@ -30,6 +30,10 @@ type Harness struct {
 	// store (closed when t ends). Optional: without it the durability test
 	// is skipped.
 	Reopen func(t *testing.T, s store.Store) store.Store
+	// Twin opens another store on the database s is on (closed when t
+	// ends), as a second server sharing it would. Optional: without it
+	// the cases of several stores on one database are skipped.
+	Twin func(t *testing.T, s store.Store) store.Store
 }
 
 // Run runs the whole contract suite against the backend h describes.
@@ -77,6 +81,7 @@ func Run(t *testing.T, h Harness) {
 	tests = append(tests, tokenLogTests...)
 	tests = append(tests, maintenanceTests...)
 	tests = append(tests, runnerTests...)
+	tests = append(tests, concurrencyTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

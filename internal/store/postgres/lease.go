@@ -1,0 +1,184 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/mayfly-run/mayfly/internal/store"
+)
+
+// Leasing reads the queue in lease order (priority desc, due time, id) in
+// batches, with FOR UPDATE SKIP LOCKED: rows another leaser holds
+// are stepped over instead of waited for, and a row another leaser took
+// and committed meanwhile is re-checked and dropped, so no task is ever
+// handed out twice. The walk stops as soon as Max tasks are chosen.
+//
+// max_concurrency is counted under a lock on the code's row (FOR NO KEY
+// UPDATE, which leaves foreign-key checks of new revisions alone), taken
+// SKIP LOCKED too: a code whose row another leaser holds is left to that
+// leaser for this call. Since leasing never waits for a lock it can never
+// deadlock, and since the count is made after the lock is taken, it sees
+// every lease of that code committed before, so two leasers never both
+// take a code's last free slot.
+
+// candidate is a queued, due task as leasing sees it.
+type candidate struct {
+	id      string
+	codeID  string
+	prio    int64
+	due     int64
+	maxConc int
+}
+
+const leaseBatchSQL = `
+	SELECT t.id, t.code_id, t.priority, t.due_at, COALESCE(r.max_concurrency, 0)
+	FROM tasks t
+	LEFT JOIN code_revisions r ON r.id = t.code_revision_id
+	LEFT JOIN codes k ON k.id = t.code_id
+	WHERE t.status = 'queued' AND t.cluster = ANY($1) AND t.due_at <= $2
+		AND NOT COALESCE(k.paused, FALSE)
+		AND (t.priority < $3::bigint OR (t.priority = $3::bigint AND (t.due_at, t.id) > ($4::bigint, $5::text)))
+	ORDER BY t.priority DESC, t.due_at, t.id
+	LIMIT $6
+	FOR UPDATE OF t SKIP LOCKED`
+
+// leaseBatch reads the next batch of due tasks after the cursor c.
+func leaseBatch(ctx context.Context, tx pgx.Tx, clusters []string, now int64, c candidate, batch int) ([]candidate, error) {
+	rows, err := tx.Query(ctx, leaseBatchSQL, clusters, now, c.prio, c.due, c.id, batch)
+	if err != nil {
+		return nil, fmt.Errorf("read queue: %w", err)
+	}
+	defer rows.Close()
+	var out []candidate
+	for rows.Next() {
+		var cand candidate
+		if err := rows.Scan(&cand.id, &cand.codeID, &cand.prio, &cand.due, &cand.maxConc); err != nil {
+			return nil, fmt.Errorf("read queue: %w", err)
+		}
+		out = append(out, cand)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read queue: %w", err)
+	}
+	return out, nil
+}
+
+// codeSlots locks code's row and counts its tasks in preparing or running;
+// ok is false when another transaction holds the row.
+func codeSlots(ctx context.Context, tx pgx.Tx, codeID string) (active int, ok bool, err error) {
+	var one int
+	err = tx.QueryRow(ctx, `SELECT 1 FROM codes WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED`, codeID).Scan(&one)
+	if errors.Is(err, pgx.ErrNoRows) {
+		// Locked by another leaser (or deleted meanwhile): leave it be.
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("lock code %s: %w", codeID, err)
+	}
+	if err := tx.QueryRow(ctx,
+		`SELECT COUNT(*) FROM tasks WHERE code_id = $1 AND status IN ('preparing', 'running')`,
+		codeID).Scan(&active); err != nil {
+		return 0, false, fmt.Errorf("count active tasks of code %s: %w", codeID, err)
+	}
+	return active, true, nil
+}
+
+func (s *Store) LeaseTasks(ctx context.Context, p store.LeaseParams) ([]store.Task, error) {
+	if p.Max <= 0 {
+		return nil, nil
+	}
+	clusters := p.Clusters
+	if len(clusters) == 0 {
+		clusters = []string{""}
+	}
+	now := micros(p.Now)
+	expires := micros(p.Now.Add(p.LeaseDuration))
+
+	var leased []store.Task
+	err := s.withTx(ctx, func(tx pgx.Tx) error {
+		// active counts, per code with a limit, its tasks in preparing or
+		// running across all runners plus those chosen so far; -1 marks a
+		// code another leaser holds.
+		active := map[string]int{}
+		var chosen []string
+		cursor := candidate{prio: math.MaxInt64, due: math.MinInt64}
+		// The first batch asks for just the tasks wanted: every row read is
+		// locked until the lease commits, and a row locked but not taken
+		// would push other leasers to tasks after it. Each further batch
+		// (after stepping over codes at their limit) doubles, up to 1000.
+	walk:
+		for round := 0; len(chosen) < p.Max; round++ {
+			batch := min((p.Max-len(chosen))<<min(round, 10), 1000)
+			cands, err := leaseBatch(ctx, tx, clusters, now, cursor, batch)
+			if err != nil {
+				return err
+			}
+			for _, c := range cands {
+				if len(chosen) == p.Max {
+					break walk
+				}
+				cursor = c
+				if c.maxConc > 0 {
+					n, seen := active[c.codeID]
+					if !seen {
+						var ok bool
+						if n, ok, err = codeSlots(ctx, tx, c.codeID); err != nil {
+							return err
+						}
+						if !ok {
+							n = -1
+						}
+						active[c.codeID] = n
+					}
+					if n < 0 || n >= c.maxConc {
+						continue
+					}
+					active[c.codeID] = n + 1
+				}
+				chosen = append(chosen, c.id)
+			}
+			if len(cands) < batch {
+				break
+			}
+		}
+		if len(chosen) == 0 {
+			return nil
+		}
+
+		rows, err := tx.Query(ctx, `UPDATE tasks
+			SET status = 'preparing', runner_id = $1, attempt = attempt + 1,
+				lease_expires_at = $2, updated_at = $3
+			WHERE id = ANY($4) AND status = 'queued'
+			RETURNING `+taskCols,
+			p.RunnerID, expires, now, chosen)
+		if err != nil {
+			return fmt.Errorf("mark tasks preparing: %w", err)
+		}
+		got, err := scanTasks(rows)
+		if err != nil {
+			return fmt.Errorf("mark tasks preparing: %w", err)
+		}
+		if len(got) != len(chosen) {
+			// Cannot happen while the rows are locked; refuse rather than
+			// hand out a partial, misordered set.
+			return fmt.Errorf("mark tasks preparing: %d of %d tasks were still queued", len(got), len(chosen))
+		}
+		byID := make(map[string]store.Task, len(got))
+		for _, t := range got {
+			byID[t.ID] = t
+		}
+		leased = make([]store.Task, len(chosen))
+		for i, id := range chosen {
+			leased[i] = byID[id]
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fail(err, "lease tasks for runner %s", p.RunnerID)
+	}
+	return leased, nil
+}

@@ -1,0 +1,303 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/mayfly-run/mayfly/internal/store"
+)
+
+const taskCols = `id, project_id, code_id, code_name, code_revision_id, code_rev, status,
+	priority, payload, timeout, delay, cluster, label, msg, exit_code, percent, attempt,
+	runner_id, lease_expires_at, cancel_request, retry_of, retry_at, retry_count,
+	schedule_id, log_size, created_at, updated_at, due_at, start_time, end_time, timings`
+
+func scanTask(row rowScanner) (store.Task, error) {
+	var (
+		t                       store.Task
+		exitCode                *int64
+		lease, start, end       *int64
+		created, updated, dueAt int64
+		timings                 string
+	)
+	err := row.Scan(&t.ID, &t.ProjectID, &t.CodeID, &t.CodeName, &t.CodeRevisionID, &t.CodeRev, &t.Status,
+		&t.Priority, &t.Payload, &t.Timeout, &t.Delay, &t.Cluster, &t.Label, &t.Msg, &exitCode, &t.Percent, &t.Attempt,
+		&t.RunnerID, &lease, &t.CancelRequest, &t.RetryOf, &t.RetryAt, &t.RetryCount,
+		&t.ScheduleID, &t.LogSize, &created, &updated, &dueAt, &start, &end, &timings)
+	if err != nil {
+		return store.Task{}, err
+	}
+	if timings != "" {
+		if err := json.Unmarshal([]byte(timings), &t.Timings); err != nil {
+			return store.Task{}, fmt.Errorf("decode timings of task %s: %w", t.ID, err)
+		}
+	}
+	if exitCode != nil {
+		c := int(*exitCode)
+		t.ExitCode = &c
+	}
+	t.LeaseExpiresAt = ptrTime(lease)
+	t.StartTime = ptrTime(start)
+	t.EndTime = ptrTime(end)
+	t.CreatedAt = fromMicros(created)
+	t.UpdatedAt = fromMicros(updated)
+	t.DueAt = fromMicros(dueAt)
+	return t, nil
+}
+
+// encodeTimings stores nil as "" so tasks without timings cost nothing.
+func encodeTimings(m map[string]float64) string {
+	if len(m) == 0 {
+		return ""
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+func scanTasks(rows pgx.Rows) ([]store.Task, error) {
+	defer rows.Close()
+	var tasks []store.Task
+	for rows.Next() {
+		t, err := scanTask(rows)
+		if err != nil {
+			return nil, err
+		}
+		tasks = append(tasks, t)
+	}
+	return tasks, rows.Err()
+}
+
+func (s *Store) InsertTasks(ctx context.Context, tasks []store.Task) error {
+	if len(tasks) == 0 {
+		return nil
+	}
+	err := s.withTx(ctx, func(tx pgx.Tx) error {
+		// One round trip for the whole set, however many tasks.
+		b := &pgx.Batch{}
+		for _, t := range tasks {
+			queueInsertTask(b, t)
+		}
+		br := tx.SendBatch(ctx, b)
+		for _, t := range tasks {
+			if _, err := br.Exec(); err != nil {
+				br.Close()
+				return fmt.Errorf("task %s: %w", t.ID, mapErr(err))
+			}
+		}
+		return br.Close()
+	})
+	if err != nil {
+		return fail(err, "insert %d tasks", len(tasks))
+	}
+	return nil
+}
+
+const insertTaskSQL = `INSERT INTO tasks (` + taskCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
+	$11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31)`
+
+func insertTaskArgs(t store.Task) []any {
+	return []any{t.ID, t.ProjectID, t.CodeID, t.CodeName, t.CodeRevisionID, t.CodeRev, t.Status,
+		t.Priority, t.Payload, t.Timeout, t.Delay, t.Cluster, t.Label, t.Msg, nullInt(t.ExitCode), t.Percent, t.Attempt,
+		t.RunnerID, nullMicros(t.LeaseExpiresAt), t.CancelRequest, t.RetryOf, t.RetryAt, t.RetryCount,
+		t.ScheduleID, t.LogSize, micros(t.CreatedAt), micros(t.UpdatedAt), micros(t.DueAt),
+		nullMicros(t.StartTime), nullMicros(t.EndTime), encodeTimings(t.Timings)}
+}
+
+func queueInsertTask(b *pgx.Batch, t store.Task) {
+	b.Queue(insertTaskSQL, insertTaskArgs(t)...)
+}
+
+func insertTask(ctx context.Context, q querier, t store.Task) error {
+	if _, err := q.Exec(ctx, insertTaskSQL, insertTaskArgs(t)...); err != nil {
+		return fmt.Errorf("task %s: %w", t.ID, mapErr(err))
+	}
+	return nil
+}
+
+func (s *Store) GetTask(ctx context.Context, projectID, taskID string) (store.Task, error) {
+	t, err := scanTask(s.pool.QueryRow(ctx,
+		`SELECT `+taskCols+` FROM tasks WHERE project_id = $1 AND id = $2`, projectID, taskID))
+	if err != nil {
+		return store.Task{}, fail(err, "get task %s in project %s", taskID, projectID)
+	}
+	return t, nil
+}
+
+// ListTasks returns a project's tasks newest first. FromTime is inclusive
+// and ToTime exclusive, so consecutive windows never list a task twice.
+func (s *Store) ListTasks(ctx context.Context, f store.TaskFilter) ([]store.Task, error) {
+	var p params
+	where := []string{"project_id = " + p.add(f.ProjectID)}
+	if f.CodeName != "" {
+		where = append(where, "code_name = "+p.add(f.CodeName))
+	}
+	if f.Label != "" {
+		where = append(where, "label = "+p.add(f.Label))
+	}
+	if len(f.Statuses) > 0 {
+		statuses := make([]string, len(f.Statuses))
+		for i, st := range f.Statuses {
+			statuses[i] = string(st)
+		}
+		where = append(where, "status IN ("+p.list(statuses)+")")
+	}
+	if f.FromTime != nil {
+		where = append(where, "created_at >= "+p.add(micros(*f.FromTime)))
+	}
+	if f.ToTime != nil {
+		where = append(where, "created_at < "+p.add(micros(*f.ToTime)))
+	}
+	limit, offset := pageBounds(f.Page)
+	query := `SELECT ` + taskCols + ` FROM tasks WHERE ` + strings.Join(where, " AND ") +
+		` ORDER BY created_at DESC, id DESC LIMIT ` + p.add(limit) + ` OFFSET ` + p.add(offset)
+	rows, err := s.pool.Query(ctx, query, p.args...)
+	if err != nil {
+		return nil, fail(err, "list tasks of project %s", f.ProjectID)
+	}
+	tasks, err := scanTasks(rows)
+	if err != nil {
+		return nil, fail(err, "list tasks of project %s", f.ProjectID)
+	}
+	return tasks, nil
+}
+
+func (s *Store) MarkRunning(ctx context.Context, p store.StartParams) error {
+	now := micros(p.Now)
+	err := leaseLost(s.pool.Exec(ctx,
+		`UPDATE tasks SET status = 'running', start_time = $1, updated_at = $1
+		 WHERE id = $2 AND runner_id = $3 AND attempt = $4 AND status = 'preparing'`,
+		now, p.TaskID, p.RunnerID, p.Attempt))
+	if err != nil {
+		return fail(err, "mark task %s running for runner %s", p.TaskID, p.RunnerID)
+	}
+	return nil
+}
+
+func (s *Store) Heartbeat(ctx context.Context, p store.HeartbeatParams) (bool, error) {
+	var cancel bool
+	err := s.pool.QueryRow(ctx,
+		`UPDATE tasks SET lease_expires_at = $1
+		 WHERE id = $2 AND runner_id = $3 AND attempt = $4 AND status IN ('preparing', 'running')
+		 RETURNING cancel_request`,
+		micros(p.Now.Add(p.LeaseDuration)), p.TaskID, p.RunnerID, p.Attempt).Scan(&cancel)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = store.ErrLeaseLost
+	}
+	if err != nil {
+		return false, fail(err, "heartbeat task %s for runner %s", p.TaskID, p.RunnerID)
+	}
+	return cancel, nil
+}
+
+func (s *Store) FinishTask(ctx context.Context, p store.FinishParams) error {
+	if !store.Terminal(p.Status) {
+		return fmt.Errorf("finish task %s for runner %s: status %q is not terminal", p.TaskID, p.RunnerID, p.Status)
+	}
+	now := micros(p.Now)
+	retryAt := ""
+	if p.Retry != nil {
+		retryAt = p.Retry.ID
+	}
+	// runner_id stays: it records who ran the task.
+	finish := func(q querier) error {
+		return leaseLost(q.Exec(ctx,
+			`UPDATE tasks SET status = $1, msg = CASE WHEN $2 = '' THEN msg ELSE $2 END, exit_code = $3,
+				end_time = $4, updated_at = $4, lease_expires_at = NULL, retry_at = $5, timings = $6
+			 WHERE id = $7 AND runner_id = $8 AND attempt = $9 AND status IN ('preparing', 'running')`,
+			p.Status, p.Msg, nullInt(p.ExitCode), now, retryAt, encodeTimings(p.Timings), p.TaskID, p.RunnerID, p.Attempt))
+	}
+	var err error
+	if p.Retry == nil {
+		err = finish(s.pool)
+	} else {
+		err = s.withTx(ctx, func(tx pgx.Tx) error {
+			if err := finish(tx); err != nil {
+				return err
+			}
+			return insertTask(ctx, tx, *p.Retry)
+		})
+	}
+	if err != nil {
+		return fail(err, "finish task %s as %s for runner %s", p.TaskID, p.Status, p.RunnerID)
+	}
+	return nil
+}
+
+func (s *Store) CancelTask(ctx context.Context, projectID, taskID string, now time.Time) (store.Task, error) {
+	var task store.Task
+	err := s.withTx(ctx, func(tx pgx.Tx) error {
+		var status string
+		// Locked, so a lease or finish running meanwhile is either wholly
+		// before this cancel or wholly after it.
+		if err := tx.QueryRow(ctx,
+			`SELECT status FROM tasks WHERE project_id = $1 AND id = $2 FOR UPDATE`, projectID, taskID).Scan(&status); err != nil {
+			return err
+		}
+		at := micros(now)
+		var row rowScanner
+		switch store.Status(status) {
+		case store.StatusQueued:
+			row = tx.QueryRow(ctx,
+				`UPDATE tasks SET status = 'cancelled', msg = 'Cancelled', end_time = $1, updated_at = $1
+				 WHERE id = $2 RETURNING `+taskCols, at, taskID)
+		case store.StatusPreparing, store.StatusRunning:
+			row = tx.QueryRow(ctx,
+				`UPDATE tasks SET cancel_request = TRUE, updated_at = $1
+				 WHERE id = $2 RETURNING `+taskCols, at, taskID)
+		default:
+			return fmt.Errorf("%w: task is already %s", store.ErrConflict, status)
+		}
+		var err error
+		task, err = scanTask(row)
+		return err
+	})
+	if err != nil {
+		return store.Task{}, fail(err, "cancel task %s in project %s", taskID, projectID)
+	}
+	return task, nil
+}
+
+func (s *Store) RescueExpired(ctx context.Context, p store.RescueParams) (int, error) {
+	now := micros(p.Now)
+	// The three updates partition the expired tasks: out of attempts ->
+	// killed; else cancel asked -> cancelled; else back to the queue.
+	const expired = `status IN ('preparing', 'running') AND lease_expires_at < $1`
+	var moved int64
+	err := s.withTx(ctx, func(tx pgx.Tx) error {
+		steps := []struct {
+			query string
+			args  []any
+		}{
+			{`UPDATE tasks SET status = 'killed',
+				msg = 'Runner lost: lease expired after ' || attempt || ' attempts',
+				end_time = $1, updated_at = $1, lease_expires_at = NULL
+			  WHERE ` + expired + ` AND attempt >= $2`, []any{now, p.MaxAttempts}},
+			{`UPDATE tasks SET status = 'cancelled', msg = 'Cancelled',
+				end_time = $1, updated_at = $1, lease_expires_at = NULL
+			  WHERE ` + expired + ` AND cancel_request`, []any{now}},
+			{`UPDATE tasks SET status = 'queued', runner_id = '', updated_at = $1, lease_expires_at = NULL
+			  WHERE ` + expired, []any{now}},
+		}
+		for _, st := range steps {
+			tag, err := tx.Exec(ctx, st.query, st.args...)
+			if err != nil {
+				return err
+			}
+			moved += tag.RowsAffected()
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fail(err, "rescue expired leases")
+	}
+	return int(moved), nil
+}
