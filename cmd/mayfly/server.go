@@ -25,6 +25,7 @@ type serverConfig struct {
 	Listen         string
 	DataDir        string
 	BlobURL        string
+	DatabaseURL    string
 	Runner         bool
 	RunnerCapacity int
 	RunnerClusters []string
@@ -84,6 +85,7 @@ SIGTERM or SIGINT drains: no new tasks are taken, running ones get
 	d := service.DefaultConfig()
 	f.StringVar(&c.Listen, "listen", envStr("MAYFLY_LISTEN", "127.0.0.1:8080"), "address to serve HTTP on (MAYFLY_LISTEN)")
 	f.StringVar(&c.DataDir, "data-dir", envStr("MAYFLY_DATA_DIR", "data"), "where the SQLite store and code packages live (MAYFLY_DATA_DIR)")
+	f.StringVar(&c.DatabaseURL, "database-url", envStr("MAYFLY_DATABASE_URL", ""), "the store: sqlite:///path, or postgres://user:pass@host/db?sslmode=... that several servers may share; default SQLite in --data-dir (MAYFLY_DATABASE_URL)")
 	f.StringVar(&c.BlobURL, "blob-url", envStr("MAYFLY_BLOB_URL", ""), "where code packages are kept: file:///path, or s3://bucket/prefix with endpoint, region and credentials from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; default the blobs folder in --data-dir (MAYFLY_BLOB_URL)")
 	f.BoolVar(&c.Runner, "runner", envBool("MAYFLY_RUNNER", true), "run tasks in this process too (MAYFLY_RUNNER)")
 	f.IntVar(&c.RunnerCapacity, "runner-capacity", envInt("MAYFLY_RUNNER_CAPACITY", 4), "tasks the embedded runner runs at once (MAYFLY_RUNNER_CAPACITY)")
@@ -156,7 +158,7 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 		return err
 	}
 	cfg := assembly.Config{
-		DataDir: c.DataDir, BlobURL: c.BlobURL,
+		DataDir: c.DataDir, DatabaseURL: c.DatabaseURL, BlobURL: c.BlobURL,
 		Service: service.Config{
 			MaxPayloadBytes: c.MaxPayloadBytes, MaxCodeBytes: c.MaxCodeBytes,
 			DefaultTimeout: c.DefaultTimeout, MaxTimeout: c.MaxTimeout, MaxDelay: c.MaxDelay,

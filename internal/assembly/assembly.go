@@ -8,7 +8,7 @@
 //
 // Start order, and what Stop does in reverse:
 //
-//	store, blobs, keys  ->  close the store
+//	store (SQLite or PostgreSQL), blobs (files or S3), keys  ->  close the store
 //	service, bootstrap
 //	HTTP API            ->  end long-polls, shut the listener down
 //	maintenance         ->  cancel, wait (a prune may be mid-batch)
@@ -39,7 +39,7 @@ import (
 	"github.com/mayfly-run/mayfly/internal/secret"
 	"github.com/mayfly-run/mayfly/internal/service"
 	"github.com/mayfly-run/mayfly/internal/store"
-	"github.com/mayfly-run/mayfly/internal/store/sqlite"
+	storeopen "github.com/mayfly-run/mayfly/internal/store/open"
 )
 
 // Config is everything a server is built from.
@@ -49,6 +49,9 @@ type Config struct {
 	// task socket directories under it are bind-mounted by the container
 	// engine, which knows no working directory of ours.
 	DataDir string
+	// DatabaseURL is the store: "" for SQLite in DataDir,
+	// sqlite:///path, or postgres://... (several servers may share one).
+	DatabaseURL string
 	// BlobURL is where code packages are kept: "" for the blobs folder in
 	// DataDir, file:///path, or s3://bucket/prefix (endpoint, region and
 	// credentials from the AWS variables).
@@ -129,9 +132,12 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	s.DataDir = cfg.DataDir
 
-	st, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "mayfly.db"))
+	if cfg.DatabaseURL == "" {
+		cfg.DatabaseURL = filepath.Join(cfg.DataDir, "mayfly.db")
+	}
+	st, err := storeopen.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("open the store: %w", err)
 	}
 	s.Store = st
 	s.stops = append(s.stops, func() { st.Close() })
