@@ -32,10 +32,13 @@ lint: ## gofmt, go vet and staticcheck (its checks: staticcheck.conf)
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-test: setup stacks lint ## set up, then run every test, integration tests against the real engine included
+test: setup stacks lint ## set up, then run every test, against the real engine, PostgreSQL and S3 (versitygw)
 	@bash scripts/setup-compat.sh
 	@bash scripts/setup-s3.sh
 	MAYFLY_REQUIRE_INTEGRATION=1 MAYFLY_BIN=$(CURDIR)/$(BIN) $(GO) test -race -count=1 -timeout 30m ./...
+	@echo "== the API, runner, scheduler and queue set-ups again, on PostgreSQL"
+	MAYFLY_REQUIRE_INTEGRATION=1 MAYFLY_TEST_STORE=postgres $(GO) test -race -count=1 -timeout 20m \
+		./internal/api/ ./internal/runner/ ./internal/runner/queuetest/ ./internal/scheduler/ ./internal/assembly/
 	@echo "== alone: the Docker engine restarts under a running task"
 	MAYFLY_REQUIRE_INTEGRATION=1 MAYFLY_ENGINE_RESTART=1 $(GO) test -count=1 -timeout 10m -run '^TestEngineRestart$$' ./internal/runner/
 	@echo "== alone: a burst of $${MAYFLY_BURST_TASKS:-5000} tasks, each run exactly once"

@@ -96,10 +96,17 @@ func (s *Service) UploadCode(ctx context.Context, projectID string, up wire.Code
 	default:
 		return store.Code{}, errorf(ErrInvalid, "retries_backoff must be \"fixed\" or \"exponential\" (got %q)", up.RetriesBackoff)
 	}
-	for k := range up.EnvVars {
+	for k, v := range up.EnvVars {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
 			return store.Code{}, errorf(ErrInvalid, "Invalid env_vars name %q", k)
 		}
+		if err := checkText(map[string]string{"env_vars " + k: v}); err != nil {
+			return store.Code{}, err
+		}
+	}
+	if err := checkText(map[string]string{"runtime": up.Runtime, "file_name": up.FileName, "stack": up.Stack,
+		"image": up.Image, "command": up.Command, "config": up.Config}); err != nil {
+		return store.Code{}, err
 	}
 	if rev.Image != "" {
 		if err := s.policy.Check(rev.Image); err != nil {

@@ -169,7 +169,7 @@ func (s *Service) Finish(ctx context.Context, lease wire.LeaseRef, req wire.Fini
 		return err
 	}
 	err = s.store.FinishTask(ctx, store.FinishParams{TaskID: taskID, RunnerID: lease.RunnerID, Attempt: lease.Attempt,
-		Status: status, Msg: req.Msg, ExitCode: req.ExitCode, Now: now, Retry: retry, Timings: req.Timings})
+		Status: status, Msg: cleanText(req.Msg), ExitCode: req.ExitCode, Now: now, Retry: retry, Timings: req.Timings})
 	if err != nil {
 		return leaseErr(err, taskID)
 	}

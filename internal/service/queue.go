@@ -124,7 +124,7 @@ func (s *Service) SetProgress(ctx context.Context, projectID, taskID string, p w
 	if len(p.Msg) > 4096 {
 		return errorf(ErrInvalid, "msg is limited to 4096 bytes")
 	}
-	err := s.store.SetProgress(ctx, store.ProgressParams{TaskID: taskID, Percent: *p.Percent, Msg: p.Msg, Now: s.now()})
+	err := s.store.SetProgress(ctx, store.ProgressParams{TaskID: taskID, Percent: *p.Percent, Msg: cleanText(p.Msg), Now: s.now()})
 	if errors.Is(err, store.ErrConflict) {
 		return errorf(ErrConflict, "Task already ended; progress is no longer recorded")
 	}

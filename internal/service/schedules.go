@@ -142,6 +142,9 @@ func (s *Service) checkSchedule(ctx context.Context, sc *store.Schedule, codes m
 	if len(sc.Name) > 256 {
 		return errorf(ErrInvalid, "name is limited to 256 characters")
 	}
+	if err := checkText(map[string]string{"name": sc.Name, "cron": sc.Cron, "timezone": sc.Timezone}); err != nil {
+		return err
+	}
 	if sc.RunEvery < 0 {
 		return errorf(ErrInvalid, "run_every must not be negative (got %d)", sc.RunEvery)
 	}

@@ -90,6 +90,9 @@ func (s *Service) newTask(ctx context.Context, projectID string, r wire.NewTask,
 		return store.Task{}, errorf(ErrInvalid, "delay %d s is over the limit of %d s", delay, s.cfg.MaxDelay)
 	}
 	r.Cluster = wire.Cluster(r.Cluster)
+	if err := checkText(map[string]string{"label": r.Label, "cluster": r.Cluster}); err != nil {
+		return store.Task{}, err
+	}
 	if len(r.Label) > 256 || len(r.Cluster) > 64 {
 		return store.Task{}, errorf(ErrInvalid, "label is limited to 256 characters and cluster to 64")
 	}

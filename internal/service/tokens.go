@@ -24,7 +24,7 @@ type NewToken struct {
 // this once and never stored.
 func (s *Service) CreateToken(ctx context.Context, n NewToken) (store.Token, string, error) {
 	n.Name = strings.TrimSpace(n.Name)
-	if n.Name == "" || len(n.Name) > 128 {
+	if n.Name == "" || len(n.Name) > 128 || strings.ContainsRune(n.Name, 0) {
 		return store.Token{}, "", errorf(ErrInvalid, "A token needs a name of 1 to 128 characters")
 	}
 	tok := store.Token{ID: id.New(), Kind: n.Kind, Name: n.Name, CreatedAt: s.now()}

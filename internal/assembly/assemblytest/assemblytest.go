@@ -6,11 +6,18 @@ package assemblytest
 
 import (
 	"context"
+	"os"
 	"testing"
 
 	"github.com/mayfly-run/mayfly/internal/assembly"
 	"github.com/mayfly-run/mayfly/internal/testenv"
 )
+
+// StoreEnv picks the store test set-ups run on: unset or "sqlite" for
+// SQLite in the data directory, "postgres" for a fresh database on the
+// test binary's PostgreSQL cluster (testenv.Postgres). `make test` runs
+// the set-ups on both.
+const StoreEnv = "MAYFLY_TEST_STORE"
 
 // Start starts the parts cfg asks for, on a fresh data directory unless
 // cfg names one, and stops them when the test ends. Logs are discarded
@@ -19,6 +26,15 @@ func Start(t testing.TB, cfg assembly.Config) *assembly.Server {
 	t.Helper()
 	if cfg.DataDir == "" {
 		cfg.DataDir = t.TempDir()
+	}
+	if cfg.DatabaseURL == "" {
+		switch store := os.Getenv(StoreEnv); store {
+		case "", "sqlite":
+		case "postgres":
+			cfg.DatabaseURL = testenv.Postgres(t)
+		default:
+			t.Fatalf("%s=%q: use sqlite or postgres", StoreEnv, store)
+		}
 	}
 	if cfg.Log == nil {
 		cfg.Log = testenv.Logger(t)

@@ -21,13 +21,15 @@ func scanSchedule(row rowScanner) (store.Schedule, error) {
 		start, end, last, next *int64
 		priority               *int64
 		created, updated       int64
+		payload                []byte
 	)
-	err := row.Scan(&s.ID, &s.ProjectID, &s.CodeName, &s.Name, &s.Payload, &s.Status, &start, &end,
+	err := row.Scan(&s.ID, &s.ProjectID, &s.CodeName, &s.Name, &payload, &s.Status, &start, &end,
 		&s.RunEvery, &s.Cron, &s.Timezone, &s.RunTimes, &priority, &s.Timeout, &s.Delay, &s.Cluster, &s.Label,
 		&s.MaxConcurrency, &s.RunCount, &last, &next, &s.Msg, &s.Version, &created, &updated)
 	if err != nil {
 		return store.Schedule{}, err
 	}
+	s.Payload = string(payload)
 	s.StartAt, s.EndAt, s.LastRunTime, s.NextStart = ptrTime(start), ptrTime(end), ptrTime(last), ptrTime(next)
 	if priority != nil {
 		p := int(*priority)
@@ -59,7 +61,7 @@ func (s *Store) CreateSchedules(ctx context.Context, schedules []store.Schedule)
 	err := s.withTx(ctx, func(tx pgx.Tx) error {
 		for _, sc := range schedules {
 			if _, err := tx.Exec(ctx, insert,
-				sc.ID, sc.ProjectID, sc.CodeName, sc.Name, sc.Payload, sc.Status, nullMicros(sc.StartAt), nullMicros(sc.EndAt),
+				sc.ID, sc.ProjectID, sc.CodeName, sc.Name, []byte(sc.Payload), sc.Status, nullMicros(sc.StartAt), nullMicros(sc.EndAt),
 				sc.RunEvery, sc.Cron, sc.Timezone, sc.RunTimes, nullInt(sc.Priority), sc.Timeout, sc.Delay, sc.Cluster, sc.Label,
 				sc.MaxConcurrency, sc.RunCount, nullMicros(sc.LastRunTime), nullMicros(sc.NextStart), sc.Msg, sc.Version,
 				micros(sc.CreatedAt), micros(sc.UpdatedAt)); err != nil {
@@ -106,7 +108,7 @@ func (s *Store) UpdateSchedule(ctx context.Context, sc store.Schedule) (store.Sc
 			version = version + 1, updated_at = $19
 		 WHERE project_id = $20 AND id = $21 AND version = $22
 		 RETURNING `+scheduleCols,
-		sc.CodeName, sc.Name, sc.Payload, sc.Status, nullMicros(sc.StartAt), nullMicros(sc.EndAt),
+		sc.CodeName, sc.Name, []byte(sc.Payload), sc.Status, nullMicros(sc.StartAt), nullMicros(sc.EndAt),
 		sc.RunEvery, sc.Cron, sc.Timezone, sc.RunTimes, nullInt(sc.Priority), sc.Timeout, sc.Delay,
 		sc.Cluster, sc.Label, sc.MaxConcurrency, nullMicros(sc.NextStart), sc.Msg,
 		micros(sc.UpdatedAt), sc.ProjectID, sc.ID, sc.Version))

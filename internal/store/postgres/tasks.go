@@ -25,14 +25,16 @@ func scanTask(row rowScanner) (store.Task, error) {
 		lease, start, end       *int64
 		created, updated, dueAt int64
 		timings                 string
+		payload                 []byte
 	)
 	err := row.Scan(&t.ID, &t.ProjectID, &t.CodeID, &t.CodeName, &t.CodeRevisionID, &t.CodeRev, &t.Status,
-		&t.Priority, &t.Payload, &t.Timeout, &t.Delay, &t.Cluster, &t.Label, &t.Msg, &exitCode, &t.Percent, &t.Attempt,
+		&t.Priority, &payload, &t.Timeout, &t.Delay, &t.Cluster, &t.Label, &t.Msg, &exitCode, &t.Percent, &t.Attempt,
 		&t.RunnerID, &lease, &t.CancelRequest, &t.RetryOf, &t.RetryAt, &t.RetryCount,
 		&t.ScheduleID, &t.LogSize, &created, &updated, &dueAt, &start, &end, &timings)
 	if err != nil {
 		return store.Task{}, err
 	}
+	t.Payload = string(payload)
 	if timings != "" {
 		if err := json.Unmarshal([]byte(timings), &t.Timings); err != nil {
 			return store.Task{}, fmt.Errorf("decode timings of task %s: %w", t.ID, err)
@@ -81,19 +83,30 @@ func (s *Store) InsertTasks(ctx context.Context, tasks []store.Task) error {
 		return nil
 	}
 	err := s.withTx(ctx, func(tx pgx.Tx) error {
-		// One round trip for the whole set, however many tasks.
-		b := &pgx.Batch{}
-		for _, t := range tasks {
-			queueInsertTask(b, t)
-		}
-		br := tx.SendBatch(ctx, b)
-		for _, t := range tasks {
-			if _, err := br.Exec(); err != nil {
-				br.Close()
-				return fmt.Errorf("task %s: %w", t.ID, mapErr(err))
+		// Few round trips, in batches of bounded size: pgx holds a batch's
+		// encoded arguments whole, and a POST may carry a thousand
+		// payloads of a MiB.
+		for start := 0; start < len(tasks); {
+			b := &pgx.Batch{}
+			end, size := start, 0
+			for end < len(tasks) && (end == start || size+len(tasks[end].Payload) <= insertBatchBytes) {
+				queueInsertTask(b, tasks[end])
+				size += len(tasks[end].Payload)
+				end++
 			}
+			br := tx.SendBatch(ctx, b)
+			for _, t := range tasks[start:end] {
+				if _, err := br.Exec(); err != nil {
+					br.Close()
+					return fmt.Errorf("task %s: %w", t.ID, mapErr(err))
+				}
+			}
+			if err := br.Close(); err != nil {
+				return err
+			}
+			start = end
 		}
-		return br.Close()
+		return nil
 	})
 	if err != nil {
 		return fail(err, "insert %d tasks", len(tasks))
@@ -101,12 +114,15 @@ func (s *Store) InsertTasks(ctx context.Context, tasks []store.Task) error {
 	return nil
 }
 
+// insertBatchBytes bounds the payload bytes one insert batch carries.
+const insertBatchBytes = 4 << 20
+
 const insertTaskSQL = `INSERT INTO tasks (` + taskCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
 	$11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31)`
 
 func insertTaskArgs(t store.Task) []any {
 	return []any{t.ID, t.ProjectID, t.CodeID, t.CodeName, t.CodeRevisionID, t.CodeRev, t.Status,
-		t.Priority, t.Payload, t.Timeout, t.Delay, t.Cluster, t.Label, t.Msg, nullInt(t.ExitCode), t.Percent, t.Attempt,
+		t.Priority, []byte(t.Payload), t.Timeout, t.Delay, t.Cluster, t.Label, t.Msg, nullInt(t.ExitCode), t.Percent, t.Attempt,
 		t.RunnerID, nullMicros(t.LeaseExpiresAt), t.CancelRequest, t.RetryOf, t.RetryAt, t.RetryCount,
 		t.ScheduleID, t.LogSize, micros(t.CreatedAt), micros(t.UpdatedAt), micros(t.DueAt),
 		nullMicros(t.StartTime), nullMicros(t.EndTime), encodeTimings(t.Timings)}

@@ -85,3 +85,28 @@ func testLogCappedByTheStore(t *testing.T, b *bundle) {
 		t.Fatalf("log_size %d, log %d bytes", got.LogSize, len(log))
 	}
 }
+
+// A payload is bytes, not text: a webhook body with NUL and invalid UTF-8
+// comes back byte for byte, from tasks and from schedules.
+func testBinaryPayload(t *testing.T, b *bundle) {
+	code := b.putCode(t, "binary")
+	payload := "a\x00b\xff\xfe\x80c" + string(bytes.Repeat([]byte{0, 0xff}, 100))
+	tk := b.task(code, func(tk *store.Task) { tk.Payload = payload })
+	b.insert(t, tk)
+	if got := b.getTask(t, tk.ID); got.Payload != payload {
+		t.Fatalf("task payload came back as %q", got.Payload)
+	}
+	leased := b.lease(t, "r1", 1, b.now)
+	if len(leased) != 1 || leased[0].Payload != payload {
+		t.Fatalf("leased task payload: %+v", leased)
+	}
+	sc := store.Schedule{ID: NewID(), ProjectID: b.project.ID, CodeName: code.Name, Payload: payload,
+		Status: store.ScheduleScheduled, NextStart: ptr(b.now.Add(time.Hour)), CreatedAt: b.now, UpdatedAt: b.now}
+	if err := b.s.CreateSchedules(b.ctx, []store.Schedule{sc}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.s.GetSchedule(b.ctx, b.project.ID, sc.ID)
+	if err != nil || got.Payload != payload {
+		t.Fatalf("schedule payload: %q, %v", got.Payload, err)
+	}
+}

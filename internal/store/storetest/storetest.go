@@ -63,6 +63,7 @@ func Run(t *testing.T, h Harness) {
 		{"Lifecycle", testLifecycle},
 		{"WrongRunner", testWrongRunner},
 		{"StaleAttemptFencedOff", testStaleAttemptFencedOff},
+		{"BinaryPayload", testBinaryPayload},
 		{"LogCappedByTheStore", testLogCappedByTheStore},
 		{"RescueRequeuesThenKills", testRescueRequeuesThenKills},
 		{"RescueHeartbeatExtends", testRescueHeartbeatExtends},

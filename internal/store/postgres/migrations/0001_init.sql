@@ -69,7 +69,7 @@ CREATE TABLE tasks (
     code_rev         INTEGER NOT NULL,
     status           TEXT    NOT NULL,
     priority         INTEGER NOT NULL,
-    payload          TEXT    NOT NULL,
+    payload          BYTEA   NOT NULL, -- any bytes: a webhook body need not be text
     timeout          INTEGER NOT NULL,
     delay            INTEGER NOT NULL,
     cluster          TEXT    NOT NULL,

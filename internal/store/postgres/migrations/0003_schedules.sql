@@ -6,7 +6,7 @@ CREATE TABLE schedules (
     project_id      TEXT    NOT NULL REFERENCES projects (id) ON DELETE CASCADE,
     code_name       TEXT    NOT NULL,
     name            TEXT    NOT NULL,
-    payload         TEXT    NOT NULL,
+    payload         BYTEA   NOT NULL,
     status          TEXT    NOT NULL,
     start_at        BIGINT,
     end_at          BIGINT,
