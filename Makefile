@@ -41,8 +41,8 @@ test: setup stacks lint ## set up, then run every test, against the real engine,
 		./internal/api/ ./internal/runner/ ./internal/runner/queuetest/ ./internal/scheduler/ ./internal/assembly/
 	@echo "== alone: the Docker engine restarts under a running task"
 	MAYFLY_REQUIRE_INTEGRATION=1 MAYFLY_ENGINE_RESTART=1 $(GO) test -count=1 -timeout 10m -run '^TestEngineRestart$$' ./internal/runner/
-	@echo "== alone: a burst of $${MAYFLY_BURST_TASKS:-5000} tasks, each run exactly once"
-	MAYFLY_REQUIRE_INTEGRATION=1 MAYFLY_BURST=1 MAYFLY_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 90m -run '^TestBurst$$' -v ./cmd/mayfly/
+	@echo "== alone: a burst of $${MAYFLY_BURST_TASKS:-1000} real containers, each run exactly once (5,000 on the fake driver run above)"
+	MAYFLY_REQUIRE_INTEGRATION=1 MAYFLY_BURST=1 MAYFLY_BURST_TASKS=$${MAYFLY_BURST_TASKS:-1000} MAYFLY_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 90m -run '^TestBurst$$' -v ./cmd/mayfly/
 
 test-unit: ## the tests that need nothing but Go (integration tests skip loudly)
 	$(GO) test -count=1 ./...

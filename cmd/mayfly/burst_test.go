@@ -16,7 +16,8 @@ import (
 	"github.com/mayfly-run/mayfly/internal/wire"
 )
 
-// TestBurst queues MAYFLY_BURST_TASKS tasks (5,000 unless set) in batch
+// TestBurst queues MAYFLY_BURST_TASKS tasks (5,000 unless set; make test
+// runs 1,000, and 5,000 on the fake driver in internal/runner) in batch
 // POSTs to the real server binary, each with a unique marker, and checks
 // that every one ran to completion exactly once. It starts thousands of
 // containers, so it runs only when asked, alone (make test does, after the

@@ -291,3 +291,36 @@ func waitNoContainers(t *testing.T, drv *fake.Driver) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A burst on the fake driver: thousands of tasks through the real queue
+// and runner, every one run exactly once with its own output. The same
+// property is checked against the real engine by cmd/mayfly's TestBurst,
+// at a size that keeps `make test` short.
+func TestFakeBurstEveryTaskOnce(t *testing.T) {
+	t.Parallel()
+	b, drv := setupFake(t, service.Config{}, 8)
+	const n = 5000
+	var ids []string
+	for start := 0; start < n; start += 1000 {
+		reqs := make([]wire.NewTask, 1000)
+		for i := range reqs {
+			reqs[i] = fakeTask(fake.Behavior{Out: fmt.Sprintf("task %d\n", start+i), RunMs: i % 3})
+		}
+		ids = append(ids, b.queue(reqs...)...)
+	}
+	started := time.Now()
+	for i, id := range ids {
+		tk := b.waitFor(id, 5*time.Minute, func(t store.Task) bool { return store.Terminal(t.Status) })
+		if tk.Status != store.StatusComplete || tk.Attempt != 1 {
+			t.Fatalf("task %d: %s attempt %d %q", i, tk.Status, tk.Attempt, tk.Msg)
+		}
+		if l := b.log(id); l != fmt.Sprintf("task %d\n", i) {
+			t.Fatalf("task %d log %q", i, l)
+		}
+	}
+	if st := drv.Stats(); st.Starts != n {
+		t.Fatalf("%d containers started for %d tasks: a task ran twice or not at all", st.Starts, n)
+	}
+	t.Logf("%d tasks on the fake driver in %s", n, time.Since(started).Round(time.Millisecond))
+	waitNoContainers(t, drv)
+}
