@@ -1,6 +1,7 @@
 package service
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -46,5 +47,21 @@ func TestFinishWakesRunnersWaitingOnMaxConcurrency(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("the waiting runner was not woken by the finish that freed the code's slot")
+	}
+}
+
+// A server that sees many runners come and go keeps memos only of the
+// live ones: runner ids are not a leak.
+func TestRunnerMemosForgetQuietRunners(t *testing.T) {
+	t.Parallel()
+	b := setupClock(t)
+	for i := range 5000 {
+		b.svc.noteRunner(b.ctx, wire.LeaseRequest{RunnerID: fmt.Sprintf("gone-%d", i)}, []string{""})
+	}
+	b.now = b.now.Add(RunnerLive + time.Minute)
+	b.svc.noteRunner(b.ctx, wire.LeaseRequest{RunnerID: "live"}, []string{""})
+	b.svc.touchRunner(b.ctx, "live")
+	if n := len(b.svc.runners.recorded); n != 1 {
+		t.Fatalf("%d runner memos kept after %d runners went quiet, want the one live runner", n, 5000)
 	}
 }

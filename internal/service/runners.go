@@ -27,6 +27,7 @@ const (
 type runnerRegistry struct {
 	mu       sync.Mutex
 	recorded map[string]runnerMemo // runner id -> what was stored last
+	sweptAt  time.Time             // when quiet runners were last forgotten
 	cachedAt time.Time
 	clusters map[string]bool // clusters with a live runner, as of cachedAt
 }
@@ -41,6 +42,25 @@ func sameRunner(a, b store.Runner) bool {
 		a.Busy == b.Busy && a.Version == b.Version && a.Driver == b.Driver && slices.Equal(a.Stacks, b.Stacks)
 }
 
+// forgetQuiet drops the memos of runners not heard from in RunnerLive, so
+// a server that sees runners come and go for months keeps only the live
+// ones; a forgotten runner that returns is simply recorded again. Called
+// with mu held; it walks the map at most once per RunnerLive.
+func (reg *runnerRegistry) forgetQuiet(now time.Time) {
+	if reg.recorded == nil {
+		reg.recorded = map[string]runnerMemo{}
+	}
+	if now.Sub(reg.sweptAt) < RunnerLive {
+		return
+	}
+	reg.sweptAt = now
+	for id, m := range reg.recorded {
+		if now.Sub(m.at) > RunnerLive {
+			delete(reg.recorded, id)
+		}
+	}
+}
+
 // noteRunner stores what a leasing runner said of itself, when due.
 func (s *Service) noteRunner(ctx context.Context, req wire.LeaseRequest, clusters []string) {
 	now := s.now()
@@ -48,9 +68,7 @@ func (s *Service) noteRunner(ctx context.Context, req wire.LeaseRequest, cluster
 		Version: req.Version, Driver: req.Driver, Stacks: req.Stacks, LastSeen: now}
 	reg := &s.runners
 	reg.mu.Lock()
-	if reg.recorded == nil {
-		reg.recorded = map[string]runnerMemo{}
-	}
+	reg.forgetQuiet(now)
 	last, ok := reg.recorded[r.ID]
 	due := !ok || now.Sub(last.at) >= runnerRecordEvery || !sameRunner(last.info, r)
 	if due {
@@ -75,9 +93,7 @@ func (s *Service) touchRunner(ctx context.Context, runnerID string) {
 	now := s.now()
 	reg := &s.runners
 	reg.mu.Lock()
-	if reg.recorded == nil {
-		reg.recorded = map[string]runnerMemo{}
-	}
+	reg.forgetQuiet(now)
 	// A runner this server never recorded (it leases through another
 	// server) is touched too, at most once per interval.
 	last, ok := reg.recorded[runnerID]
