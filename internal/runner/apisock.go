@@ -43,7 +43,11 @@ type sockLimits struct {
 }
 
 var defaultSockLimits = sockLimits{
-	MaxConns:          4,
+	// 16, not fewer: a client pooling fewer idle connections than it runs
+	// requests at once closes and redials one per request, and the closed
+	// ones count until the server reads their EOF; a tight cap then resets
+	// a well-behaved task's requests.
+	MaxConns:          16,
 	ReadHeaderTimeout: 5 * time.Second,
 	ReadTimeout:       10 * time.Second,
 	WriteTimeout:      10 * time.Second,
