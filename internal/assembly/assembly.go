@@ -11,8 +11,10 @@
 //	store (SQLite or PostgreSQL), blobs (files or S3), keys  ->  close the store
 //	service, bootstrap
 //	HTTP API            ->  end long-polls, shut the listener down
-//	maintenance         ->  cancel, wait (a prune may be mid-batch)
-//	scheduler           ->  cancel, wait (no run is half claimed)
+//	wake-up relay       ->  cancel, wait (PostgreSQL: LISTEN/NOTIFY)
+//	leader's work       ->  cancel, wait, give the leader lock up:
+//	  maintenance           (a prune may be mid-batch)
+//	  scheduler             (no run is half claimed)
 //	embedded runner     ->  stop leasing, drain within DrainGrace
 package assembly
 
@@ -27,6 +29,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mayfly-run/mayfly/internal/api"
@@ -34,6 +37,7 @@ import (
 	blobopen "github.com/mayfly-run/mayfly/internal/blob/open"
 	"github.com/mayfly-run/mayfly/internal/driver"
 	"github.com/mayfly-run/mayfly/internal/id"
+	"github.com/mayfly-run/mayfly/internal/leader"
 	"github.com/mayfly-run/mayfly/internal/runner"
 	"github.com/mayfly-run/mayfly/internal/scheduler"
 	"github.com/mayfly-run/mayfly/internal/secret"
@@ -102,6 +106,7 @@ type Server struct {
 	DataDir string
 
 	log      *slog.Logger
+	leading  atomic.Bool
 	serveErr chan error
 	stops    []func() // in start order; Stop runs them in reverse
 	stopOnce sync.Once
@@ -169,11 +174,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 			return nil, err
 		}
 	}
-	if cfg.MaintenanceInterval > 0 {
-		s.maintain(cfg.MaintenanceInterval, cfg.RescueDelay)
-	}
-	if cfg.Scheduler {
-		s.schedule()
+	s.relay()
+	if cfg.MaintenanceInterval > 0 || cfg.Scheduler {
+		s.lead(cfg)
 	}
 	if cfg.Runner != nil {
 		if err := s.embedRunner(cfg); err != nil {
@@ -250,33 +253,53 @@ func endLongPolls(h http.Handler, stop context.Context) http.Handler {
 	})
 }
 
-func (s *Server) maintain(interval, firstAfter time.Duration) {
+// relay carries wake-ups between the servers sharing the store, when it
+// is shared (PostgreSQL).
+func (s *Server) relay() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.Service.RunRelay(ctx) }()
+	s.stops = append(s.stops, func() { cancel(); <-done })
+}
+
+// lead runs maintenance and the scheduler on one server at a time: this
+// one while it holds the store's leader lock, or always when the store
+// has no lock to share (SQLite: one server).
+func (s *Server) lead(cfg Config) {
+	locker, _ := s.Store.(store.Locker)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		// Leases that ran out while no server was up belong to runners
-		// that could not reach one: they renew them within a heartbeat
-		// of its return, so the rescue waits before it takes any task
-		// from a runner still working on it.
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(firstAfter):
-		}
-		s.Service.RunMaintenance(ctx, interval)
+		leader.Run(ctx, locker, "leader", leader.Config{Log: s.log, OnChange: s.leading.Store}, func(ctx context.Context) {
+			var wg sync.WaitGroup
+			if cfg.MaintenanceInterval > 0 {
+				wg.Go(func() { s.maintain(ctx, cfg.MaintenanceInterval, cfg.RescueDelay) })
+			}
+			if cfg.Scheduler {
+				wg.Go(func() { _ = scheduler.New(s.Service, scheduler.Config{Log: s.log}).Run(ctx) })
+			}
+			wg.Wait()
+		})
 	}()
 	s.stops = append(s.stops, func() { cancel(); <-done })
 }
 
-func (s *Server) schedule() {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = scheduler.New(s.Service, scheduler.Config{Log: s.log}).Run(ctx)
-	}()
-	s.stops = append(s.stops, func() { cancel(); <-done })
+// Leading reports whether this server runs the scheduler and maintenance
+// now.
+func (s *Server) Leading() bool { return s.leading.Load() }
+
+func (s *Server) maintain(ctx context.Context, interval, firstAfter time.Duration) {
+	// Leases that ran out while no server led belong to runners that may
+	// not have reached one: they renew them within a heartbeat of its
+	// return, so the rescue waits before it takes any task from a runner
+	// still working on it.
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(firstAfter):
+	}
+	s.Service.RunMaintenance(ctx, interval)
 }
 
 func (s *Server) embedRunner(cfg Config) error {

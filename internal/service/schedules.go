@@ -91,7 +91,7 @@ func (s *Service) CreateSchedules(ctx context.Context, projectID string, reqs []
 	if err := s.store.CreateSchedules(ctx, out); err != nil {
 		return nil, fmt.Errorf("create %d schedules: %w", len(out), err)
 	}
-	s.sched.notify()
+	s.notifySchedules()
 	ids := make([]string, len(out))
 	for i, sc := range out {
 		ids[i] = sc.ID
@@ -323,7 +323,7 @@ func (s *Service) UpdateSchedule(ctx context.Context, projectID, scheduleID stri
 		if err != nil {
 			return store.Schedule{}, mapStoreErr(err, "Schedule")
 		}
-		s.sched.notify()
+		s.notifySchedules()
 		return out, nil
 	}
 }
@@ -421,7 +421,7 @@ func (s *Service) CancelSchedule(ctx context.Context, projectID, scheduleID stri
 	if err != nil {
 		return store.Schedule{}, mapStoreErr(err, "Schedule")
 	}
-	s.sched.notify()
+	s.notifySchedules()
 	s.log.Info("schedule cancelled", "schedule_id", scheduleID, "project_id", projectID)
 	return sc, nil
 }

@@ -65,7 +65,12 @@ type Config struct {
 	MaxTasksPerPost int
 	MaxLogBytes     int64 // per task; the rest is cut with a marker
 	LeaseDuration   time.Duration
-	MaxAttempts     int // leases a task may lose before it ends killed
+	// LeasePoll is how long a runner waiting for a task sleeps before
+	// looking again without a wake-up (default 250ms): what starts delayed
+	// tasks near their time, and the fallback when another server's
+	// wake-ups do not arrive.
+	LeasePoll   time.Duration
+	MaxAttempts int // leases a task may lose before it ends killed
 	// KnownStacks lists the stacks a code may name.
 	KnownStacks []string
 	// AllowImages are the patterns of images an image code may name
@@ -139,6 +144,9 @@ func (c Config) withDefaults() Config {
 	if c.LeaseDuration <= 0 {
 		c.LeaseDuration = d.LeaseDuration
 	}
+	if c.LeasePoll <= 0 {
+		c.LeasePoll = defaultLeasePoll
+	}
 	if c.MaxAttempts <= 0 {
 		c.MaxAttempts = d.MaxAttempts
 	}
@@ -186,6 +194,7 @@ type Service struct {
 	mu        sync.Mutex
 	wake      chan struct{} // closed and replaced when tasks are queued
 	leasePoll time.Duration
+	relay     *relay // nil when the store is not shared
 
 	sched   scheduleWake
 	runners runnerRegistry
@@ -211,16 +220,34 @@ func New(st store.Store, blobs blob.Store, cfg Config, log *slog.Logger) *Servic
 		// here leaves the safe default, stacks only.
 		log.Error("image allow-list refused; image codes may name stacks only", "err", err)
 	}
-	return &Service{store: st, blobs: blobs, cfg: cfg.withDefaults(), policy: policy, log: log,
-		now: func() time.Time { return time.Now().UTC() }, wake: make(chan struct{}), leasePoll: defaultLeasePoll,
+	s := &Service{store: st, blobs: blobs, cfg: cfg.withDefaults(), policy: policy, log: log,
+		now: func() time.Time { return time.Now().UTC() }, wake: make(chan struct{}),
 		parse: semaphore.NewWeighted(parseBudget)}
+	s.leasePoll = s.cfg.LeasePoll
+	if n, ok := st.(store.Notifier); ok {
+		s.relay = newRelay(n)
+	}
+	return s
 }
 
 // Config returns the effective configuration.
 func (s *Service) Config() Config { return s.cfg }
 
-// notify wakes every runner waiting in Lease.
+// notify wakes every runner waiting in Lease, here and on the other
+// servers sharing the store.
 func (s *Service) notify() {
+	s.wakeRunners()
+	s.relay.publish(topicTasks)
+}
+
+// notifySchedules wakes the scheduler, here or on the server that leads.
+func (s *Service) notifySchedules() {
+	s.sched.notify()
+	s.relay.publish(topicSchedules)
+}
+
+// wakeRunners wakes the runners waiting in Lease on this server.
+func (s *Service) wakeRunners() {
 	s.mu.Lock()
 	close(s.wake)
 	s.wake = make(chan struct{})

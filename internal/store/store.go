@@ -9,8 +9,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/mayfly-run/mayfly/internal/mayfly"
+	"log/slog"
 	"time"
+
+	"github.com/mayfly-run/mayfly/internal/mayfly"
 )
 
 // The domain types live in package mayfly, a leaf every layer shares; the
@@ -247,4 +249,36 @@ type Store interface {
 	ReadLog(ctx context.Context, taskID string, afterSeq int64, fn func(chunk []byte) error) (lastSeq int64, err error)
 
 	Close() error
+}
+
+// A store that several servers share may offer these too. The service and
+// the assembly look for them with a type assertion; a store used by one
+// process alone (SQLite) needs neither.
+
+// Notifier carries short messages between the processes sharing a store,
+// so work queued on one server wakes runners waiting on another.
+type Notifier interface {
+	// Notify sends payload on topic to every listener, the sender's own
+	// process included. Delivery is best effort.
+	Notify(ctx context.Context, topic, payload string) error
+	// Listen calls fn for each message on topics until ctx ends, and once
+	// per topic with an empty payload after it had to reconnect (messages
+	// sent meanwhile are gone). It returns ctx's error.
+	Listen(ctx context.Context, topics []string, fn func(topic, payload string), log *slog.Logger) error
+}
+
+// Locker elects a leader among the processes sharing a store.
+type Locker interface {
+	// TryLock takes the lock called name if no process holds it, and
+	// returns nil and no error if one does.
+	TryLock(ctx context.Context, name string) (Lock, error)
+}
+
+// Lock is a held Locker lock.
+type Lock interface {
+	// Lost is closed when the lock may have been lost (its holder's
+	// connection broke); another process may hold it soon after.
+	Lost() <-chan struct{}
+	// Release gives the lock up and waits until it has.
+	Release()
 }
