@@ -95,8 +95,14 @@ func restartServer(t *testing.T, old *serverProc, env ...string) *serverProc {
 
 func startServerAt(t *testing.T, addr, dataDir string, env ...string) *serverProc {
 	t.Helper()
+	return startServerBin(t, mayflyBin(t), addr, dataDir, env...)
+}
+
+// startServerBin starts the server of the binary bin.
+func startServerBin(t *testing.T, bin, addr, dataDir string, env ...string) *serverProc {
+	t.Helper()
 	s := &serverProc{addr: addr, dataDir: dataDir, done: make(chan error, 1)}
-	s.cmd = exec.Command(mayflyBin(t), "server", "--listen", s.addr, "--data-dir", s.dataDir, "--drain-grace", "5s")
+	s.cmd = exec.Command(bin, "server", "--listen", s.addr, "--data-dir", s.dataDir, "--drain-grace", "5s")
 	s.cmd.Env = append(os.Environ(), env...)
 	pr, pw, err := os.Pipe()
 	if err != nil {

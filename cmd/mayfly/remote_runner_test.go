@@ -54,11 +54,17 @@ func (r *runnerProc) id(t *testing.T) string {
 // (a fresh one when empty) and waits until it takes tasks.
 func startRunner(t *testing.T, addr, token, dataDir string, args ...string) *runnerProc {
 	t.Helper()
+	return startRunnerBin(t, mayflyBin(t), addr, token, dataDir, args...)
+}
+
+// startRunnerBin starts the runner of the binary bin.
+func startRunnerBin(t *testing.T, bin, addr, token, dataDir string, args ...string) *runnerProc {
+	t.Helper()
 	if dataDir == "" {
 		dataDir = t.TempDir()
 	}
 	r := &runnerProc{dataDir: dataDir, done: make(chan error, 1)}
-	r.cmd = exec.Command(mayflyBin(t), append([]string{"runner", "--server", "http://" + addr, "--token", token,
+	r.cmd = exec.Command(bin, append([]string{"runner", "--server", "http://" + addr, "--token", token,
 		"--data-dir", dataDir, "--drain-grace", "5s"}, args...)...)
 	r.cmd.Env = append(os.Environ(), "MAYFLY_RUNNER_TOKEN=", "MAYFLY_TOKEN=")
 	pr, pw, err := os.Pipe()

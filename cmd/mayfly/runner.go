@@ -19,6 +19,7 @@ import (
 
 	"github.com/mayfly-run/mayfly/internal/assembly"
 	"github.com/mayfly-run/mayfly/internal/client"
+	"github.com/mayfly-run/mayfly/internal/driver"
 	"github.com/mayfly-run/mayfly/internal/driver/docker"
 	"github.com/mayfly-run/mayfly/internal/imagepolicy"
 	"github.com/mayfly-run/mayfly/internal/runner"
@@ -159,7 +160,7 @@ func runRunner(ctx context.Context, c runnerConfig, out io.Writer) error {
 		return errors.New("no runner token: use --token or MAYFLY_RUNNER_TOKEN")
 	case c.Capacity < 1:
 		return errors.New("--capacity must be at least 1")
-	case c.Driver != "docker":
+	case c.Driver != "docker" && testDrivers[c.Driver] == nil:
 		return fmt.Errorf("--driver %q: only docker is supported", c.Driver)
 	case c.CacheTTL < 0:
 		return errors.New("--cache-ttl must not be negative (0 keeps forever)")
@@ -183,11 +184,17 @@ func runRunner(ctx context.Context, c runnerConfig, out io.Writer) error {
 	if err := checkRunnerToken(ctx, q, rid, c.Clusters, log); err != nil {
 		return err
 	}
-	drv, err := docker.New(ctx)
-	if err != nil {
-		return fmt.Errorf("runner needs Docker: %w", err)
+	var drv driver.Driver
+	if newDrv := testDrivers[c.Driver]; newDrv != nil {
+		drv = newDrv()
+	} else {
+		d, err := docker.New(ctx)
+		if err != nil {
+			return fmt.Errorf("runner needs Docker: %w", err)
+		}
+		defer d.Close()
+		drv = d
 	}
-	defer drv.Close()
 
 	run, err := runner.New(c.taskLimits.apply(runner.Config{
 		ID: rid, Capacity: c.Capacity, Clusters: c.Clusters,

@@ -38,6 +38,8 @@ type pgServer struct {
 	once    sync.Once
 	missing string // what is not installed, when err means "cannot run here"
 	err     error
+	bin     string
+	cred    *syscall.Credential
 	dir     string
 	port    int
 	proc    *os.Process
@@ -177,43 +179,44 @@ func pgCredential() (*syscall.Credential, error) {
 }
 
 func (s *pgServer) start() (missing string, err error) {
-	bin, err := pgBinDir()
-	if err != nil {
+	if s.bin, err = pgBinDir(); err != nil {
 		return "postgresql server binaries", err
 	}
 	removeStalePostgres()
-	cred, err := pgCredential()
-	if err != nil {
+	if s.cred, err = pgCredential(); err != nil {
 		return "", err
 	}
 	if s.dir, err = os.MkdirTemp("", "mayfly-pg-"); err != nil {
 		return "", err
 	}
-	if cred != nil {
-		if err := os.Chown(s.dir, int(cred.Uid), int(cred.Gid)); err != nil {
+	if s.cred != nil {
+		if err := os.Chown(s.dir, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
 			return "", fmt.Errorf("hand %s to the postgres user: %w", s.dir, err)
 		}
 	}
-	data := filepath.Join(s.dir, "data")
-
-	initdb := exec.Command(filepath.Join(bin, "initdb"), "-D", data, "-U", pgUser,
+	initdb := exec.Command(filepath.Join(s.bin, "initdb"), "-D", filepath.Join(s.dir, "data"), "-U", pgUser,
 		"--auth=trust", "--encoding=UTF8", "--no-sync")
 	initdb.Dir = s.dir
-	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
 	if out, err := initdb.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("initdb: %v: %s", err, tail(out, 2048))
 	}
-
 	if s.port, err = freePort(); err != nil {
 		return "", err
 	}
 	s.logPath = filepath.Join(s.dir, "postgres.log")
-	logf, err := os.Create(s.logPath)
+	return "", s.run()
+}
+
+// run starts the server on the cluster made by start and waits until it
+// answers.
+func (s *pgServer) run() error {
+	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return "", err
+		return err
 	}
 	defer logf.Close()
-	cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", data,
+	cmd := exec.Command(filepath.Join(s.bin, "postgres"), "-D", filepath.Join(s.dir, "data"),
 		"-p", strconv.Itoa(s.port),
 		"-k", s.dir, // the unix socket stays in our directory
 		"-c", "listen_addresses=127.0.0.1",
@@ -221,18 +224,22 @@ func (s *pgServer) start() (missing string, err error) {
 		"-c", "max_connections=400",
 		// The cluster is thrown away with the test binary: nothing in it
 		// needs to survive a crash of the machine, and the tests run twice
-		// as fast without the flushes.
+		// as fast without the flushes. (A killed server still recovers:
+		// the operating system keeps what it was given.)
 		"-c", "fsync=off",
 	)
 	cmd.Dir = s.dir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Credential: cred,
+		Credential: s.cred,
 		// Dies with the test binary, even one killed with SIGKILL.
 		Pdeathsig: syscall.SIGKILL,
+		// Its own process group, so Kill takes the backends with it.
+		Setpgid: true,
 	}
 	started := make(chan error, 1)
-	s.exited = make(chan struct{})
+	exited := make(chan struct{})
+	s.exited = exited
 	go func() {
 		// The parent-death signal fires when the thread that started the
 		// child exits, not the process: keep this goroutine on its thread
@@ -240,15 +247,15 @@ func (s *pgServer) start() (missing string, err error) {
 		runtime.LockOSThread()
 		if err := cmd.Start(); err != nil {
 			started <- err
-			close(s.exited)
+			close(exited)
 			return
 		}
 		started <- nil
 		cmd.Wait()
-		close(s.exited)
+		close(exited)
 	}()
 	if err := <-started; err != nil {
-		return "", fmt.Errorf("start postgres: %w", err)
+		return fmt.Errorf("start postgres: %w", err)
 	}
 	s.proc = cmd.Process
 
@@ -261,21 +268,75 @@ func (s *pgServer) start() (missing string, err error) {
 			if version >= 150000 {
 				s.createOpts = " STRATEGY FILE_COPY"
 			}
-			return "", nil
+			return nil
 		}
 		select {
-		case <-s.exited:
+		case <-exited:
 			log, _ := os.ReadFile(s.logPath)
-			return "", fmt.Errorf("postgres exited at start: %s", tail(log, 2048))
+			return fmt.Errorf("postgres exited at start: %s", tail(log, 2048))
 		default:
 		}
 		if time.Now().After(deadline) {
 			log, _ := os.ReadFile(s.logPath)
-			return "", fmt.Errorf("postgres did not answer within a minute: %v; log: %s", err, tail(log, 2048))
+			return fmt.Errorf("postgres did not answer within a minute: %v; log: %s", err, tail(log, 2048))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// PostgresServer is a PostgreSQL server of one test's own, for tests that
+// kill and restart it.
+type PostgresServer struct {
+	s pgServer
+}
+
+// OwnPostgres starts a throw-away PostgreSQL server for t alone, stopped
+// and removed when t ends, with one empty database, and returns it. It
+// skips (or fails under MAYFLY_REQUIRE_INTEGRATION=1) like Postgres.
+func OwnPostgres(t testing.TB) *PostgresServer {
+	t.Helper()
+	p := &PostgresServer{}
+	missing, err := p.s.start()
+	t.Cleanup(func() {
+		if p.s.proc != nil {
+			p.s.proc.Signal(syscall.SIGINT)
+			select {
+			case <-p.s.exited:
+			case <-time.After(30 * time.Second):
+				p.Kill()
+			}
+		}
+		if p.s.dir != "" {
+			os.RemoveAll(p.s.dir)
+		}
+	})
+	if missing != "" {
+		Integration(t, missing, err)
+	}
+	if err != nil {
+		t.Fatalf("start postgres: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := p.s.admin(ctx, "CREATE DATABASE mayfly"+p.s.createOpts); err != nil {
+		t.Fatalf("create database: %v", err)
+	}
+	return p
+}
+
+// URL is the address of the server's database.
+func (p *PostgresServer) URL() string { return p.s.url("mayfly") }
+
+// Kill kills the server and every backend with SIGKILL, as a crash of
+// PostgreSQL or its host would, and waits until it is gone.
+func (p *PostgresServer) Kill() {
+	syscall.Kill(-p.s.proc.Pid, syscall.SIGKILL)
+	<-p.s.exited
+}
+
+// Restart starts the killed server again on the same files and port, and
+// waits until it answers (after its crash recovery).
+func (p *PostgresServer) Restart() error { return p.s.run() }
 
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
