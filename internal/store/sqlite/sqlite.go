@@ -36,6 +36,7 @@ type Store struct {
 	r  *sql.DB // read-only connections
 	wc *stmtCache
 	rc *stmtCache
+	g  *groupWriter // runs every write transaction
 }
 
 var _ store.Store = (*Store)(nil)
@@ -80,7 +81,9 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		r.Close()
 		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
 	}
-	return &Store{w: w, r: r, wc: newStmtCache(w), rc: newStmtCache(r)}, nil
+	st := &Store{w: w, r: r, wc: newStmtCache(w), rc: newStmtCache(r)}
+	st.g = newGroupWriter(st)
+	return st, nil
 }
 
 // openPool opens a pool whose every connection gets the pragmas it needs.
@@ -106,6 +109,7 @@ func openPool(path string, write bool) (*sql.DB, error) {
 
 // Close closes both pools. Every committed write is already on disk.
 func (s *Store) Close() error {
+	s.g.close()
 	return errors.Join(s.rc.close(), s.wc.close(), s.r.Close(), s.w.Close())
 }
 
@@ -147,19 +151,10 @@ func (s *Store) write() *querier { return &querier{cache: s.wc} }
 // read runs statements on the read pool.
 func (s *Store) read() *querier { return &querier{cache: s.rc} }
 
-// withTx runs fn in a write transaction (BEGIN IMMEDIATE) and commits it.
+// withTx runs fn in a write transaction (BEGIN IMMEDIATE), possibly shared
+// with other writers' work (see group.go), and returns once it committed.
 func (s *Store) withTx(ctx context.Context, fn func(tx *querier) error) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	q := &querier{cache: s.wc, tx: tx}
-	defer func() { s.wc.warm(ctx, q.miss) }()
-	if err := fn(q); err != nil {
-		tx.Rollback()
-		return err
-	}
-	return tx.Commit()
+	return s.g.do(ctx, fn)
 }
 
 // withReadTx runs fn in a read transaction, so that several queries see

@@ -85,6 +85,18 @@ type querier struct {
 	tx    *sql.Tx
 	inTx  map[*sql.Stmt]*sql.Stmt // tx-bound wrappers, made once per transaction
 	miss  []string                // statements the transaction ran unprepared
+	// detach runs statements without their caller's cancellation: in a
+	// transaction shared by several callers (group commit), one caller
+	// giving up must not interrupt the statement, which would make
+	// SQLite roll back the others' work with it.
+	detach bool
+}
+
+func (q *querier) ctx(ctx context.Context) context.Context {
+	if q.detach {
+		return context.WithoutCancel(ctx)
+	}
+	return ctx
 }
 
 // stmt returns the statement to run query with, or nil to run it unprepared.
@@ -109,6 +121,7 @@ func (q *querier) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
 }
 
 func (q *querier) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	ctx = q.ctx(ctx)
 	st, err := q.stmt(ctx, query)
 	switch {
 	case err != nil:
@@ -123,6 +136,7 @@ func (q *querier) ExecContext(ctx context.Context, query string, args ...any) (s
 }
 
 func (q *querier) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	ctx = q.ctx(ctx)
 	st, err := q.stmt(ctx, query)
 	switch {
 	case err != nil:
@@ -137,6 +151,7 @@ func (q *querier) QueryContext(ctx context.Context, query string, args ...any) (
 }
 
 func (q *querier) QueryRowContext(ctx context.Context, query string, args ...any) rowScanner {
+	ctx = q.ctx(ctx)
 	st, err := q.stmt(ctx, query)
 	switch {
 	case err != nil:

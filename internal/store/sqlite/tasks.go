@@ -184,10 +184,14 @@ func leaseLost(res sql.Result, err error) error {
 
 func (s *Store) MarkRunning(ctx context.Context, p store.StartParams) error {
 	now := micros(p.Now)
-	err := leaseLost(s.write().ExecContext(ctx,
-		`UPDATE tasks SET status = 'running', start_time = ?, updated_at = ?
-		 WHERE id = ? AND runner_id = ? AND attempt = ? AND status = 'preparing'`,
-		now, now, p.TaskID, p.RunnerID, p.Attempt))
+	// Through the group writer, like every write on the task path, so that
+	// many runners' marks share a commit.
+	err := s.withTx(ctx, func(tx *querier) error {
+		return leaseLost(tx.ExecContext(ctx,
+			`UPDATE tasks SET status = 'running', start_time = ?, updated_at = ?
+			 WHERE id = ? AND runner_id = ? AND attempt = ? AND status = 'preparing'`,
+			now, now, p.TaskID, p.RunnerID, p.Attempt))
+	})
 	if err != nil {
 		return fail(err, "mark task %s running for runner %s", p.TaskID, p.RunnerID)
 	}
@@ -196,14 +200,17 @@ func (s *Store) MarkRunning(ctx context.Context, p store.StartParams) error {
 
 func (s *Store) Heartbeat(ctx context.Context, p store.HeartbeatParams) (bool, error) {
 	var cancel bool
-	err := s.write().QueryRowContext(ctx,
-		`UPDATE tasks SET lease_expires_at = ?
-		 WHERE id = ? AND runner_id = ? AND attempt = ? AND status IN ('preparing', 'running')
-		 RETURNING cancel_request`,
-		micros(p.Now.Add(p.LeaseDuration)), p.TaskID, p.RunnerID, p.Attempt).Scan(&cancel)
-	if errors.Is(err, sql.ErrNoRows) {
-		err = store.ErrLeaseLost
-	}
+	err := s.withTx(ctx, func(tx *querier) error {
+		err := tx.QueryRowContext(ctx,
+			`UPDATE tasks SET lease_expires_at = ?
+			 WHERE id = ? AND runner_id = ? AND attempt = ? AND status IN ('preparing', 'running')
+			 RETURNING cancel_request`,
+			micros(p.Now.Add(p.LeaseDuration)), p.TaskID, p.RunnerID, p.Attempt).Scan(&cancel)
+		if errors.Is(err, sql.ErrNoRows) {
+			err = store.ErrLeaseLost
+		}
+		return err
+	})
 	if err != nil {
 		return false, fail(err, "heartbeat task %s for runner %s", p.TaskID, p.RunnerID)
 	}
@@ -227,17 +234,12 @@ func (s *Store) FinishTask(ctx context.Context, p store.FinishParams) error {
 			 WHERE id = ? AND runner_id = ? AND attempt = ? AND status IN ('preparing', 'running')`,
 			p.Status, p.Msg, p.Msg, nullInt(p.ExitCode), now, now, retryAt, encodeTimings(p.Timings), p.TaskID, p.RunnerID, p.Attempt))
 	}
-	var err error
-	if p.Retry == nil {
-		err = finish(s.write())
-	} else {
-		err = s.withTx(ctx, func(tx *querier) error {
-			if err := finish(tx); err != nil {
-				return err
-			}
-			return insertTask(ctx, tx, *p.Retry)
-		})
-	}
+	err := s.withTx(ctx, func(tx *querier) error {
+		if err := finish(tx); err != nil || p.Retry == nil {
+			return err
+		}
+		return insertTask(ctx, tx, *p.Retry)
+	})
 	if err != nil {
 		return fail(err, "finish task %s as %s for runner %s", p.TaskID, p.Status, p.RunnerID)
 	}
