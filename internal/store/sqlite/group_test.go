@@ -201,4 +201,3 @@ func groupWriterChild() {
 	}
 	wg.Wait()
 }
-
