@@ -199,7 +199,7 @@ func runRunner(ctx context.Context, c runnerConfig, out io.Writer) error {
 	run, err := runner.New(c.taskLimits.apply(runner.Config{
 		ID: rid, Capacity: c.Capacity, Clusters: c.Clusters,
 		CacheDir: filepath.Join(c.DataDir, "cache", "packages"), StackImage: stack.Image,
-		RunDir:      filepath.Join(c.DataDir, "run"),
+		RunDir:      assembly.RunDir(c.DataDir, rid),
 		IsLeaseLost: client.IsLeaseLost,
 		Log:         log, CacheTTL: c.CacheTTL,
 		Host: hostname(), Version: version, Driver: c.Driver, Stacks: stack.Installed,

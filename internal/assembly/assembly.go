@@ -79,7 +79,8 @@ type Config struct {
 	Scheduler           bool
 
 	// Runner, when set, is an embedded runner on Driver. Its ID, CacheDir
-	// and RunDir default to a persisted id and folders in DataDir.
+	// and RunDir default to a persisted id, a folder in DataDir and RunDir's
+	// choice.
 	Runner     *runner.Config
 	Driver     driver.Driver
 	DrainGrace time.Duration
@@ -318,7 +319,7 @@ func (s *Server) embedRunner(cfg Config) error {
 		rc.CacheDir = filepath.Join(cfg.DataDir, "cache", "packages")
 	}
 	if rc.RunDir == "" {
-		rc.RunDir = filepath.Join(cfg.DataDir, "run")
+		rc.RunDir = RunDir(cfg.DataDir, rc.ID)
 	}
 	if rc.IsLeaseLost == nil {
 		rc.IsLeaseLost = func(err error) bool { return errors.Is(err, service.ErrLeaseLost) }

@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -215,8 +217,9 @@ func TestFakeLeaseLostTaskRunsElsewhereOnce(t *testing.T) {
 func TestFakeDrainLetsRunningTasksFinish(t *testing.T) {
 	t.Parallel()
 	b, drv := setupFake(t, service.Config{}, 1)
+	runDir := filepath.Join(t.TempDir(), "run")
 	r, err := runner.New(runner.Config{ID: "6b0c0f3678b97ac0ae3d1aff", Capacity: 3, Clusters: []string{"drain"},
-		CacheDir: t.TempDir(), StackImage: func(string) string { return "fake/stack" }, LeaseWait: time.Second,
+		CacheDir: t.TempDir(), RunDir: runDir, StackImage: func(string) string { return "fake/stack" }, LeaseWait: time.Second,
 		IsLeaseLost: func(err error) bool { return errors.Is(err, service.ErrLeaseLost) }, Log: b.quiet}, b.svc, drv)
 	if err != nil {
 		t.Fatal(err)
@@ -251,6 +254,10 @@ func TestFakeDrainLetsRunningTasksFinish(t *testing.T) {
 	}
 	if tk, _ := b.svc.GetTask(context.Background(), b.project, lateID); tk.Status != store.StatusQueued {
 		t.Fatalf("a stopped runner took a task: %s", tk.Status)
+	}
+	// Its run directory (in memory, one per runner id) went with it.
+	if _, err := os.Stat(runDir); !os.IsNotExist(err) {
+		t.Fatalf("the drained runner left its run directory: %v", err)
 	}
 }
 

@@ -409,7 +409,13 @@ func (r *Runner) sweepOrphans(ctx context.Context) {
 // rescue, so they run again elsewhere instead of being lost.
 func (r *Runner) Drain(ctx context.Context) error {
 	done := make(chan struct{})
-	go func() { r.wg.Wait(); close(done) }()
+	go func() {
+		r.wg.Wait()
+		// Every task has taken its files away; a run directory in memory
+		// (one per runner id) must not outlive its runner empty.
+		os.Remove(r.cfg.RunDir)
+		close(done)
+	}()
 	select {
 	case <-done:
 		return nil
