@@ -69,23 +69,29 @@ func fail(format string, a ...any) outcome {
 	return outcome{status: mayfly.StatusError, msg: fmt.Sprintf(format, a...)}
 }
 
-// runJob runs one leased task to its end and reports it.
-func (r *Runner) runJob(job wire.Job) {
+// runJob runs one leased task to its end and reports it; release frees its
+// slot, once the task is reported, before its container is removed.
+func (r *Runner) runJob(job wire.Job, release func()) {
 	r.inflight.Store(job.TaskID, struct{}{})
 	defer r.inflight.Delete(job.TaskID)
 	log := r.log.With("task_id", job.TaskID, "code", job.CodeName)
 	ctx, cancel := context.WithCancel(r.hardCtx)
 	defer cancel()
 	out := r.execute(ctx, job)
-	if out.cleanup != nil {
-		defer out.cleanup()
-	}
 	if out.abandon {
 		log.Warn("task abandoned", "reason", out.msg)
+	} else {
+		r.finish(job, out)
+		log.Info("task ended", "status", out.status)
+	}
+	if out.cleanup == nil {
+		release()
 		return
 	}
-	r.finish(job, out)
-	log.Info("task ended", "status", out.status)
+	r.removing <- struct{}{}
+	release()
+	out.cleanup()
+	<-r.removing
 }
 
 // finish reports the outcome. Passing errors (the server restarting, a

@@ -168,8 +168,9 @@ type Runner struct {
 	baseIDs  sync.Map // base image ref -> baseID
 	runners  sync.Map // package sha256 -> has __runner__.sh
 	bakes    singleflight.Group
-	active   sync.Map // container id -> task id, of the containers this runner tracks
-	inflight sync.Map // task id -> struct{}, from lease to report
+	active   sync.Map      // container id -> task id, of the containers this runner tracks
+	inflight sync.Map      // task id -> struct{}, from lease to report
+	removing chan struct{} // containers being removed past their slots; made by Run
 
 	// imgMu orders a task's use of a code image against its removal by
 	// the cache prune; imageUsed maps code image ref -> last use.
@@ -244,6 +245,11 @@ func (r *Runner) Run(ctx context.Context) error {
 		loops.Go(func() { r.pruneCacheLoop(ctx) })
 	}
 	slots := make(chan struct{}, r.cfg.Capacity)
+	// Containers being removed, after their slots went to the next tasks:
+	// removal is off the path from one task to the next, and bounded so
+	// that an engine slow to remove slows the runner rather than piling
+	// up dead containers.
+	r.removing = make(chan struct{}, r.cfg.Capacity)
 	wait := time.Duration(0)
 	for {
 		// Wait for at least one free slot, then ask for as many tasks as
@@ -292,8 +298,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			r.wg.Add(1)
 			go func() {
 				defer r.wg.Done()
-				defer func() { <-slots }()
-				r.runJob(job)
+				r.runJob(job, func() { <-slots })
 			}()
 		}
 	}
