@@ -99,9 +99,10 @@ func RunQueuePG(ctx context.Context, cfg Config) (*QueueResult, error) {
 // store with that of two servers sharing one database, each with its own
 // embedded runner of the same capacity.
 type ScaleResult struct {
-	Tasks int `json:"tasks"`
-	C     int `json:"c"` // capacity of each server's runner
-	Batch int `json:"batch"`
+	Tasks  int `json:"tasks"`  // per round
+	Rounds int `json:"rounds"` // of each case; the rates are over all of them
+	C      int `json:"c"`      // capacity of each server's runner
+	Batch  int `json:"batch"`
 	// InProcess says that both servers ran in the bench's process: two
 	// stores (two connection pools), two services, two runners, sharing
 	// nothing but the database, the code package folder and the keys, as
@@ -115,38 +116,49 @@ type ScaleResult struct {
 	Target    Target  `json:"target"`
 }
 
+// scaleOrder is the order of the scale-out rounds, one server (1) and two
+// (2): ABBA, so that a machine getting busier or quieter over the run
+// weighs on both cases alike.
+var scaleOrder = []int{1, 2, 2, 1}
+
 // RunScalePG runs QueueTasks no-op tasks on one server with its store on
-// PostgreSQL, then on two servers sharing a database, each case on a fresh
-// database; the tasks are queued through the first server, as a client of
-// either would.
+// PostgreSQL, and on two servers sharing a database, in the rounds of
+// scaleOrder, each round on a fresh database; the tasks are queued
+// through the first server, as a client of either would.
 func RunScalePG(ctx context.Context, cfg Config) (*ScaleResult, error) {
 	cfg = cfg.withDefaults()
 	if cfg.PostgresURL == "" {
 		return nil, fmt.Errorf("the PostgreSQL scale-out scenario needs a server: pass --postgres-url or set %s", PostgresURLEnv)
 	}
-	res := &ScaleResult{Tasks: cfg.QueueTasks, C: cfg.QueueC, Batch: cfg.QueueBatch, InProcess: true}
-
-	dbURL, drop, err := pgDatabase(ctx, cfg, "one")
-	if err != nil {
-		return nil, err
+	res := &ScaleResult{Tasks: cfg.QueueTasks, C: cfg.QueueC, Batch: cfg.QueueBatch, Rounds: len(scaleOrder) / 2, InProcess: true}
+	var one, two time.Duration
+	for i, servers := range scaleOrder {
+		dbURL, drop, err := pgDatabase(ctx, cfg, fmt.Sprintf("scale%d", servers))
+		if err != nil {
+			return nil, err
+		}
+		round := fmt.Sprintf("scale-%d-%d", i, servers)
+		if servers == 1 {
+			wall, err := mayflyQueue(ctx, cfg, serverOptions{dir: filepath.Join(cfg.WorkDir, round), databaseURL: dbURL})
+			drop()
+			if err != nil {
+				return nil, fmt.Errorf("one server: %w", err)
+			}
+			one += wall
+			continue
+		}
+		wall, share, err := twoServers(ctx, cfg, filepath.Join(cfg.WorkDir, round), dbURL)
+		drop()
+		if err != nil {
+			return nil, fmt.Errorf("two servers: %w", err)
+		}
+		two += wall
+		res.TwoShare[0] += share[0]
+		res.TwoShare[1] += share[1]
 	}
-	wall, err := mayflyQueue(ctx, cfg, serverOptions{dir: filepath.Join(cfg.WorkDir, "scale-one"), databaseURL: dbURL})
-	drop()
-	if err != nil {
-		return nil, fmt.Errorf("one server: %w", err)
-	}
-	res.OneSecs, res.OneRate = wall.Seconds(), float64(cfg.QueueTasks)/wall.Seconds()
-
-	dbURL, drop, err = pgDatabase(ctx, cfg, "two")
-	if err != nil {
-		return nil, err
-	}
-	defer drop()
-	wall, share, err := twoServers(ctx, cfg, dbURL)
-	if err != nil {
-		return nil, fmt.Errorf("two servers: %w", err)
-	}
-	res.TwoSecs, res.TwoRate, res.TwoShare = wall.Seconds(), float64(cfg.QueueTasks)/wall.Seconds(), share
+	n := float64(cfg.QueueTasks * res.Rounds)
+	res.OneSecs, res.OneRate = one.Seconds(), n/one.Seconds()
+	res.TwoSecs, res.TwoRate = two.Seconds(), n/two.Seconds()
 	res.Target = target("two servers / one on PostgreSQL (no-op tasks/s)", ratio(res.TwoRate, res.OneRate), ">=", 1.0)
 	return res, nil
 }
@@ -155,17 +167,17 @@ func RunScalePG(ctx context.Context, cfg Config) (*ScaleResult, error) {
 // files and code package folder (servers sharing a store must share
 // both), queues the tasks through the first and waits until the two have
 // finished them all between them.
-func twoServers(ctx context.Context, cfg Config, dbURL string) (time.Duration, [2]int, error) {
+func twoServers(ctx context.Context, cfg Config, dir, dbURL string) (time.Duration, [2]int, error) {
 	var share [2]int
 	kick := make(chan struct{}, 1)
-	blobs := filepath.Join(cfg.WorkDir, "scale-two-blobs")
-	first, err := startServer(ctx, serverOptions{dir: filepath.Join(cfg.WorkDir, "scale-two-a"), databaseURL: dbURL, blobURL: blobs,
+	blobs := filepath.Join(dir, "blobs")
+	first, err := startServer(ctx, serverOptions{dir: filepath.Join(dir, "a"), databaseURL: dbURL, blobURL: blobs,
 		driver: noop.New(), capacity: cfg.QueueC, kick: kick})
 	if err != nil {
 		return 0, share, err
 	}
 	defer first.stop()
-	dirB := filepath.Join(cfg.WorkDir, "scale-two-b")
+	dirB := filepath.Join(dir, "b")
 	if err := os.MkdirAll(dirB, 0o750); err != nil {
 		return 0, share, fmt.Errorf("create second server's data directory: %w", err)
 	}

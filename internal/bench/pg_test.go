@@ -79,13 +79,13 @@ func TestScalePGTiny(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Tasks != 200 || r.C != 4 || r.OneRate <= 0 || r.TwoRate <= 0 || !r.InProcess {
+	if r.Tasks != 200 || r.Rounds != 2 || r.C != 4 || r.OneRate <= 0 || r.TwoRate <= 0 || !r.InProcess {
 		t.Errorf("result not sane: %+v", r)
 	}
 	// Every task ran exactly once between the two servers; which one took
 	// how many is up to them.
-	if r.TwoShare[0]+r.TwoShare[1] != 200 {
-		t.Errorf("the two servers finished %d + %d tasks, want 200 in all", r.TwoShare[0], r.TwoShare[1])
+	if r.TwoShare[0]+r.TwoShare[1] != 200*r.Rounds {
+		t.Errorf("the two servers finished %d + %d tasks, want %d in all", r.TwoShare[0], r.TwoShare[1], 200*r.Rounds)
 	}
 	checkTarget(t, r.Target)
 	if left := benchDatabases(t, cfg.PostgresURL); len(left) > 0 {

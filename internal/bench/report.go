@@ -101,8 +101,8 @@ func WriteMarkdown(w io.Writer, r *Results) error {
 		if !s.InProcess {
 			where = "two processes"
 		}
-		fmt.Fprintf(&b, "| two servers on one PostgreSQL, %d no-op tasks, capacity %d each (tasks/s; %s; %d + %d tasks) | %.0f/s | one server: %.0f/s | %.2f | %s %g | %s |\n",
-			s.Tasks, s.C, where, s.TwoShare[0], s.TwoShare[1], s.TwoRate, s.OneRate, s.Target.Ratio, s.Target.Op, s.Target.Bound, yes(s.Target))
+		fmt.Fprintf(&b, "| two servers on one PostgreSQL, %d no-op tasks, capacity %d each, %d rounds each interleaved (tasks/s; %s; %d + %d tasks) | %.0f/s | one server: %.0f/s | %.2f | %s %g | %s |\n",
+			s.Tasks, s.C, s.Rounds, where, s.TwoShare[0], s.TwoShare[1], s.TwoRate, s.OneRate, s.Target.Ratio, s.Target.Op, s.Target.Bound, yes(s.Target))
 	}
 	if d := r.Depth; d != nil {
 		fmt.Fprintf(&b, "| lease+finish with %s queued (p50 / p99 ms) | %.2f / %.2f | with %s queued: %.2f / %.2f | %.2f | %s %g | %s |\n",
