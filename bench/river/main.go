@@ -60,11 +60,14 @@ func (noopWorker) Work(context.Context, *river.Job[noopArgs]) error { return nil
 
 func main() {
 	var (
-		tasks    = flag.Int("tasks", 1000, "jobs to insert and work")
-		workers  = flag.Int("workers", 8, "jobs worked at once")
-		batch    = flag.Int("batch", 1000, "jobs per InsertMany")
-		dir      = flag.String("dir", "", "directory for the SQLite file (default: a new temporary one)")
-		dbURL    = flag.String("database-url", "", "postgres:// URL of an empty database to use instead of SQLite")
+		tasks   = flag.Int("tasks", 1000, "jobs to insert and work")
+		workers = flag.Int("workers", 8, "jobs worked at once")
+		batch   = flag.Int("batch", 1000, "jobs per InsertMany")
+		dir     = flag.String("dir", "", "directory for the SQLite file (default: a new temporary one)")
+		// The URL may hold a password: the environment keeps it out of
+		// the process list.
+		dbURL = flag.String("database-url", os.Getenv("RIVER_BENCH_DATABASE_URL"),
+			"postgres:// URL of an empty database to use instead of SQLite (RIVER_BENCH_DATABASE_URL)")
 		cooldown = flag.Duration("fetch-cooldown", 1*time.Millisecond, "River FetchCooldown")
 		poll     = flag.Duration("fetch-poll", 10*time.Millisecond, "River FetchPollInterval")
 		timeout  = flag.Duration("timeout", 10*time.Minute, "give up after this long")

@@ -86,7 +86,7 @@ func RunQueuePG(ctx context.Context, cfg Config) (*QueueResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	res.River, err = runRiver(ctx, cfg, riverBin, "-database-url", dbURL)
+	res.River, err = runRiver(ctx, cfg, riverBin, "", dbURL)
 	drop()
 	if err != nil {
 		return nil, err

@@ -68,7 +68,7 @@ func RunQueue(ctx context.Context, cfg Config) (*QueueResult, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("create River directory: %w", err)
 	}
-	if res.River, err = runRiver(ctx, cfg, riverBin, "-dir", dir); err != nil {
+	if res.River, err = runRiver(ctx, cfg, riverBin, dir, ""); err != nil {
 		return nil, err
 	}
 	res.Target = target("queue only, Mayfly / River (tasks/s)", ratio(res.MayflyRate, res.River.TasksPerSec), ">=", 1.0)
@@ -111,12 +111,18 @@ func queueNoop(ctx context.Context, cfg Config, s *server) error {
 	return nil
 }
 
-// runRiver runs the River baseline at the queue scenario's sizes; where
-// says which database (-dir for SQLite, -database-url for PostgreSQL).
-func runRiver(ctx context.Context, cfg Config, bin string, where ...string) (riverResult, error) {
-	args := append([]string{"-tasks", strconv.Itoa(cfg.QueueTasks),
-		"-workers", strconv.Itoa(cfg.QueueC), "-batch", strconv.Itoa(cfg.QueueBatch)}, where...)
+// runRiver runs the River baseline at the queue scenario's sizes; dbURL
+// is its PostgreSQL database, or "" for SQLite in dir.
+func runRiver(ctx context.Context, cfg Config, bin, dir, dbURL string) (riverResult, error) {
+	args := []string{"-tasks", strconv.Itoa(cfg.QueueTasks),
+		"-workers", strconv.Itoa(cfg.QueueC), "-batch", strconv.Itoa(cfg.QueueBatch)}
+	if dir != "" {
+		args = append(args, "-dir", dir)
+	}
 	cmd := exec.CommandContext(ctx, bin, args...)
+	// In the environment, not the arguments: the URL may hold a password,
+	// and arguments are in the process list for every local user to see.
+	cmd.Env = append(os.Environ(), "RIVER_BENCH_DATABASE_URL="+dbURL)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
