@@ -47,8 +47,20 @@ test: setup stacks lint ## set up, then run every test, against the real engine,
 test-unit: ## the tests that need nothing but Go (integration tests skip loudly)
 	$(GO) test -count=1 ./...
 
-bench: setup build ## measure Mayfly against docker run and River in one run; writes bench-results/ (see BENCHMARKS.md)
+bench: setup build ## measure Mayfly against docker run and River (SQLite and PostgreSQL) in one run; writes bench-results/ (see BENCHMARKS.md)
 	$(BIN) stack build busybox
+	@# The PostgreSQL scenarios get a throw-away server of their own, unless
+	@# MAYFLY_BENCH_POSTGRES_URL names one; without either they are skipped.
+	@if [ -z "$$MAYFLY_BENCH_POSTGRES_URL" ]; then \
+		dir=$$(mktemp -d /tmp/mayfly-bench-pg-XXXXXX); \
+		if url=$$(bash scripts/pg-cluster.sh start $$dir); then \
+			trap "bash scripts/pg-cluster.sh stop $$dir" EXIT; \
+			export MAYFLY_BENCH_POSTGRES_URL=$$url; \
+		else \
+			echo "no PostgreSQL server could be started: the PostgreSQL scenarios will be skipped" >&2; rm -rf $$dir; \
+		fi; \
+	fi; \
+	echo "$(BIN) bench --out bench-results"; \
 	$(BIN) bench --out bench-results
 
 clean: ## remove the build output

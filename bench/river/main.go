@@ -1,9 +1,10 @@
-// Command river is the baseline of Mayfly's queue-only benchmark: River on
-// SQLite doing the same work as Mayfly's queue with a driver that runs
-// nothing (insert in batches, fetch, work a no-op job, complete), on a
+// Command river is the baseline of Mayfly's queue-only benchmark: River
+// doing the same work as Mayfly's queue with a driver that runs nothing
+// (insert in batches, fetch, work a no-op job, complete), either on a
 // SQLite file with the same durability settings Mayfly uses (WAL,
-// synchronous=FULL). It prints one JSON object on stdout, which
-// `mayfly bench queue` reads.
+// synchronous=FULL) or, with -database-url, on a PostgreSQL database
+// through River's pgx driver. It prints one JSON object on stdout, which
+// `mayfly bench queue` and `mayfly bench queue-pg` read.
 //
 // It lives in a module of its own so that River and its dependencies never
 // enter Mayfly's.
@@ -22,7 +23,10 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"github.com/riverqueue/river/rivermigrate"
 	_ "modernc.org/sqlite"
@@ -32,6 +36,7 @@ import (
 // internal/bench's riverResult.
 type Result struct {
 	System        string  `json:"system"`
+	Database      string  `json:"database"`
 	Version       string  `json:"version"`
 	Tasks         int     `json:"tasks"`
 	Workers       int     `json:"workers"`
@@ -55,10 +60,14 @@ func (noopWorker) Work(context.Context, *river.Job[noopArgs]) error { return nil
 
 func main() {
 	var (
-		tasks    = flag.Int("tasks", 1000, "jobs to insert and work")
-		workers  = flag.Int("workers", 8, "jobs worked at once")
-		batch    = flag.Int("batch", 1000, "jobs per InsertMany")
-		dir      = flag.String("dir", "", "directory for the SQLite file (default: a new temporary one)")
+		tasks   = flag.Int("tasks", 1000, "jobs to insert and work")
+		workers = flag.Int("workers", 8, "jobs worked at once")
+		batch   = flag.Int("batch", 1000, "jobs per InsertMany")
+		dir     = flag.String("dir", "", "directory for the SQLite file (default: a new temporary one)")
+		// The URL may hold a password: the environment keeps it out of
+		// the process list.
+		dbURL = flag.String("database-url", os.Getenv("RIVER_BENCH_DATABASE_URL"),
+			"postgres:// URL of an empty database to use instead of SQLite (RIVER_BENCH_DATABASE_URL)")
 		cooldown = flag.Duration("fetch-cooldown", 1*time.Millisecond, "River FetchCooldown")
 		poll     = flag.Duration("fetch-poll", 10*time.Millisecond, "River FetchPollInterval")
 		timeout  = flag.Duration("timeout", 10*time.Minute, "give up after this long")
@@ -66,7 +75,15 @@ func main() {
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	res, err := run(ctx, *tasks, *workers, *batch, *dir, *cooldown, *poll)
+	var (
+		res Result
+		err error
+	)
+	if *dbURL != "" {
+		res, err = runPostgres(ctx, *tasks, *workers, *batch, *dbURL, *cooldown, *poll)
+	} else {
+		res, err = runSQLite(ctx, *tasks, *workers, *batch, *dir, *cooldown, *poll)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "river bench:", err)
 		os.Exit(1)
@@ -77,7 +94,7 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, tasks, workers, batch int, dir string, cooldown, poll time.Duration) (Result, error) {
+func runSQLite(ctx context.Context, tasks, workers, batch int, dir string, cooldown, poll time.Duration) (Result, error) {
 	if tasks <= 0 || workers <= 0 || batch <= 0 {
 		return Result{}, errors.New("-tasks, -workers and -batch must be positive")
 	}
@@ -104,13 +121,39 @@ func run(ctx context.Context, tasks, workers, batch int, dir string, cooldown, p
 	// SQLITE_BUSY.
 	db.SetMaxOpenConns(1)
 
-	drv := riversqlite.New(db)
+	res, err := work(ctx, riversqlite.New(db), tasks, workers, batch, cooldown, poll)
+	res.Database = "sqlite"
+	return res, err
+}
+
+// runPostgres is the same on PostgreSQL: River's pgx driver on a pool of
+// pgx's defaults, as River's documentation sets it up.
+func runPostgres(ctx context.Context, tasks, workers, batch int, dbURL string, cooldown, poll time.Duration) (Result, error) {
+	if tasks <= 0 || workers <= 0 || batch <= 0 {
+		return Result{}, errors.New("-tasks, -workers and -batch must be positive")
+	}
+	pool, err := pgxpool.New(ctx, dbURL)
+	if err != nil {
+		return Result{}, fmt.Errorf("open PostgreSQL pool: %w", err)
+	}
+	defer pool.Close()
+	if err := pool.Ping(ctx); err != nil {
+		return Result{}, fmt.Errorf("reach PostgreSQL: %w", err)
+	}
+	res, err := work(ctx, riverpgxv5.New(pool), tasks, workers, batch, cooldown, poll)
+	res.Database = "postgres"
+	return res, err
+}
+
+// work migrates River's schema (before the clock starts), then inserts the
+// jobs in batches and waits until every one has completed.
+func work[TTx any](ctx context.Context, drv riverdriver.Driver[TTx], tasks, workers, batch int, cooldown, poll time.Duration) (Result, error) {
 	mig, err := rivermigrate.New(drv, nil)
 	if err != nil {
 		return Result{}, fmt.Errorf("prepare River migrations: %w", err)
 	}
 	if _, err := mig.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
-		return Result{}, fmt.Errorf("migrate River schema in %s: %w", path, err)
+		return Result{}, fmt.Errorf("migrate River schema: %w", err)
 	}
 
 	w := river.NewWorkers()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"time"
 
@@ -21,7 +22,7 @@ func newBenchCmd() *cobra.Command {
 		timeout time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "bench [latency|throughput|queue|depth]...",
+		Use:   "bench [latency|throughput|queue|queue-pg|scale-pg|depth]...",
 		Short: "Measure Mayfly against docker run and River, in the same run",
 		Long: `Runs benchmarks of Mayfly against baselines measured in the same run on
 this machine, and reports each result as a ratio to its baseline:
@@ -35,16 +36,29 @@ this machine, and reports each result as a ratio to its baseline:
               River on SQLite doing the same no-op work; River is built from
               bench/river with the go command (its modules are fetched the
               first time)
+  queue-pg    the same with Mayfly's store on PostgreSQL against River's
+              PostgreSQL driver, each on a database of its own created on the
+              server of --postgres-url (River's migrations run before timing)
+  scale-pg    the same no-op tasks worked by one server on PostgreSQL, then by
+              two sharing one database (two stores, services and embedded
+              runners in this process, as two "mayfly server" would run)
   depth       lease+finish latency with a small and a large queue
 
-With no scenario named, all run. Everything runs in this process on a
-temporary data directory and a loopback listener; the container scenarios
+With no scenario named, all run. The PostgreSQL scenarios need an admin URL
+of a server where they may create and drop databases (--postgres-url or
+MAYFLY_BENCH_POSTGRES_URL); without one they are skipped, and the report
+says so. "make bench" starts a throw-away server for them
+(scripts/pg-cluster.sh).
+
+Everything runs in this process on a temporary data directory and a
+loopback listener; the container scenarios
 need the Docker engine, its CLI and the busybox stack image (mayfly stack
 build busybox). Results go to --out as results.json, bench.png and
 results.md.`,
 		Example: `  mayfly bench
   mayfly bench latency --latency-n 20
-  mayfly bench queue depth --depth-large 100000 --out /tmp/bench`,
+  mayfly bench queue depth --depth-large 100000 --out /tmp/bench
+  mayfly bench queue-pg scale-pg --postgres-url postgres://mayfly@127.0.0.1:5432/postgres`,
 		ValidArgs: bench.Scenarios,
 		Args:      cobra.OnlyValidArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -88,6 +102,8 @@ results.md.`,
 	f.IntVar(&cfg.DepthSmall, "depth-small", cfg.DepthSmall, "depth: tasks in the shallow queue")
 	f.IntVar(&cfg.DepthLarge, "depth-large", cfg.DepthLarge, "depth: tasks in the deep queue")
 	f.IntVar(&cfg.DepthSample, "depth-sample", cfg.DepthSample, "depth: leases measured in each queue")
+	f.StringVar(&cfg.PostgresURL, "postgres-url", envStr(bench.PostgresURLEnv, ""),
+		"admin URL of a PostgreSQL server where queue-pg and scale-pg may create throw-away databases; empty skips them ("+bench.PostgresURLEnv+")")
 	f.StringVar(&cfg.RiverDir, "river-dir", cfg.RiverDir, "directory of the River baseline's Go module")
 	f.StringVar(&cfg.Image, "image", "", "image the container scenarios run (default: the busybox stack's)")
 	f.StringVar(&cfg.DockerCLI, "docker", "", "docker command of the baselines (default: docker on PATH)")
@@ -103,7 +119,12 @@ func commandLine(cmd *cobra.Command, args []string) string {
 	parts := []string{cmd.CommandPath()}
 	parts = append(parts, args...)
 	cmd.Flags().Visit(func(f *pflag.Flag) {
-		parts = append(parts, "--"+f.Name+"="+f.Value.String())
+		v := f.Value.String()
+		if u, err := url.Parse(v); err == nil && f.Name == "postgres-url" {
+			// Reports are shared: a password must not be in them.
+			v = u.Redacted()
+		}
+		parts = append(parts, "--"+f.Name+"="+v)
 	})
 	return strings.Join(parts, " ")
 }

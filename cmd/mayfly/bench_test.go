@@ -32,3 +32,32 @@ func TestBenchRefusesUnknownScenario(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q: want a refusal naming the scenario", r.code, r.stderr)
 	}
 }
+
+// Without --postgres-url the PostgreSQL scenarios are skipped, and the
+// report says how to run them.
+func TestBenchPostgresSkippedWithoutURL(t *testing.T) {
+	t.Setenv("MAYFLY_BENCH_POSTGRES_URL", "")
+	out := filepath.Join(t.TempDir(), "results")
+	r := runCLI(t, nil, nil, "", "bench", "queue-pg", "scale-pg", "--out", out, "--work-dir", t.TempDir()).ok(t)
+	for _, want := range []string{"Skipped queue-pg", "Skipped scale-pg", "--postgres-url", "MAYFLY_BENCH_POSTGRES_URL"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(out, "results.md")); err != nil {
+		t.Errorf("results.md not written: %v", err)
+	}
+}
+
+// The command written into a report names the PostgreSQL server but not
+// its password: reports are shared.
+func TestBenchCommandLineHidesPostgresPassword(t *testing.T) {
+	cmd := newBenchCmd()
+	if err := cmd.ParseFlags([]string{"--postgres-url", "postgres://admin:hunter2@db.internal:5432/postgres", "--queue-tasks", "10"}); err != nil {
+		t.Fatal(err)
+	}
+	line := commandLine(cmd, []string{"queue-pg"})
+	if strings.Contains(line, "hunter2") || !strings.Contains(line, "admin:xxxxx@db.internal:5432") || !strings.Contains(line, "--queue-tasks=10") {
+		t.Errorf("command line %q: want the URL with its password hidden", line)
+	}
+}

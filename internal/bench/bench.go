@@ -10,6 +10,10 @@
 //     against as many `docker run --rm` at parallelism C;
 //   - queue: the queue alone (a driver that starts nothing) against River on
 //     SQLite doing the same no-op work;
+//   - queue-pg: the same with Mayfly's store on PostgreSQL against River's
+//     PostgreSQL driver, each on a fresh database of one server;
+//   - scale-pg: the same no-op tasks worked by one server on PostgreSQL and
+//     by two sharing one database;
 //   - depth: the cost of a lease with a thousand tasks queued against the
 //     cost with a million.
 //
@@ -36,11 +40,21 @@ const (
 	Latency    = "latency"
 	Throughput = "throughput"
 	Queue      = "queue"
+	QueuePG    = "queue-pg"
+	ScalePG    = "scale-pg"
 	Depth      = "depth"
 )
 
 // Scenarios lists every scenario in the order a full run takes them.
-var Scenarios = []string{Latency, Throughput, Queue, Depth}
+var Scenarios = []string{Latency, Throughput, Queue, QueuePG, ScalePG, Depth}
+
+// postgresScenarios need Config.PostgresURL; without one they are skipped,
+// and the report says so.
+var postgresScenarios = []string{QueuePG, ScalePG}
+
+// PostgresURLEnv is the variable `mayfly bench` reads Config.PostgresURL
+// from when --postgres-url is not given.
+const PostgresURLEnv = "MAYFLY_BENCH_POSTGRES_URL"
 
 // Config sizes the scenarios and says where their tools are. Zero sizes
 // take the defaults of DefaultConfig.
@@ -52,7 +66,7 @@ type Config struct {
 
 	QueueTasks int // no-op tasks, for Mayfly and River each
 	QueueC     int // runner capacity and River MaxWorkers
-	QueueBatch int // tasks per enqueue
+	QueueBatch int // tasks per enqueue; queue-pg and scale-pg take the same sizes
 
 	DepthSmall  int // tasks queued in the shallow queue
 	DepthLarge  int // tasks queued in the deep queue
@@ -69,6 +83,10 @@ type Config struct {
 	// Go is the go command that builds the River baseline; empty means
 	// whichever go is on PATH, else the one of this toolchain.
 	Go string
+	// PostgresURL is an admin URL (postgres://...) of a PostgreSQL server
+	// on which the PostgreSQL scenarios may create and drop databases of
+	// their own; empty skips those scenarios.
+	PostgresURL string
 	// WorkDir holds the scenarios' databases; empty means a new temporary
 	// directory, removed afterwards.
 	WorkDir string
@@ -125,7 +143,18 @@ type Results struct {
 	Latency    *LatencyResult    `json:"latency,omitempty"`
 	Throughput *ThroughputResult `json:"throughput,omitempty"`
 	Queue      *QueueResult      `json:"queue,omitempty"`
+	QueuePG    *QueueResult      `json:"queue_pg,omitempty"`
+	ScalePG    *ScaleResult      `json:"scale_pg,omitempty"`
 	Depth      *DepthResult      `json:"depth,omitempty"`
+	// Skipped names the scenarios asked for that could not run here, and
+	// why, so a report without them says so.
+	Skipped []Skip `json:"skipped,omitempty"`
+}
+
+// Skip is a scenario that was not run.
+type Skip struct {
+	Scenario string `json:"scenario"`
+	Reason   string `json:"reason"`
 }
 
 // Target is one ratio and the bound it should meet.
@@ -160,6 +189,12 @@ func (r *Results) Targets() []Target {
 	if r.Queue != nil {
 		ts = append(ts, r.Queue.Target)
 	}
+	if r.QueuePG != nil {
+		ts = append(ts, r.QueuePG.Target)
+	}
+	if r.ScalePG != nil {
+		ts = append(ts, r.ScalePG.Target)
+	}
 	if r.Depth != nil {
 		ts = append(ts, r.Depth.Target)
 	}
@@ -190,6 +225,13 @@ func Run(ctx context.Context, cfg Config, scenarios ...string) (*Results, error)
 	res := &Results{Started: time.Now().UTC(), Machine: DescribeMachine(ctx, cfg.DockerCLI)}
 	res.LoadAvg[0] = loadAvg()
 	for _, s := range scenarios {
+		if cfg.PostgresURL == "" && slices.Contains(postgresScenarios, s) {
+			sk := Skip{Scenario: s, Reason: "no PostgreSQL server given: pass --postgres-url (or " + PostgresURLEnv +
+				") with an admin URL of a server where the bench may create databases, or run `make bench`, which starts a throw-away one"}
+			cfg.Log.Warn("scenario skipped", "scenario", s, "reason", sk.Reason)
+			res.Skipped = append(res.Skipped, sk)
+			continue
+		}
 		cfg.Log.Info("scenario starting", "scenario", s)
 		t0 := time.Now()
 		var err error
@@ -200,6 +242,10 @@ func Run(ctx context.Context, cfg Config, scenarios ...string) (*Results, error)
 			res.Throughput, err = RunThroughput(ctx, cfg)
 		case Queue:
 			res.Queue, err = RunQueue(ctx, cfg)
+		case QueuePG:
+			res.QueuePG, err = RunQueuePG(ctx, cfg)
+		case ScalePG:
+			res.ScalePG, err = RunScalePG(ctx, cfg)
 		case Depth:
 			res.Depth, err = RunDepth(ctx, cfg)
 		}

@@ -126,6 +126,12 @@ func ratioPlot(ts []Target) (*plot.Plot, error) {
 
 func shortName(t Target) string {
 	b := fmt.Sprintf("\n(target %s %g)", t.Op, t.Bound)
+	switch {
+	case strings.HasPrefix(t.Name, "queue only on PostgreSQL"):
+		return "queue, PG" + b
+	case strings.HasPrefix(t.Name, "two servers"):
+		return "2 vs 1 servers, PG" + b
+	}
 	for _, prefix := range []string{"latency", "throughput", "queue"} {
 		if strings.HasPrefix(t.Name, prefix) {
 			return prefix + b

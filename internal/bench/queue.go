@@ -18,8 +18,10 @@ import (
 
 // QueueResult compares the dispatch rate of Mayfly's queue (tasks enqueued
 // in batches, leased by the embedded runner, run by a driver that starts
-// nothing, finished) with River on SQLite doing the same.
+// nothing, finished) with River doing the same on the same kind of
+// database.
 type QueueResult struct {
+	Store      string      `json:"store"` // sqlite or postgres, for both sides
 	Tasks      int         `json:"tasks"`
 	C          int         `json:"c"`
 	Batch      int         `json:"batch"`
@@ -33,6 +35,7 @@ type QueueResult struct {
 // program's Result.
 type riverResult struct {
 	System        string  `json:"system"`
+	Database      string  `json:"database"`
 	Version       string  `json:"version"`
 	Tasks         int     `json:"tasks"`
 	Workers       int     `json:"workers"`
@@ -54,52 +57,86 @@ func RunQueue(ctx context.Context, cfg Config) (*QueueResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &QueueResult{Tasks: cfg.QueueTasks, C: cfg.QueueC, Batch: cfg.QueueBatch}
-
-	s, err := startServer(ctx, serverOptions{dir: filepath.Join(cfg.WorkDir, "queue"), driver: noop.New(),
-		capacity: cfg.QueueC})
+	res := &QueueResult{Store: "sqlite", Tasks: cfg.QueueTasks, C: cfg.QueueC, Batch: cfg.QueueBatch}
+	wall, err := mayflyQueue(ctx, cfg, serverOptions{dir: filepath.Join(cfg.WorkDir, "queue")})
 	if err != nil {
 		return nil, err
 	}
-	t0 := time.Now()
-	for i := 0; i < cfg.QueueTasks; i += cfg.QueueBatch {
-		batch := make([]wire.NewTask, min(cfg.QueueBatch, cfg.QueueTasks-i))
-		for j := range batch {
-			batch[j] = wire.NewTask{CodeName: codeName}
-		}
-		if _, err := s.svc.QueueTasks(ctx, s.project, batch); err != nil {
-			s.stop()
-			return nil, fmt.Errorf("enqueue tasks %d-%d: %w", i, i+len(batch), err)
-		}
-	}
-	if err := s.queue.waitFinished(ctx, int64(cfg.QueueTasks)); err != nil {
-		s.stop()
-		return nil, err
-	}
-	wall := time.Since(t0)
-	s.stop()
 	res.MayflySecs, res.MayflyRate = wall.Seconds(), float64(cfg.QueueTasks)/wall.Seconds()
 
 	dir := filepath.Join(cfg.WorkDir, "river")
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("create River directory: %w", err)
 	}
-	cmd := exec.CommandContext(ctx, riverBin, "-tasks", strconv.Itoa(cfg.QueueTasks),
-		"-workers", strconv.Itoa(cfg.QueueC), "-batch", strconv.Itoa(cfg.QueueBatch), "-dir", dir)
+	if res.River, err = runRiver(ctx, cfg, riverBin, dir, ""); err != nil {
+		return nil, err
+	}
+	res.Target = target("queue only, Mayfly / River (tasks/s)", ratio(res.MayflyRate, res.River.TasksPerSec), ">=", 1.0)
+	return res, nil
+}
+
+// mayflyQueue starts a server as o says, with the noop driver and a runner
+// of capacity QueueC, queues QueueTasks in batches through the service and
+// returns the time from the first enqueue until the last task's end was
+// recorded.
+func mayflyQueue(ctx context.Context, cfg Config, o serverOptions) (time.Duration, error) {
+	o.driver, o.capacity = noop.New(), cfg.QueueC
+	s, err := startServer(ctx, o)
+	if err != nil {
+		return 0, err
+	}
+	defer s.stop()
+	t0 := time.Now()
+	if err := queueNoop(ctx, cfg, s); err != nil {
+		return 0, err
+	}
+	if err := s.queue.waitFinished(ctx, int64(cfg.QueueTasks)); err != nil {
+		return 0, err
+	}
+	return time.Since(t0), nil
+}
+
+// queueNoop queues QueueTasks of the trivial code through s's service, in
+// batches of QueueBatch.
+func queueNoop(ctx context.Context, cfg Config, s *server) error {
+	for i := 0; i < cfg.QueueTasks; i += cfg.QueueBatch {
+		batch := make([]wire.NewTask, min(cfg.QueueBatch, cfg.QueueTasks-i))
+		for j := range batch {
+			batch[j] = wire.NewTask{CodeName: codeName}
+		}
+		if _, err := s.svc.QueueTasks(ctx, s.project, batch); err != nil {
+			return fmt.Errorf("enqueue tasks %d-%d: %w", i, i+len(batch), err)
+		}
+	}
+	return nil
+}
+
+// runRiver runs the River baseline at the queue scenario's sizes; dbURL
+// is its PostgreSQL database, or "" for SQLite in dir.
+func runRiver(ctx context.Context, cfg Config, bin, dir, dbURL string) (riverResult, error) {
+	args := []string{"-tasks", strconv.Itoa(cfg.QueueTasks),
+		"-workers", strconv.Itoa(cfg.QueueC), "-batch", strconv.Itoa(cfg.QueueBatch)}
+	if dir != "" {
+		args = append(args, "-dir", dir)
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	// In the environment, not the arguments: the URL may hold a password,
+	// and arguments are in the process list for every local user to see.
+	cmd.Env = append(os.Environ(), "RIVER_BENCH_DATABASE_URL="+dbURL)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("run River baseline: %w: %s", err, strings.TrimSpace(stderr.String()))
+		return riverResult{}, fmt.Errorf("run River baseline: %w: %s", err, strings.TrimSpace(stderr.String()))
 	}
-	if err := json.Unmarshal(out, &res.River); err != nil {
-		return nil, fmt.Errorf("read River baseline's result %q: %w", out, err)
+	var r riverResult
+	if err := json.Unmarshal(out, &r); err != nil {
+		return riverResult{}, fmt.Errorf("read River baseline's result %q: %w", out, err)
 	}
-	if res.River.Tasks != cfg.QueueTasks || res.River.TasksPerSec <= 0 {
-		return nil, fmt.Errorf("River baseline reports %d tasks at %.1f/s, asked for %d", res.River.Tasks, res.River.TasksPerSec, cfg.QueueTasks)
+	if r.Tasks != cfg.QueueTasks || r.TasksPerSec <= 0 {
+		return riverResult{}, fmt.Errorf("River baseline reports %d tasks at %.1f/s, asked for %d", r.Tasks, r.TasksPerSec, cfg.QueueTasks)
 	}
-	res.Target = target("queue only, Mayfly / River (tasks/s)", ratio(res.MayflyRate, res.River.TasksPerSec), ">=", 1.0)
-	return res, nil
+	return r, nil
 }
 
 // buildRiver compiles the River baseline into the work directory. It is a

@@ -16,8 +16,8 @@ const (
 	MarkdownFile = "results.md"
 )
 
-// WriteAll writes results.json, bench.png and results.md into dir and
-// returns their paths.
+// WriteAll writes results.json, bench.png (when any scenario ran) and
+// results.md into dir and returns their paths.
 func WriteAll(dir string, r *Results) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create output directory: %w", err)
@@ -46,8 +46,12 @@ func WriteAll(dir string, r *Results) ([]string, error) {
 	}); err != nil {
 		return paths, err
 	}
-	if err := write(ChartFile, func(w io.Writer) error { return WriteChart(w, r) }); err != nil {
-		return paths, err
+	// A run whose every scenario was skipped has nothing to draw; its
+	// tables still say why.
+	if len(r.Targets()) > 0 || r.Latency != nil {
+		if err := write(ChartFile, func(w io.Writer) error { return WriteChart(w, r) }); err != nil {
+			return paths, err
+		}
 	}
 	if err := write(MarkdownFile, func(w io.Writer) error { return WriteMarkdown(w, r) }); err != nil {
 		return paths, err
@@ -88,10 +92,25 @@ func WriteMarkdown(w io.Writer, r *Results) error {
 		fmt.Fprintf(&b, "| queue only, %d no-op tasks, %d workers (tasks/s) | %.0f/s | River %s on SQLite: %.0f/s | %.2f | %s %g | %s |\n",
 			q.Tasks, q.C, q.MayflyRate, q.River.Version, q.River.TasksPerSec, q.Target.Ratio, q.Target.Op, q.Target.Bound, yes(q.Target))
 	}
+	if q := r.QueuePG; q != nil {
+		fmt.Fprintf(&b, "| queue only on PostgreSQL, %d no-op tasks, %d workers (tasks/s) | %.0f/s | River %s on PostgreSQL: %.0f/s | %.2f | %s %g | %s |\n",
+			q.Tasks, q.C, q.MayflyRate, q.River.Version, q.River.TasksPerSec, q.Target.Ratio, q.Target.Op, q.Target.Bound, yes(q.Target))
+	}
+	if s := r.ScalePG; s != nil {
+		where := "two stores, services and runners in one process"
+		if !s.InProcess {
+			where = "two processes"
+		}
+		fmt.Fprintf(&b, "| two servers on one PostgreSQL, %d no-op tasks, capacity %d each, %d rounds each interleaved (tasks/s; %s; %d + %d tasks) | %.0f/s | one server: %.0f/s | %.2f | %s %g | %s |\n",
+			s.Tasks, s.C, s.Rounds, where, s.TwoShare[0], s.TwoShare[1], s.TwoRate, s.OneRate, s.Target.Ratio, s.Target.Op, s.Target.Bound, yes(s.Target))
+	}
 	if d := r.Depth; d != nil {
 		fmt.Fprintf(&b, "| lease+finish with %s queued (p50 / p99 ms) | %.2f / %.2f | with %s queued: %.2f / %.2f | %.2f | %s %g | %s |\n",
 			count(d.Large.Queued), d.Large.Total.P50, d.Large.Total.P99, count(d.Small.Queued), d.Small.Total.P50, d.Small.Total.P99,
 			d.Target.Ratio, d.Target.Op, d.Target.Bound, yes(d.Target))
+	}
+	for _, sk := range r.Skipped {
+		fmt.Fprintf(&b, "\nSkipped %s: %s.\n", sk.Scenario, sk.Reason)
 	}
 	if l := r.Latency; l != nil {
 		p := l.Phases

@@ -39,6 +39,7 @@ type server struct {
 	codeID  string
 	queued  int // tasks put straight into the store by fill
 	queue   *countingQueue
+	dataDir string
 	stop    func()
 }
 
@@ -66,11 +67,24 @@ func (q *countingQueue) Finish(ctx context.Context, lease wire.LeaseRef, req wir
 // waitFinished blocks until n tasks have been finished since the server
 // started.
 func (q *countingQueue) waitFinished(ctx context.Context, n int64) error {
-	for q.finished.Load() < n {
+	return waitAllFinished(ctx, n, q.kick, q)
+}
+
+// waitAllFinished blocks until the servers of qs, which share kick, have
+// finished n tasks between them.
+func waitAllFinished(ctx context.Context, n int64, kick chan struct{}, qs ...*countingQueue) error {
+	done := func() int64 {
+		var d int64
+		for _, q := range qs {
+			d += q.finished.Load()
+		}
+		return d
+	}
+	for done() < n {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for %d tasks to end (%d did): %w", n, q.finished.Load(), ctx.Err())
-		case <-q.kick:
+			return fmt.Errorf("waiting for %d tasks to end (%d did): %w", n, done(), ctx.Err())
+		case <-kick:
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -83,6 +97,17 @@ type serverOptions struct {
 	image    string
 	capacity int
 	http     bool // serve the API on a loopback listener and give a client
+	// databaseURL and blobURL are the store and the code packages, as
+	// --database-url and --blob-url take them; empty means SQLite and
+	// files in dir.
+	databaseURL, blobURL string
+	// kick, when set, is signalled at every finish instead of a channel
+	// of the server's own, so one waiter can count the finishes of
+	// several servers.
+	kick chan struct{}
+	// noCode skips the upload of the trivial code: a second server on a
+	// shared store finds the first one's.
+	noCode bool
 }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -91,7 +116,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // uses the settings `mayfly server` defaults to, so what is measured is
 // what a user gets; without a driver there is no runner.
 func startServer(ctx context.Context, o serverOptions) (_ *server, err error) {
-	cfg := assembly.Config{DataDir: o.dir, Service: service.Config{KnownStacks: stack.Names()}, Version: "bench",
+	cfg := assembly.Config{DataDir: o.dir, DatabaseURL: o.databaseURL, BlobURL: o.blobURL, Service: service.Config{KnownStacks: stack.Names()}, Version: "bench",
 		DrainGrace: time.Minute, Log: quiet}
 	if o.http {
 		// The server's own limits, so the figures are those of `mayfly
@@ -99,6 +124,10 @@ func startServer(ctx context.Context, o serverOptions) (_ *server, err error) {
 		cfg.Listen, cfg.Limits = "127.0.0.1:0", api.DefaultLimits()
 	}
 	var queue *countingQueue
+	kick := o.kick
+	if kick == nil {
+		kick = make(chan struct{}, 1)
+	}
 	if o.driver != nil {
 		image := o.image
 		if image == "" {
@@ -107,7 +136,7 @@ func startServer(ctx context.Context, o serverOptions) (_ *server, err error) {
 		cfg.Driver = o.driver
 		cfg.Runner = &runner.Config{ID: id.New(), Capacity: o.capacity, StackImage: func(string) string { return image }}
 		cfg.RunnerQueue = func(svc *service.Service) runner.Queue {
-			queue = &countingQueue{Service: svc, kick: make(chan struct{}, 1)}
+			queue = &countingQueue{Service: svc, kick: kick}
 			return queue
 		}
 	}
@@ -121,15 +150,18 @@ func startServer(ctx context.Context, o serverOptions) (_ *server, err error) {
 		}
 	}()
 	if queue == nil {
-		queue = &countingQueue{Service: a.Service, kick: make(chan struct{}, 1)}
+		queue = &countingQueue{Service: a.Service, kick: kick}
 	}
-	s := &server{st: a.Store, svc: a.Service, project: a.Bootstrap.ProjectID, queue: queue, stop: a.Stop}
+	s := &server{st: a.Store, svc: a.Service, project: a.Bootstrap.ProjectID, dataDir: a.DataDir, queue: queue, stop: a.Stop}
 	if o.http {
 		// One keep-alive connection per runner slot and then some, as a
 		// client queueing and polling in a loop would hold.
 		hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: time.Minute}
 		s.client = client.New("http://"+a.Addr, a.Bootstrap.Token, a.Bootstrap.ProjectID, client.WithHTTPClient(hc))
 		s.stop = func() { hc.CloseIdleConnections(); a.Stop() }
+	}
+	if o.noCode {
+		return s, nil
 	}
 	if s.codeID, err = uploadTrivialCode(ctx, s); err != nil {
 		return nil, err
