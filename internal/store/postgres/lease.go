@@ -41,10 +41,16 @@ const leaseBatchSQL = `
 	LEFT JOIN codes k ON k.id = t.code_id
 	WHERE t.status = 'queued' AND t.cluster = ANY($1) AND t.due_at <= $2
 		AND NOT COALESCE(k.paused, FALSE)
-		AND (t.priority < $3::bigint OR (t.priority = $3::bigint AND (t.due_at, t.id) > ($4::bigint, $5::text)))
-	ORDER BY t.priority DESC, t.due_at, t.id
+		AND (-t.priority, t.due_at, t.id) > (-$3::bigint, $4::bigint, $5::text)
+	ORDER BY -t.priority, t.due_at, t.id
 	LIMIT $6
 	FOR UPDATE OF t SKIP LOCKED`
+
+// leasePlanSQL makes the lease transaction's queries take their order from
+// an index rather than sort: with statistics from a time the queue was
+// empty the planner otherwise reads every queued task of the clusters and
+// sorts them to hand out a few, and leasing slows as the queue grows.
+const leasePlanSQL = `SELECT set_config('enable_sort', 'off', true), set_config('enable_seqscan', 'off', true)`
 
 // leaseBatch reads the next batch of due tasks after the cursor c.
 func leaseBatch(ctx context.Context, tx pgx.Tx, clusters []string, now int64, c candidate, batch int) ([]candidate, error) {
@@ -100,6 +106,9 @@ func (s *Store) LeaseTasks(ctx context.Context, p store.LeaseParams) ([]store.Ta
 
 	var leased []store.Task
 	err := s.withTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, leasePlanSQL); err != nil {
+			return fmt.Errorf("set lease plan: %w", err)
+		}
 		// active counts, per code with a limit, its tasks in preparing or
 		// running across all runners plus those chosen so far; -1 marks a
 		// code another leaser holds.
