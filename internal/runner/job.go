@@ -69,8 +69,12 @@ func fail(format string, a ...any) outcome {
 	return outcome{status: mayfly.StatusError, msg: fmt.Sprintf(format, a...)}
 }
 
-// runJob runs one leased task to its end and reports it; release frees its
-// slot, once the task is reported, before its container is removed.
+// runJob runs one leased task to its end and reports it. release frees its
+// slot as soon as its container has ended: reporting the end (which waits
+// for the server's durable write) and removing the container happen past
+// the slot, so the next task starts meanwhile. Tasks past their slots are
+// bounded by the capacity, so a slow server or engine slows the runner
+// rather than piling work up.
 func (r *Runner) runJob(job wire.Job, release func()) {
 	r.inflight.Store(job.TaskID, struct{}{})
 	defer r.inflight.Delete(job.TaskID)
@@ -78,20 +82,18 @@ func (r *Runner) runJob(job wire.Job, release func()) {
 	ctx, cancel := context.WithCancel(r.hardCtx)
 	defer cancel()
 	out := r.execute(ctx, job)
+	r.ending <- struct{}{}
+	release()
+	defer func() { <-r.ending }()
 	if out.abandon {
 		log.Warn("task abandoned", "reason", out.msg)
 	} else {
 		r.finish(job, out)
 		log.Info("task ended", "status", out.status)
 	}
-	if out.cleanup == nil {
-		release()
-		return
+	if out.cleanup != nil {
+		out.cleanup()
 	}
-	r.removing <- struct{}{}
-	release()
-	out.cleanup()
-	<-r.removing
 }
 
 // finish reports the outcome. Passing errors (the server restarting, a

@@ -170,7 +170,7 @@ type Runner struct {
 	bakes    singleflight.Group
 	active   sync.Map      // container id -> task id, of the containers this runner tracks
 	inflight sync.Map      // task id -> struct{}, from lease to report
-	removing chan struct{} // containers being removed past their slots; made by Run
+	ending   chan struct{} // tasks past their slots, being reported and removed; made by Run
 
 	// imgMu orders a task's use of a code image against its removal by
 	// the cache prune; imageUsed maps code image ref -> last use.
@@ -245,11 +245,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		loops.Go(func() { r.pruneCacheLoop(ctx) })
 	}
 	slots := make(chan struct{}, r.cfg.Capacity)
-	// Containers being removed, after their slots went to the next tasks:
-	// removal is off the path from one task to the next, and bounded so
-	// that an engine slow to remove slows the runner rather than piling
-	// up dead containers.
-	r.removing = make(chan struct{}, r.cfg.Capacity)
+	// Tasks whose containers ended, being reported and removed after their
+	// slots went to the next tasks (see runJob).
+	r.ending = make(chan struct{}, r.cfg.Capacity)
 	wait := time.Duration(0)
 	for {
 		// Wait for at least one free slot, then ask for as many tasks as

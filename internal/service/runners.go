@@ -37,9 +37,12 @@ type runnerMemo struct {
 	info store.Runner
 }
 
+// Busy is left out: it changes with nearly every lease, and a write per
+// lease would cost every task a commit; it is recorded with the rest at
+// most every runnerRecordEvery.
 func sameRunner(a, b store.Runner) bool {
 	return a.Host == b.Host && slices.Equal(a.Clusters, b.Clusters) && a.Capacity == b.Capacity &&
-		a.Busy == b.Busy && a.Version == b.Version && a.Driver == b.Driver && slices.Equal(a.Stacks, b.Stacks)
+		a.Version == b.Version && a.Driver == b.Driver && slices.Equal(a.Stacks, b.Stacks)
 }
 
 // forgetQuiet drops the memos of runners not heard from in RunnerLive, so
