@@ -54,6 +54,9 @@ type outcome struct {
 	// so removal is off the task's critical path.
 	cleanup func()
 	phases  phases
+	// started, when not nil, answers the task's running mark, still on its
+	// way when the container ended; the end is reported after it.
+	started <-chan error
 }
 
 // failOrAbandon fails the task, unless the engine is away: then the task
@@ -85,6 +88,11 @@ func (r *Runner) runJob(job wire.Job, release func()) {
 	r.ending <- struct{}{}
 	release()
 	defer func() { <-r.ending }()
+	if out.started != nil {
+		if err := <-out.started; err != nil && r.cfg.IsLeaseLost(err) {
+			out.abandon, out.msg = true, err.Error()
+		}
+	}
 	if out.abandon {
 		log.Warn("task abandoned", "reason", out.msg)
 	} else {
@@ -212,17 +220,12 @@ func (r *Runner) execute(ctx context.Context, job wire.Job) (out outcome) {
 			return fail("Could not unpack the code package: %v", perr)
 		}
 	}
-	if err := r.queue.Started(ctx, job.Lease(r.cfg.ID)); err != nil {
-		if r.cfg.IsLeaseLost(err) {
-			r.stop(h, 0)
-			return outcome{abandon: true, msg: err.Error()}
-		}
-		// The heartbeat notices a lost lease; the status stays preparing
-		// until then, which is harmless.
-		r.log.Warn("could not mark task running", "task_id", job.TaskID, "err", err)
-	}
+	// The running mark is a durable write; the container does not wait
+	// for it, and a short task's end is reported once it has been made.
+	started := make(chan error, 1)
+	go func() { started <- r.queue.Started(ctx, job.Lease(r.cfg.ID)) }()
 
-	out = r.watch(ctx, job, h, hb)
+	out = r.watch(ctx, job, h, hb, started)
 	ph.mark(&ph.exited)
 	// Every byte the container wrote is in the log before the end is
 	// reported, so a client that sees the status can read the whole log.
@@ -238,7 +241,14 @@ func (r *Runner) execute(ctx context.Context, job wire.Job) (out outcome) {
 
 // watch waits for the container to end, renewing the lease, and stops it
 // on timeout, cancel, lost lease or shutdown.
-func (r *Runner) watch(ctx context.Context, job wire.Job, h driver.Handle, hb *heartbeat) outcome {
+func (r *Runner) watch(ctx context.Context, job wire.Job, h driver.Handle, hb *heartbeat, started <-chan error) (out outcome) {
+	// A running mark not yet answered when the container ends is waited
+	// for past the task's slot (runJob).
+	defer func() {
+		if started != nil && !out.abandon {
+			out.started = started
+		}
+	}()
 	waitCh := make(chan struct {
 		res driver.Result
 		err error
@@ -278,6 +288,18 @@ func (r *Runner) watch(ctx context.Context, job wire.Job, h driver.Handle, hb *h
 			r.stop(h, 0)
 			<-waitCh
 			return outcome{status: mayfly.StatusTimeout, msg: fmt.Sprintf("Timed out after %d s", job.Timeout)}
+		case err := <-started:
+			started = nil
+			if err != nil && r.cfg.IsLeaseLost(err) {
+				r.stop(h, 0)
+				<-waitCh
+				return outcome{abandon: true, msg: err.Error()}
+			}
+			if err != nil {
+				// The heartbeat notices a lost lease; the status stays
+				// preparing until then, which is harmless.
+				r.log.Warn("could not mark task running", "task_id", job.TaskID, "err", err)
+			}
 		case <-hb.lost:
 			r.stop(h, 0)
 			<-waitCh

@@ -20,8 +20,9 @@ import (
 type Driver struct {
 	started atomic.Int64
 	mu      sync.Mutex
-	live    map[string]string // container id -> runner id, until destroyed
-	tasks   map[string]string // container id -> task id
+	live    map[string]string            // container id -> runner id, until destroyed
+	tasks   map[string]string            // container id -> task id
+	baked   map[string]map[string]string // code image -> its labels
 }
 
 var _ driver.Driver = (*Driver)(nil)
@@ -32,7 +33,8 @@ func New() *Driver { return &Driver{} }
 // Started reports how many containers Start has pretended to start.
 func (d *Driver) Started() int64 { return d.started.Load() }
 
-// Start consumes the spec's archive, as a real driver copies it into the
+// Start consumes the spec's archive, if any (the runner sends one only to
+// drivers that do not bake), as a real driver copies it into the
 // container: the runner waits for its writer to finish and treats an
 // unread archive as a failed unpack.
 func (d *Driver) Start(ctx context.Context, spec driver.Spec) (driver.Handle, error) {

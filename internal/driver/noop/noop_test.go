@@ -60,3 +60,36 @@ func TestRemoveOrphans(t *testing.T) {
 		t.Errorf("left = %v, want runner b's one", ids)
 	}
 }
+
+// The noop driver bakes as Docker does: bases are there, a code image is
+// there once baked (its archive read once), and goes with RemoveImages.
+func TestBake(t *testing.T) {
+	ctx := context.Background()
+	d := noop.New()
+	if id, err := d.ImageID(ctx, "mayfly/stack-busybox"); err != nil || id == "" {
+		t.Fatalf("base ImageID = %q, %v", id, err)
+	}
+	const ref = "mayfly/code:abc"
+	if id, _ := d.ImageID(ctx, ref); id != "" {
+		t.Fatalf("code image there before baking: %q", id)
+	}
+	archive := strings.NewReader(strings.Repeat("x", 5000))
+	if err := d.Bake(ctx, driver.BakeSpec{Ref: ref, Archive: archive, Labels: map[string]string{"code": "c1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if archive.Len() != 0 {
+		t.Errorf("bake left %d bytes of the archive unread", archive.Len())
+	}
+	if id, _ := d.ImageID(ctx, ref); id == "" {
+		t.Fatal("baked image not there")
+	}
+	if n, _ := d.RemoveImages(ctx, map[string]string{"code": "c1"}, ref); n != 0 {
+		t.Fatalf("RemoveImages removed the kept image")
+	}
+	if n, _ := d.RemoveImages(ctx, map[string]string{"code": "c1"}, ""); n != 1 {
+		t.Fatalf("RemoveImages removed %d, want 1", n)
+	}
+	if id, _ := d.ImageID(ctx, ref); id != "" {
+		t.Fatal("removed image still there")
+	}
+}
