@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -22,6 +23,7 @@ import (
 	"github.com/mayfly-run/mayfly/internal/driver"
 	"github.com/mayfly-run/mayfly/internal/driver/docker"
 	"github.com/mayfly-run/mayfly/internal/imagepolicy"
+	"github.com/mayfly-run/mayfly/internal/metrics"
 	"github.com/mayfly-run/mayfly/internal/runner"
 	"github.com/mayfly-run/mayfly/internal/stack"
 	"github.com/mayfly-run/mayfly/internal/wire"
@@ -89,6 +91,8 @@ type runnerConfig struct {
 	DataDir  string
 	Driver   string
 	CacheTTL time.Duration
+	// MetricsListen, when set, serves the runner's Prometheus metrics.
+	MetricsListen string
 	taskLimits
 	LogLevel  string
 	LogFormat string
@@ -138,6 +142,7 @@ help.`,
 	f.StringVar(&c.DataDir, "data-dir", envStr("MAYFLY_RUNNER_DATA_DIR", "runner-data"), "runner id, package cache and task sockets (MAYFLY_RUNNER_DATA_DIR)")
 	f.StringVar(&c.Driver, "driver", envStr("MAYFLY_RUNNER_DRIVER", "docker"), "container driver; only docker for now (MAYFLY_RUNNER_DRIVER)")
 	f.DurationVar(&c.CacheTTL, "cache-ttl", envDuration("MAYFLY_RUNNER_CACHE_TTL", 7*24*time.Hour), "remove code packages and code images unused this long, 0 = keep forever (MAYFLY_RUNNER_CACHE_TTL)")
+	f.StringVar(&c.MetricsListen, "metrics-listen", envStr("MAYFLY_RUNNER_METRICS_LISTEN", ""), "address to serve Prometheus metrics at /metrics, without authentication (keep it on loopback or a private network); \"\" = none (MAYFLY_RUNNER_METRICS_LISTEN)")
 	c.taskLimits.register(f)
 	f.StringVar(&c.LogLevel, "log-level", envStr("MAYFLY_LOG_LEVEL", "info"), "debug, info, warn or error (MAYFLY_LOG_LEVEL)")
 	f.StringVar(&c.LogFormat, "log-format", envStr("MAYFLY_LOG_FORMAT", "text"), "text or json (MAYFLY_LOG_FORMAT)")
@@ -184,6 +189,7 @@ func runRunner(ctx context.Context, c runnerConfig, out io.Writer) error {
 	if err := checkRunnerToken(ctx, q, rid, c.Clusters, log); err != nil {
 		return err
 	}
+	m := metrics.New()
 	var drv driver.Driver
 	if newDrv := testDrivers[c.Driver]; newDrv != nil {
 		drv = newDrv()
@@ -202,10 +208,17 @@ func runRunner(ctx context.Context, c runnerConfig, out io.Writer) error {
 		RunDir:      assembly.RunDir(c.DataDir, rid),
 		IsLeaseLost: client.IsLeaseLost,
 		Log:         log, CacheTTL: c.CacheTTL,
-		Host: hostname(), Version: version, Driver: c.Driver, Stacks: stack.Installed,
+		Host: hostname(), Version: version, Driver: c.Driver, Stacks: stack.Installed, Metrics: m,
 	}), q, drv)
 	if err != nil {
 		return err
+	}
+	if c.MetricsListen != "" {
+		stopMetrics, err := serveMetrics(c.MetricsListen, m, log)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
 	}
 	fmt.Fprintf(out, "Mayfly runner %s (%s) taking tasks from %s\n", rid, version, c.Server)
 	log.Info("runner started", "runner_id", rid, "server", c.Server, "capacity", c.Capacity,
@@ -239,4 +252,22 @@ func checkRunnerToken(ctx context.Context, q *client.RunnerQueue, rid string, cl
 	}
 	log.Warn("server does not answer yet; will keep trying", "err", err)
 	return nil
+}
+
+// serveMetrics serves m at /metrics on addr until the returned stop.
+func serveMetrics(addr string, m *metrics.Metrics, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-listen %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute}
+	go srv.Serve(ln)
+	log.Info("serving metrics", "addr", ln.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}, nil
 }

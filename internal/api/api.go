@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/mayfly-run/mayfly/internal/mayfly"
+	"github.com/mayfly-run/mayfly/internal/metrics"
 	"github.com/mayfly-run/mayfly/internal/service"
 	"github.com/mayfly-run/mayfly/internal/wire"
 )
@@ -21,6 +22,9 @@ import (
 // Options configure the API beyond the service.
 type Options struct {
 	Version string
+	// Metrics, when set, counts requests and is served at GET /metrics
+	// to admin tokens.
+	Metrics *metrics.Metrics
 	// MaxRequestBytes bounds JSON request bodies.
 	MaxRequestBytes int64
 	Log             *slog.Logger
@@ -33,10 +37,11 @@ type Options struct {
 
 // API is the HTTP handler.
 type API struct {
-	svc  *service.Service
-	opts Options
-	mux  *http.ServeMux
-	log  *slog.Logger
+	svc     *service.Service
+	opts    Options
+	mux     *http.ServeMux
+	handler http.Handler // mux, instrumented
+	log     *slog.Logger
 
 	bodies *bodyBudget // request bodies being decoded
 	// progress limits progress reports per task: each is a synced write,
@@ -69,10 +74,11 @@ func New(svc *service.Service, opts Options) *API {
 		bodies:        newBodyBudget(max(opts.MaxBodyBytesInFlight, opts.MaxRequestBytes)),
 		progressRates: newClientRates(progressRate, progressBurst)}
 	a.routes()
+	a.handler = opts.Metrics.Instrument(a.mux)
 	return a
 }
 
-func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.handler.ServeHTTP(w, r) }
 
 // httpError carries a status chosen by the API itself.
 type httpError struct {

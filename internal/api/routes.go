@@ -38,6 +38,14 @@ func (a *API) routes() {
 	m.HandleFunc("GET /2/tokens", a.admin(a.listTokens))
 	m.HandleFunc("DELETE /2/tokens/{id}", a.admin(a.revokeToken))
 	m.HandleFunc("GET /version", a.serve(a.version))
+	if a.opts.Metrics != nil {
+		// Code names and volumes of every project: for operators only.
+		// Prometheus presents the admin token as a bearer token.
+		m.HandleFunc("GET /metrics", a.admin(func(w http.ResponseWriter, r *http.Request) error {
+			a.opts.Metrics.Handler().ServeHTTP(w, r)
+			return nil
+		}))
+	}
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	m.HandleFunc("GET /readyz", a.serve(a.ready))
 

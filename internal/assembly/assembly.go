@@ -38,6 +38,7 @@ import (
 	"github.com/mayfly-run/mayfly/internal/driver"
 	"github.com/mayfly-run/mayfly/internal/id"
 	"github.com/mayfly-run/mayfly/internal/leader"
+	"github.com/mayfly-run/mayfly/internal/metrics"
 	"github.com/mayfly-run/mayfly/internal/runner"
 	"github.com/mayfly-run/mayfly/internal/scheduler"
 	"github.com/mayfly-run/mayfly/internal/secret"
@@ -96,9 +97,12 @@ type Config struct {
 
 // Server is a started assembly.
 type Server struct {
-	Store     store.Store
-	Blobs     blob.Store
-	Service   *service.Service
+	Store   store.Store
+	Blobs   blob.Store
+	Service *service.Service
+	// Metrics is what /metrics serves: the service's, the API's and the
+	// embedded runner's.
+	Metrics   *metrics.Metrics
 	Runner    *runner.Runner
 	Bootstrap service.Bootstrap
 	// Addr is the address the API listens on, "" without one.
@@ -166,6 +170,11 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	sc.DataDir = cfg.DataDir
+	s.Metrics = metrics.New()
+	s.Metrics.WatchQueue(func(ctx context.Context) (int64, time.Time, error) {
+		return st.QueueStats(ctx, time.Now().UTC())
+	})
+	sc.Metrics = s.Metrics
 	s.Service = service.New(st, s.Blobs, sc, log)
 	if err := s.bootstrap(ctx, cfg, out); err != nil {
 		return nil, err
@@ -218,7 +227,7 @@ func (s *Server) serve(cfg Config, out io.Writer) error {
 	// those at once (they come back to the next server), instead of
 	// holding the stop up for the longest of them.
 	polls, endPolls := context.WithCancel(context.Background())
-	srv := api.NewHTTPServer(endLongPolls(api.New(s.Service, api.Options{Version: cfg.Version, Log: s.log}), polls),
+	srv := api.NewHTTPServer(endLongPolls(api.New(s.Service, api.Options{Version: cfg.Version, Log: s.log, Metrics: s.Metrics}), polls),
 		cfg.Limits, s.log)
 	done := make(chan struct{})
 	go func() {
@@ -326,6 +335,9 @@ func (s *Server) embedRunner(cfg Config) error {
 	}
 	if rc.Log == nil {
 		rc.Log = s.log
+	}
+	if rc.Metrics == nil {
+		rc.Metrics = s.Metrics
 	}
 	var q runner.Queue = s.Service
 	if cfg.RunnerQueue != nil {

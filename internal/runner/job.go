@@ -84,8 +84,10 @@ func (r *Runner) runJob(job wire.Job, release func()) {
 	log := r.log.With("task_id", job.TaskID, "code", job.CodeName)
 	ctx, cancel := context.WithCancel(r.hardCtx)
 	defer cancel()
+	r.cfg.Metrics.RunnerBusy(1)
 	out := r.execute(ctx, job)
 	r.ending <- struct{}{}
+	r.cfg.Metrics.RunnerBusy(-1)
 	release()
 	defer func() { <-r.ending }()
 	if out.started != nil {
@@ -97,6 +99,9 @@ func (r *Runner) runJob(job wire.Job, release func()) {
 		log.Warn("task abandoned", "reason", out.msg)
 	} else {
 		r.finish(job, out)
+		ph := out.phases
+		r.cfg.Metrics.RunnerTaskEnded(job.CodeName, string(out.status),
+			span(ph.leased, ph.prepared), span(ph.prepared, ph.started), span(ph.started, ph.exited))
 		log.Info("task ended", "status", out.status)
 	}
 	if out.cleanup != nil {

@@ -15,6 +15,14 @@ type phases struct {
 
 func (p *phases) mark(t *time.Time) { *t = time.Now() }
 
+// span is the time from one mark to another, 0 when either is missing.
+func span(from, to time.Time) time.Duration {
+	if from.IsZero() || to.IsZero() || to.Before(from) {
+		return 0
+	}
+	return to.Sub(from)
+}
+
 // ms returns each phase that both ends of were marked, in milliseconds:
 // queue (due to leased), prepare (image and package), start (container
 // create, attach and start), run (start to exit), logs (the last log

@@ -29,6 +29,7 @@ import (
 
 	"github.com/mayfly-run/mayfly/internal/driver"
 	"github.com/mayfly-run/mayfly/internal/imagepolicy"
+	"github.com/mayfly-run/mayfly/internal/metrics"
 	"github.com/mayfly-run/mayfly/internal/wire"
 )
 
@@ -98,6 +99,8 @@ type Config struct {
 	// removed; 0 keeps them for good.
 	CacheTTL           time.Duration
 	CachePruneInterval time.Duration // how often they are looked for
+	// Metrics records the runner's tasks and slots; nil records nothing.
+	Metrics *metrics.Metrics
 }
 
 func (c *Config) defaults() {
@@ -245,6 +248,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		loops.Go(func() { r.pruneCacheLoop(ctx) })
 	}
 	slots := make(chan struct{}, r.cfg.Capacity)
+	r.cfg.Metrics.RunnerCapacity(r.cfg.Capacity)
 	// Tasks whose containers ended, being reported and removed after their
 	// slots went to the next tasks (see runJob).
 	r.ending = make(chan struct{}, r.cfg.Capacity)

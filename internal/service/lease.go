@@ -71,6 +71,10 @@ func (s *Service) Lease(ctx context.Context, req wire.LeaseRequest) ([]wire.Job,
 }
 
 func (s *Service) jobs(ctx context.Context, tasks []store.Task) ([]wire.Job, error) {
+	now := s.now()
+	for _, t := range tasks {
+		s.cfg.Metrics.TaskLeased(t.DueAt, now)
+	}
 	jobs := make([]wire.Job, 0, len(tasks))
 	revs := map[string]store.CodeRevision{}
 	var lookupErr error
@@ -133,8 +137,17 @@ func leaseErr(err error, taskID string) error {
 
 // Started records that a leased task's container is running.
 func (s *Service) Started(ctx context.Context, lease wire.LeaseRef) error {
-	return leaseErr(s.store.MarkRunning(ctx, store.StartParams{TaskID: lease.TaskID, RunnerID: lease.RunnerID,
-		Attempt: lease.Attempt, Now: s.now()}), lease.TaskID)
+	return s.fenced("started", leaseErr(s.store.MarkRunning(ctx, store.StartParams{TaskID: lease.TaskID, RunnerID: lease.RunnerID,
+		Attempt: lease.Attempt, Now: s.now()}), lease.TaskID))
+}
+
+// fenced counts a runner's report refused for a stale lease, and passes
+// err on.
+func (s *Service) fenced(report string, err error) error {
+	if errors.Is(err, ErrLeaseLost) {
+		s.cfg.Metrics.ReportFenced(report)
+	}
+	return err
 }
 
 // Heartbeat renews a lease and says whether the task should be cancelled.
@@ -142,7 +155,7 @@ func (s *Service) Heartbeat(ctx context.Context, lease wire.LeaseRef) (bool, err
 	s.touchRunner(ctx, lease.RunnerID)
 	cancel, err := s.store.Heartbeat(ctx, store.HeartbeatParams{TaskID: lease.TaskID, RunnerID: lease.RunnerID,
 		Attempt: lease.Attempt, LeaseDuration: s.cfg.LeaseDuration, Now: s.now()})
-	return cancel, leaseErr(err, lease.TaskID)
+	return cancel, s.fenced("heartbeat", leaseErr(err, lease.TaskID))
 }
 
 // AppendLog adds output to a task's log. Runners cut logs at the job's
@@ -153,7 +166,7 @@ func (s *Service) AppendLog(ctx context.Context, lease wire.LeaseRef, data []byt
 	}
 	err := s.store.AppendLog(ctx, store.AppendLogParams{TaskID: lease.TaskID, RunnerID: lease.RunnerID,
 		Attempt: lease.Attempt, Data: data, MaxBytes: s.cfg.MaxLogBytes})
-	return leaseErr(s.noteIfNoSpace(err), lease.TaskID)
+	return s.fenced("log", leaseErr(s.noteIfNoSpace(err), lease.TaskID))
 }
 
 // Finish records how a task ended.
@@ -171,12 +184,14 @@ func (s *Service) Finish(ctx context.Context, lease wire.LeaseRef, req wire.Fini
 	err = s.store.FinishTask(ctx, store.FinishParams{TaskID: taskID, RunnerID: lease.RunnerID, Attempt: lease.Attempt,
 		Status: status, Msg: cleanText(req.Msg), ExitCode: req.ExitCode, Now: now, Retry: retry, Timings: req.Timings})
 	if err != nil {
-		return leaseErr(err, taskID)
+		return s.fenced("finish", leaseErr(err, taskID))
 	}
+	s.cfg.Metrics.TaskEnded(req.Status)
 	// A finish frees a slot of its code's max_concurrency: a runner waiting
 	// for that code's next task should not wait for its next poll.
 	s.notify()
 	if retry != nil {
+		s.cfg.Metrics.TasksQueued(retry.CodeName, 1)
 		s.log.Info("task finished; retry queued", "task_id", taskID, "status", req.Status, "retry_id", retry.ID,
 			"retry_count", retry.RetryCount, "due_at", retry.DueAt)
 		return nil
@@ -212,6 +227,7 @@ func (s *Service) RunMaintenance(ctx context.Context, interval time.Duration) {
 			s.log.Error("rescue expired leases", "err", err)
 		}
 		if n > 0 {
+			s.cfg.Metrics.LeasesExpired(n)
 			s.log.Warn("rescued tasks whose runner stopped answering", "count", n)
 			s.notify()
 		}

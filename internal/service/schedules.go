@@ -510,7 +510,9 @@ func (s *Service) fireSchedule(ctx context.Context, sc store.Schedule, now time.
 	if err != nil {
 		return nil // claimed elsewhere
 	}
+	s.cfg.Metrics.ScheduleRun(fired)
 	if fired {
+		s.cfg.Metrics.TasksQueued(task.CodeName, 1)
 		s.notify()
 		log.Info("schedule fired", "task_id", task.ID, "run", sc.RunCount+1, "next_start", p.Fired.NextStart)
 	} else {

@@ -23,6 +23,7 @@ import (
 	"github.com/mayfly-run/mayfly/internal/blob"
 	"github.com/mayfly-run/mayfly/internal/codepkg"
 	"github.com/mayfly-run/mayfly/internal/imagepolicy"
+	"github.com/mayfly-run/mayfly/internal/metrics"
 	"github.com/mayfly-run/mayfly/internal/store"
 	"golang.org/x/sync/semaphore"
 )
@@ -73,6 +74,8 @@ type Config struct {
 	MaxAttempts int // leases a task may lose before it ends killed
 	// KnownStacks lists the stacks a code may name.
 	KnownStacks []string
+	// Metrics records what the service does; nil records nothing.
+	Metrics *metrics.Metrics
 	// AllowImages are the patterns of images an image code may name
 	// besides Mayfly's stacks (imagepolicy); none = stacks only.
 	AllowImages []string

@@ -43,6 +43,7 @@ func (s *Service) QueueTasks(ctx context.Context, projectID string, reqs []wire.
 	ids := make([]string, len(tasks))
 	for i, t := range tasks {
 		ids[i] = t.ID
+		s.cfg.Metrics.TasksQueued(t.CodeName, 1)
 	}
 	return ids, nil
 }

@@ -200,6 +200,9 @@ type Store interface {
 	InsertTasks(ctx context.Context, tasks []Task) error
 	GetTask(ctx context.Context, projectID, taskID string) (Task, error)
 	ListTasks(ctx context.Context, f TaskFilter) ([]Task, error)
+	// QueueStats counts the queued tasks of every project and returns the
+	// earliest due time among those due at now (zero when none is due).
+	QueueStats(ctx context.Context, now time.Time) (queued int64, oldestDue time.Time, err error)
 
 	// LeaseTasks hands queued, due tasks to a runner in order (priority
 	// desc, due time, id), never more running tasks of one code than its

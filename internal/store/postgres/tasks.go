@@ -317,3 +317,17 @@ func (s *Store) RescueExpired(ctx context.Context, p store.RescueParams) (int, e
 	}
 	return int(moved), nil
 }
+
+func (s *Store) QueueStats(ctx context.Context, now time.Time) (int64, time.Time, error) {
+	var n int64
+	var oldest *int64
+	err := s.pool.QueryRow(ctx, `SELECT COUNT(*), MIN(due_at) FILTER (WHERE due_at <= $1)
+		FROM tasks WHERE status = 'queued'`, micros(now)).Scan(&n, &oldest)
+	if err != nil {
+		return 0, time.Time{}, fail(err, "queue statistics")
+	}
+	if oldest == nil {
+		return n, time.Time{}, nil
+	}
+	return n, fromMicros(*oldest), nil
+}

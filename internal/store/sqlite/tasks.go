@@ -380,3 +380,22 @@ func (s *Store) GetLog(ctx context.Context, taskID string) ([]byte, error) {
 	}
 	return log, nil
 }
+
+func (s *Store) QueueStats(ctx context.Context, now time.Time) (int64, time.Time, error) {
+	var n int64
+	var oldest sql.NullInt64
+	err := s.withReadTx(ctx, func(tx *querier) error {
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM tasks WHERE status = 'queued'`).Scan(&n); err != nil {
+			return err
+		}
+		return tx.QueryRowContext(ctx, `SELECT MIN(due_at) FROM tasks WHERE status = 'queued' AND due_at <= ?`,
+			micros(now)).Scan(&oldest)
+	})
+	if err != nil {
+		return 0, time.Time{}, fail(err, "queue statistics")
+	}
+	if !oldest.Valid {
+		return n, time.Time{}, nil
+	}
+	return n, fromMicros(oldest.Int64), nil
+}

@@ -48,6 +48,7 @@ func Run(t *testing.T, h Harness) {
 		{"ListCodes", testListCodes},
 		{"DeleteCode", testDeleteCode},
 		{"TaskRoundTrip", testTaskRoundTrip},
+		{"QueueStats", testQueueStats},
 		{"InsertTasksAllOrNone", testInsertTasksAllOrNone},
 		{"ListTasksFilters", testListTasksFilters},
 		{"ListTasksPaging", testListTasksPaging},
