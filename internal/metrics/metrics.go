@@ -70,7 +70,7 @@ func New() *Metrics {
 		runnerEnded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mayfly_runner_tasks_ended_total",
 			Help: "Tasks this process's runner ran to an end, by code and status."}, []string{"code", "status"}),
 		runnerPhase: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "mayfly_runner_phase_seconds",
-			Help: "Time of each phase of a task on this process's runner: prepare (lease to container created), start, run (start to exit).",
+			Help:    "Time of each phase of a task on this process's runner: prepare (lease to container created), start, run (start to exit).",
 			Buckets: durations}, []string{"phase"}),
 		runnerCapacity: prometheus.NewGauge(prometheus.GaugeOpts{Name: "mayfly_runner_capacity",
 			Help: "Tasks this process's runner may run at once."}),
