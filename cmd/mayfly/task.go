@@ -340,7 +340,7 @@ in order. With -f, keep printing what the task writes until it ends.`,
 		RunE: runE(c.Run),
 	}
 	cmd.Flags().BoolVarP(&c.follow, "follow", "f", false, "keep printing the log until the task ends")
-	cmd.Flags().DurationVar(&c.poll, "poll", time.Second, "how often -f asks for more")
+	cmd.Flags().DurationVar(&c.poll, "poll", time.Second, "how often -f asks for more when the server does not stream the log")
 	return cmd
 }
 
@@ -361,10 +361,20 @@ func (c *taskLogCommand) Run(ctx context.Context, args []string) error {
 	if c.poll <= 0 {
 		c.poll = time.Second
 	}
-	// The API serves whole logs, so follow by printing what grew since the
-	// last look. The task's status is read before the log, so that the last
-	// round, after the task ended, sees the complete log.
-	var printed []byte
+	// The server streams the log until the task ends.
+	tee := &teeBuffer{w: c.app.stdout}
+	ferr := cl.FollowLog(ctx, taskID, tee)
+	if ferr != nil && (client.IsNotFound(ferr) || ctx.Err() != nil || tee.failed) {
+		return ferr
+	}
+	if t, err := cl.GetTask(ctx, taskID); err == nil && client.Terminal(t.Status) && ferr == nil {
+		return nil
+	}
+	// A server that does not stream (or a cut stream): follow by printing
+	// what grew since the last look. The task's status is read before the
+	// log, so that the last round, after the task ended, sees the complete
+	// log.
+	printed := tee.buf
 	for {
 		t, err := cl.GetTask(ctx, taskID)
 		if err != nil {
@@ -421,4 +431,20 @@ func (c *taskCancelCommand) Run(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(c.app.stdout, "Cancelled task %s\n", args[0])
 	return nil
+}
+
+// teeBuffer writes to w and keeps what it wrote.
+type teeBuffer struct {
+	w      io.Writer
+	buf    []byte
+	failed bool
+}
+
+func (t *teeBuffer) Write(p []byte) (int, error) {
+	n, err := t.w.Write(p)
+	t.buf = append(t.buf, p[:n]...)
+	if err != nil {
+		t.failed = true
+	}
+	return n, err
 }

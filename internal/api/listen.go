@@ -365,3 +365,11 @@ func (c *clientRates) refund(b *bucket) {
 	b.tokens = min(c.burst, b.tokens+1)
 	c.mu.Unlock()
 }
+
+// keepWriting moves the write deadline of a request whose handler streams
+// on purpose with pauses (a followed log), as a write would.
+func keepWriting(r *http.Request) {
+	if st := stateOf(r); st != nil {
+		st.pushWrite(time.Now(), false)
+	}
+}

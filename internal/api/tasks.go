@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -218,6 +219,9 @@ func (a *API) getTask(w http.ResponseWriter, r *http.Request) error {
 // Following a running task (?follow=1) would call StreamTaskLog again from
 // the seq it returns.
 func (a *API) taskLog(w http.ResponseWriter, r *http.Request) error {
+	if f := r.URL.Query().Get("follow"); f == "1" || f == "true" {
+		return a.followLog(w, r)
+	}
 	started, writeFailed := false, false
 	_, err := a.svc.StreamTaskLog(r.Context(), projectOf(r).ID, r.PathValue("id"), 0, func(chunk []byte) error {
 		if !started {
@@ -368,4 +372,69 @@ func (a *API) pkg(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "application/zip")
 	_, _ = io.Copy(w, rc)
 	return nil
+}
+
+// followEvery is how often a follower looks at a log by itself: the log
+// may grow through another server, whose appends wake nobody here.
+const followEvery = time.Second
+
+// followLog streams a task's log as it is written (GET .../log?follow=1),
+// chunk by chunk from the store, and ends when the task has ended and its
+// whole log was sent. Before the task ends there may be no log yet: the
+// answer is then a 200 that waits.
+func (a *API) followLog(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	projectID, taskID := projectOf(r).ID, r.PathValue("id")
+	if _, err := a.svc.GetTask(ctx, projectID, taskID); err != nil {
+		return err
+	}
+	next, done := a.svc.WatchLog(taskID)
+	defer done()
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	// Proxies must pass chunks on as they come.
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	rc.Flush()
+	var seq int64
+	for {
+		changed := next()
+		// The status first: once it says ended, the log read after it
+		// is whole.
+		t, err := a.svc.GetTask(ctx, projectID, taskID)
+		if err != nil {
+			return a.abortStream(ctx, r, err)
+		}
+		seq, err = a.svc.StreamTaskLog(ctx, projectID, taskID, seq, func(chunk []byte) error {
+			_, err := w.Write(chunk)
+			return err
+		})
+		if err != nil && !errors.Is(err, service.ErrNotFound) {
+			return a.abortStream(ctx, r, err)
+		}
+		rc.Flush()
+		if t.Status.Terminal() {
+			return nil
+		}
+		keepWriting(r)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		case <-time.After(followEvery):
+		}
+	}
+}
+
+// abortStream ends a streamed answer that failed after its 200 went out:
+// the connection is cut without the final chunk, so the client sees a
+// broken response rather than a log that looks whole.
+func (a *API) abortStream(ctx context.Context, r *http.Request, err error) error {
+	if ctx.Err() != nil {
+		return nil // the client went away
+	}
+	a.log.Error("log stream failed", "path", r.URL.Path, "err", err)
+	panic(http.ErrAbortHandler)
 }

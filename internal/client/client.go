@@ -470,6 +470,25 @@ func (c *Client) TaskLog(ctx context.Context, id string) ([]byte, error) {
 	return b, nil
 }
 
+// FollowLog copies a task's log to w as it is written, and returns once
+// the task has ended and its whole log was copied (GET .../log?follow=1).
+// A connection cut before the end is an error: the log may be short.
+func (c *Client) FollowLog(ctx context.Context, id string, w io.Writer) error {
+	path, err := c.projectPath("tasks", id, "log")
+	if err != nil {
+		return err
+	}
+	resp, err := c.send(ctx, request{method: http.MethodGet, path: path, query: url.Values{"follow": {"1"}}, accept: "text/plain"})
+	if err != nil {
+		return fmt.Errorf("follow log of task %s: %w", id, err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return fmt.Errorf("follow log of task %s: %w", id, err)
+	}
+	return nil
+}
+
 // CancelTask cancels a task: a queued one ends at once, a running one is
 // stopped by its runner.
 func (c *Client) CancelTask(ctx context.Context, id string) error {

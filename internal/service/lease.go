@@ -166,6 +166,9 @@ func (s *Service) AppendLog(ctx context.Context, lease wire.LeaseRef, data []byt
 	}
 	err := s.store.AppendLog(ctx, store.AppendLogParams{TaskID: lease.TaskID, RunnerID: lease.RunnerID,
 		Attempt: lease.Attempt, Data: data, MaxBytes: s.cfg.MaxLogBytes})
+	if err == nil {
+		s.logChanged(lease.TaskID)
+	}
 	return s.fenced("log", leaseErr(s.noteIfNoSpace(err), lease.TaskID))
 }
 
@@ -187,6 +190,7 @@ func (s *Service) Finish(ctx context.Context, lease wire.LeaseRef, req wire.Fini
 		return s.fenced("finish", leaseErr(err, taskID))
 	}
 	s.cfg.Metrics.TaskEnded(req.Status)
+	s.logChanged(taskID)
 	// A finish frees a slot of its code's max_concurrency: a runner waiting
 	// for that code's next task should not wait for its next poll.
 	s.notify()
