@@ -25,6 +25,9 @@ type Options struct {
 	// Metrics, when set, counts requests and is served at GET /metrics
 	// to admin tokens.
 	Metrics *metrics.Metrics
+	// Ready, when set, is checked by /readyz besides the service (the
+	// container engine of an embedded runner).
+	Ready func(ctx context.Context) error
 	// MaxRequestBytes bounds JSON request bodies.
 	MaxRequestBytes int64
 	Log             *slog.Logger
@@ -43,7 +46,8 @@ type API struct {
 	handler http.Handler // mux, instrumented
 	log     *slog.Logger
 
-	bodies *bodyBudget // request bodies being decoded
+	bodies    *bodyBudget // request bodies being decoded
+	readiness readyCache
 	// progress limits progress reports per task: each is a synced write,
 	// and a task that posts in a tight loop must not slow everyone's
 	// enqueues.

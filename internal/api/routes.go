@@ -1,10 +1,12 @@
 package api
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mayfly-run/mayfly/internal/mayfly"
@@ -132,11 +134,49 @@ func (a *API) version(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) ready(w http.ResponseWriter, r *http.Request) error {
-	if err := a.svc.Ready(r.Context()); err != nil {
+	// The store and the disk are asked every time (a full disk must show
+	// at once); what lies beyond, at most once a second.
+	err := a.svc.Ready(r.Context())
+	if err == nil {
+		err = a.readiness.check(r.Context(), a.readyDeps)
+	}
+	if err != nil {
 		return errStatus(http.StatusServiceUnavailable, "Not ready: "+err.Error())
 	}
-	_, err := io.WriteString(w, "ok\n")
+	_, err = io.WriteString(w, "ok\n")
 	return err
+}
+
+func (a *API) readyDeps(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := a.svc.ReadyDeps(ctx); err != nil {
+		return err
+	}
+	if a.opts.Ready != nil {
+		return a.opts.Ready(ctx)
+	}
+	return nil
+}
+
+// readyCache answers from a check at most a second old: the check asks
+// the database, the bucket and the engine, and /readyz is exempt from
+// rate limits, so a flood of it must not become a flood of them.
+type readyCache struct {
+	mu  sync.Mutex
+	at  time.Time
+	err error
+}
+
+func (c *readyCache) check(ctx context.Context, now func(context.Context) error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.at) < time.Second {
+		return c.err
+	}
+	c.err = now(ctx)
+	c.at = time.Now()
+	return c.err
 }
 
 // parseTime accepts unix seconds (IronWorker's from_time/to_time) or RFC

@@ -227,7 +227,16 @@ func (s *Server) serve(cfg Config, out io.Writer) error {
 	// those at once (they come back to the next server), instead of
 	// holding the stop up for the longest of them.
 	polls, endPolls := context.WithCancel(context.Background())
-	srv := api.NewHTTPServer(endLongPolls(api.New(s.Service, api.Options{Version: cfg.Version, Log: s.log, Metrics: s.Metrics}), polls),
+	opts := api.Options{Version: cfg.Version, Log: s.log, Metrics: s.Metrics}
+	if p, ok := cfg.Driver.(driver.Pinger); ok && cfg.Runner != nil {
+		opts.Ready = func(ctx context.Context) error {
+			if err := p.Ping(ctx); err != nil {
+				return fmt.Errorf("container engine: %w", err)
+			}
+			return nil
+		}
+	}
+	srv := api.NewHTTPServer(endLongPolls(api.New(s.Service, opts), polls),
 		cfg.Limits, s.log)
 	done := make(chan struct{})
 	go func() {

@@ -4,9 +4,13 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -184,4 +188,58 @@ func TestMetricsMoveWithTasks(t *testing.T) {
 	if v := value(after, "mayfly_runner_busy_slots", nil); v != 0 {
 		t.Errorf("busy slots after every task ended: %v", v)
 	}
+}
+
+// /readyz asks what the server depends on: the embedded runner's engine
+// and the code package store, besides the database and the disk.
+func TestReadyzChecksEngineAndBlobs(t *testing.T) {
+	t.Parallel()
+	var down atomic.Bool
+	drv := fake.New()
+	drv.EngineDown = func() error {
+		if down.Load() {
+			return errors.New("engine stopped")
+		}
+		return nil
+	}
+	dataDir := t.TempDir()
+	srv, err := assembly.Start(context.Background(), assembly.Config{
+		DataDir: dataDir, Listen: "127.0.0.1:0", Limits: api.DefaultLimits(), Version: "test",
+		Runner: &runner.Config{Capacity: 1, StackImage: func(string) string { return "fake/stack" }, LeaseWait: time.Second},
+		Driver: drv, DrainGrace: time.Second, Log: testenv.Logger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	ready := func() (int, string) {
+		resp, err := http.Get("http://" + srv.Addr + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	waitReady := func(wantStatus int, wantText string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			st, body := ready()
+			if st == wantStatus && strings.Contains(body, wantText) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("/readyz: %d %s; want %d with %q", st, body, wantStatus, wantText)
+			}
+		}
+	}
+	waitReady(200, "ok")
+	down.Store(true)
+	waitReady(503, "container engine")
+	down.Store(false)
+	waitReady(200, "ok")
+	if err := os.Rename(filepath.Join(dataDir, "blobs"), filepath.Join(dataDir, "blobs-gone")); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(503, "code packages")
 }

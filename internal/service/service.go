@@ -285,6 +285,24 @@ func (s *Service) Ready(ctx context.Context) error {
 	return s.spaceReady()
 }
 
+// ReadyDeps reports whether what lies past the service's own store
+// connection answers: the database takes writes (not a standby), the code
+// package store is reachable. Each check is a call out; callers answering
+// probes should not make it more than about once a second.
+func (s *Service) ReadyDeps(ctx context.Context) error {
+	if w, ok := s.store.(interface{ Writable(context.Context) error }); ok {
+		if err := w.Writable(ctx); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+	}
+	if p, ok := s.blobs.(interface{ Ping(context.Context) error }); ok {
+		if err := p.Ping(ctx); err != nil {
+			return fmt.Errorf("code packages: %w", err)
+		}
+	}
+	return nil
+}
+
 // WithPackageLimits sets what a code package may unpack to; zero keeps the
 // default.
 func (c Config) WithPackageLimits(files int, unpackedBytes int64) Config {

@@ -206,3 +206,15 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	}
 	return c.r.Read(p)
 }
+
+// Ping reports whether the store's directory is there and a directory.
+func (s *Store) Ping(context.Context) error {
+	fi, err := os.Stat(s.dir)
+	if err != nil {
+		return fmt.Errorf("code package directory: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("code package directory %s is not a directory", s.dir)
+	}
+	return nil
+}

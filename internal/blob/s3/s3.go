@@ -382,3 +382,15 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	}
 	return c.r.Read(p)
 }
+
+// Ping reports whether the bucket answers with these credentials.
+func (s *Store) Ping(ctx context.Context) error {
+	ok, err := s.client.BucketExists(ctx, s.bucket)
+	if err != nil {
+		return fmt.Errorf("s3 bucket %s: %w", s.bucket, err)
+	}
+	if !ok {
+		return fmt.Errorf("s3 bucket %s does not exist", s.bucket)
+	}
+	return nil
+}

@@ -219,3 +219,16 @@ func (p *params) list(vs []string) string {
 // Pool is the store's connection pool, for tests and tools that need to
 // look under the Store.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Writable reports an error when the database only reads: a standby
+// promoted to nothing yet, after a fail-over that pointed the URL at it.
+func (s *Store) Writable(ctx context.Context) error {
+	var standby bool
+	if err := s.pool.QueryRow(ctx, `SELECT pg_is_in_recovery()`).Scan(&standby); err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	if standby {
+		return errors.New("postgres is a read-only standby")
+	}
+	return nil
+}
