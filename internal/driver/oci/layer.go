@@ -67,8 +67,12 @@ func baseKey(id string) string {
 	return strings.TrimPrefix(id, "sha256:")
 }
 
-func (d *Driver) codeDir(ref string) string { return filepath.Join(d.dir, "layers", "code", codeKey(ref)) }
-func (d *Driver) baseDir(id string) string  { return filepath.Join(d.dir, "layers", "base", baseKey(id)) }
+func (d *Driver) codeDir(ref string) string {
+	return filepath.Join(d.dir, "layers", "code", codeKey(ref))
+}
+func (d *Driver) baseDir(id string) string {
+	return filepath.Join(d.dir, "layers", "base", baseKey(id))
+}
 
 func readMeta(dir string) (layerMeta, error) {
 	var m layerMeta

@@ -186,7 +186,9 @@ func (u *unpacker) parents(name string) error {
 	var p string
 	for _, part := range strings.Split(dir, "/") {
 		p = path.Join(p, part)
-		if _, err := u.root.Stat(p); err == nil {
+		if _, err := u.root.Lstat(p); err == nil {
+			// A symbolic link is followed when the entry is made, and
+			// refused if it leads out of the root.
 			continue
 		}
 		mode, uid, gid := fs.FileMode(0o755), 0, 0
