@@ -8,6 +8,9 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 need_pkgs=()
 command -v dockerd >/dev/null 2>&1 || need_pkgs+=(docker.io)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl ca-certificates)
+# The oci driver starts task containers with runc itself (docker.io pulls it
+# in too, but a host with another engine may lack it).
+command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ] || need_pkgs+=(runc)
 # The busybox stack copies Debian's static busybox into a FROM-scratch image.
 dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)
 # The other stacks start from a Debian system that debootstrap installs from

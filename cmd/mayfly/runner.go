@@ -22,6 +22,7 @@ import (
 	"github.com/mayfly-run/mayfly/internal/client"
 	"github.com/mayfly-run/mayfly/internal/driver"
 	"github.com/mayfly-run/mayfly/internal/driver/docker"
+	"github.com/mayfly-run/mayfly/internal/driver/oci"
 	"github.com/mayfly-run/mayfly/internal/imagepolicy"
 	"github.com/mayfly-run/mayfly/internal/metrics"
 	"github.com/mayfly-run/mayfly/internal/runner"
@@ -90,7 +91,10 @@ type runnerConfig struct {
 	Capacity int
 	DataDir  string
 	Driver   string
-	CacheTTL time.Duration
+	// OCIDir and OCIRuntime configure --driver oci.
+	OCIDir     string
+	OCIRuntime string
+	CacheTTL   time.Duration
 	// MetricsListen, when set, serves the runner's Prometheus metrics.
 	MetricsListen string
 	taskLimits
@@ -104,9 +108,11 @@ func newRunnerCmd() *cobra.Command {
 		Use:   "runner --server URL --token TOKEN",
 		Short: "Run tasks of a remote Mayfly server on this host",
 		Long: `Run a remote runner: it leases tasks from the server at --server over HTTP
-(the runner protocol) and runs each in a fresh Docker container on this host,
-exactly as the server's embedded runner does. The token must be allowed to act
-as a runner: a runner token (mayfly token create --runner), or an admin token.
+(the runner protocol) and runs each in a fresh container on this host,
+exactly as the server's embedded runner does: through the Docker engine, or
+with --driver oci directly with runc (see docs/operations.md). The token
+must be allowed to act as a runner: a runner token (mayfly token create
+--runner), or an admin token.
 
 --data-dir holds the runner's id (kept across restarts, so a restarted runner
 removes the containers of its earlier life), its code package cache and the
@@ -140,7 +146,9 @@ help.`,
 	f.StringSliceVar(&c.Clusters, "cluster", envList("MAYFLY_RUNNER_CLUSTERS", []string{""}), "cluster to serve, repeatable; \"\" or \"default\" is the default cluster (MAYFLY_RUNNER_CLUSTERS)")
 	f.IntVar(&c.Capacity, "capacity", envInt("MAYFLY_RUNNER_CAPACITY", 4), "tasks run at once (MAYFLY_RUNNER_CAPACITY)")
 	f.StringVar(&c.DataDir, "data-dir", envStr("MAYFLY_RUNNER_DATA_DIR", "runner-data"), "runner id, package cache and task sockets (MAYFLY_RUNNER_DATA_DIR)")
-	f.StringVar(&c.Driver, "driver", envStr("MAYFLY_RUNNER_DRIVER", "docker"), "container driver; only docker for now (MAYFLY_RUNNER_DRIVER)")
+	f.StringVar(&c.Driver, "driver", envStr("MAYFLY_RUNNER_DRIVER", "docker"), "container driver: docker, or oci to start containers with runc directly (root, overlayfs; stacks still come from the Docker engine) (MAYFLY_RUNNER_DRIVER)")
+	f.StringVar(&c.OCIDir, "oci-dir", envStr("MAYFLY_RUNNER_OCI_DIR", ""), "with --driver oci: root file system layers and container bundles; default DATA-DIR/oci (MAYFLY_RUNNER_OCI_DIR)")
+	f.StringVar(&c.OCIRuntime, "oci-runtime", envStr("MAYFLY_OCI_RUNTIME", "runc"), "with --driver oci: the OCI runtime binary (MAYFLY_OCI_RUNTIME)")
 	f.DurationVar(&c.CacheTTL, "cache-ttl", envDuration("MAYFLY_RUNNER_CACHE_TTL", 7*24*time.Hour), "remove code packages and code images unused this long, 0 = keep forever (MAYFLY_RUNNER_CACHE_TTL)")
 	f.StringVar(&c.MetricsListen, "metrics-listen", envStr("MAYFLY_RUNNER_METRICS_LISTEN", ""), "address to serve Prometheus metrics at /metrics, without authentication (keep it on loopback or a private network); \"\" = none (MAYFLY_RUNNER_METRICS_LISTEN)")
 	c.taskLimits.register(f)
@@ -165,8 +173,8 @@ func runRunner(ctx context.Context, c runnerConfig, out io.Writer) error {
 		return errors.New("no runner token: use --token or MAYFLY_RUNNER_TOKEN")
 	case c.Capacity < 1:
 		return errors.New("--capacity must be at least 1")
-	case c.Driver != "docker" && testDrivers[c.Driver] == nil:
-		return fmt.Errorf("--driver %q: only docker is supported", c.Driver)
+	case c.Driver != "docker" && c.Driver != "oci" && testDrivers[c.Driver] == nil:
+		return fmt.Errorf("--driver %q: docker and oci are supported", c.Driver)
 	case c.CacheTTL < 0:
 		return errors.New("--cache-ttl must not be negative (0 keeps forever)")
 	}
@@ -190,17 +198,11 @@ func runRunner(ctx context.Context, c runnerConfig, out io.Writer) error {
 		return err
 	}
 	m := metrics.New()
-	var drv driver.Driver
-	if newDrv := testDrivers[c.Driver]; newDrv != nil {
-		drv = newDrv()
-	} else {
-		d, err := docker.New(ctx)
-		if err != nil {
-			return fmt.Errorf("runner needs Docker: %w", err)
-		}
-		defer d.Close()
-		drv = d
+	drv, closeDrv, err := openDriver(ctx, c.Driver, cmp.Or(c.OCIDir, filepath.Join(c.DataDir, "oci")), c.OCIRuntime, log)
+	if err != nil {
+		return err
 	}
+	defer closeDrv()
 
 	run, err := runner.New(c.taskLimits.apply(runner.Config{
 		ID: rid, Capacity: c.Capacity, Clusters: c.Clusters,
@@ -230,6 +232,30 @@ func runRunner(ctx context.Context, c runnerConfig, out io.Writer) error {
 	stop()
 	log.Info("stopped")
 	return nil
+}
+
+// openDriver connects the container driver a runner names: docker (the
+// default), oci (runc on overlayfs layers kept in ociDir) or a test build's
+// own.
+func openDriver(ctx context.Context, name, ociDir, ociRuntime string, log *slog.Logger) (driver.Driver, func(), error) {
+	if newDrv := testDrivers[name]; newDrv != nil {
+		return newDrv(), func() {}, nil
+	}
+	switch name {
+	case "oci":
+		d, err := oci.New(ctx, oci.Options{Dir: ociDir, Runtime: ociRuntime, Log: log})
+		if err != nil {
+			return nil, nil, fmt.Errorf("runner needs runc, root, overlayfs and the Docker engine the stacks are in: %w", err)
+		}
+		return d, func() { d.Close() }, nil
+	case "docker":
+		d, err := docker.New(ctx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("runner needs Docker: %w", err)
+		}
+		return d, func() { d.Close() }, nil
+	}
+	return nil, nil, fmt.Errorf("--driver %q: docker and oci are supported", name)
 }
 
 // checkRunnerToken refuses to start with a token the server refuses, which

@@ -1,0 +1,80 @@
+package oci_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/mayfly-run/mayfly/internal/driver"
+	"github.com/mayfly-run/mayfly/internal/driver/drivertest"
+	"github.com/mayfly-run/mayfly/internal/testenv"
+)
+
+func TestDriver(t *testing.T) {
+	image := testenv.StackImage(t, "busybox")
+	drivertest.Run(t, func(t *testing.T) driver.Driver { return testenv.OCI(t) }, image)
+}
+
+// runTrivial starts, waits for and destroys a container running true, and
+// returns how long the start to exit took.
+func runTrivial(ctx context.Context, d driver.Driver, image string, i int) (time.Duration, error) {
+	spec := driver.Spec{
+		TaskID: fmt.Sprintf("bench-%d", i), RunnerID: "bench", Image: image,
+		Cmd: []string{"true"}, User: "65534:65534", Output: io.Discard,
+		ReadOnlyRoot: true, NanoCPUs: 1e9, NoFile: 1024, MemoryBytes: 64 << 20, PidsLimit: 64,
+		Tmpfs: []driver.Tmpfs{{Path: "/tmp", SizeBytes: 64 << 20}, {Path: "/mnt/task", SizeBytes: 256 << 20, Owned: true}},
+	}
+	t0 := time.Now()
+	h, err := d.Start(ctx, spec)
+	if err != nil {
+		return 0, err
+	}
+	res, err := h.Wait(ctx)
+	took := time.Since(t0)
+	if err == nil && res.ExitCode != 0 {
+		err = fmt.Errorf("exit code %d", res.ExitCode)
+	}
+	return took, errorsJoin(err, h.Destroy(ctx))
+}
+
+func errorsJoin(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// BenchmarkStartToExit runs a trivial sandboxed task on the oci and the
+// docker driver, interleaved so that both see the same machine, and
+// reports each one's mean start-to-exit time and their ratio.
+//
+//	go test -run '^$' -bench StartToExit -benchtime 20x ./internal/driver/oci/
+func BenchmarkStartToExit(b *testing.B) {
+	image := testenv.StackImage(b, "busybox")
+	o, dk := testenv.OCI(b), testenv.Docker(b)
+	ctx := context.Background()
+	// The first oci start exports the stack; that is not a start.
+	if _, err := runTrivial(ctx, o, image, -1); err != nil {
+		b.Fatal(err)
+	}
+	var tOCI, tDocker time.Duration
+	n := 0
+	for i := 0; b.Loop(); i++ {
+		d1, err := runTrivial(ctx, o, image, i)
+		if err != nil {
+			b.Fatalf("oci: %v", err)
+		}
+		d2, err := runTrivial(ctx, dk, image, i)
+		if err != nil {
+			b.Fatalf("docker: %v", err)
+		}
+		tOCI += d1
+		tDocker += d2
+		n++
+	}
+	b.ReportMetric(float64(tOCI.Microseconds())/1e3/float64(n), "oci-ms/op")
+	b.ReportMetric(float64(tDocker.Microseconds())/1e3/float64(n), "docker-ms/op")
+	b.ReportMetric(float64(tOCI)/float64(tDocker), "oci/docker")
+}
