@@ -106,6 +106,7 @@ results.md.`,
 		"admin URL of a PostgreSQL server where queue-pg and scale-pg may create throw-away databases; empty skips them ("+bench.PostgresURLEnv+")")
 	f.StringVar(&cfg.RiverDir, "river-dir", cfg.RiverDir, "directory of the River baseline's Go module")
 	f.StringVar(&cfg.Image, "image", "", "image the container scenarios run (default: the busybox stack's)")
+	f.StringVar(&cfg.Driver, "driver", "docker", "driver Mayfly's runner uses in the container scenarios: docker or oci (the baseline is docker run either way)")
 	f.StringVar(&cfg.DockerCLI, "docker", "", "docker command of the baselines (default: docker on PATH)")
 	f.StringVar(&cfg.WorkDir, "work-dir", "", "where the scenarios' databases go (default: a temporary directory, removed after)")
 	f.DurationVar(&timeout, "timeout", time.Hour, "give up after this long")

@@ -75,6 +75,10 @@ type Config struct {
 	// Image is the stack image the container scenarios run; empty means
 	// the busybox stack's.
 	Image string
+	// Driver is what Mayfly's runner starts containers with in the
+	// container scenarios: "docker" (default) or "oci". The baseline is
+	// `docker run --rm` either way.
+	Driver string
 	// DockerCLI is the docker command for the baselines; empty means
 	// whichever docker is on PATH.
 	DockerCLI string

@@ -12,6 +12,7 @@ import (
 	"github.com/mayfly-run/mayfly/internal/client"
 	"github.com/mayfly-run/mayfly/internal/driver"
 	"github.com/mayfly-run/mayfly/internal/driver/docker"
+	"github.com/mayfly-run/mayfly/internal/driver/oci"
 	"github.com/mayfly-run/mayfly/internal/id"
 	"github.com/mayfly-run/mayfly/internal/stack"
 	"github.com/mayfly-run/mayfly/internal/wire"
@@ -24,10 +25,11 @@ const pollEvery = 2 * time.Millisecond
 // LatencyResult compares one task, queue to complete through the API, with
 // one `docker run --rm`.
 type LatencyResult struct {
-	N      int    `json:"n"`
-	Image  string `json:"image"`
-	Mayfly Stats  `json:"mayfly"`
-	Docker Stats  `json:"docker_run"`
+	N          int    `json:"n"`
+	Image      string `json:"image"`
+	DriverName string `json:"driver_name"` // Mayfly's runner's
+	Mayfly     Stats  `json:"mayfly"`
+	Docker     Stats  `json:"docker_run"`
 	// Phases splits Mayfly's latency as far as it can be seen from
 	// outside the runner; see Phases.
 	Phases Phases `json:"phases"`
@@ -82,7 +84,7 @@ func RunLatency(ctx context.Context, cfg Config) (*LatencyResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	drv, image, err := dockerDriver(ctx, cfg)
+	drv, image, err := taskDriver(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +111,7 @@ func RunLatency(ctx context.Context, cfg Config) (*LatencyResult, error) {
 		return nil, fmt.Errorf("warm-up: %w", err)
 	}
 
-	res := &LatencyResult{N: cfg.LatencyN, Image: image}
+	res := &LatencyResult{N: cfg.LatencyN, Image: image, DriverName: driverName(cfg)}
 	var may, dock, enq, toStart, run, observe []time.Duration
 	var drvPh [3][3][]time.Duration // by files mode, then Start, Wait, Destroy
 	const (
@@ -224,7 +226,7 @@ const (
 // driver as the runner would for the trivial code: same image, command,
 // user and limits, the task's files given as mode says, but no queue, API
 // or runner around it.
-func driverRun(ctx context.Context, drv *docker.Driver, image, runDir string, i int, mode filesMode) ([3]time.Duration, error) {
+func driverRun(ctx context.Context, drv driver.Driver, image, runDir string, i int, mode filesMode) ([3]time.Duration, error) {
 	var ph [3]time.Duration
 	taskID := fmt.Sprintf("bench-driver-%s-%d", id.New(), i)
 	spec := driver.Spec{
@@ -277,12 +279,26 @@ func driverRun(ctx context.Context, drv *docker.Driver, image, runDir string, i 
 	return ph, nil
 }
 
-// dockerDriver connects to the engine and checks the stack image is there:
-// the benchmark never pulls or builds one, as that would be measured.
-func dockerDriver(ctx context.Context, cfg Config) (*docker.Driver, string, error) {
-	drv, err := docker.New(ctx)
-	if err != nil {
-		return nil, "", fmt.Errorf("connect to the Docker engine: %w", err)
+// taskDriver opens the driver cfg names and checks the stack image is
+// there: the benchmark never pulls or builds one, as that would be
+// measured.
+func taskDriver(ctx context.Context, cfg Config) (driver.Driver, string, error) {
+	var drv driver.Driver
+	switch cfg.Driver {
+	case "", "docker":
+		d, err := docker.New(ctx)
+		if err != nil {
+			return nil, "", fmt.Errorf("connect to the Docker engine: %w", err)
+		}
+		drv = d
+	case "oci":
+		d, err := oci.New(ctx, oci.Options{Dir: filepath.Join(cfg.WorkDir, "oci"), Log: cfg.Log})
+		if err != nil {
+			return nil, "", fmt.Errorf("oci driver: %w", err)
+		}
+		drv = d
+	default:
+		return nil, "", fmt.Errorf("driver %q: docker or oci", cfg.Driver)
 	}
 	image := cfg.Image
 	if image == "" {
@@ -298,4 +314,11 @@ func dockerDriver(ctx context.Context, cfg Config) (*docker.Driver, string, erro
 		return nil, "", fmt.Errorf("image %s is missing: build it first with `mayfly stack build busybox`", image)
 	}
 	return drv, image, nil
+}
+
+func driverName(cfg Config) string {
+	if cfg.Driver == "" {
+		return "docker"
+	}
+	return cfg.Driver
 }

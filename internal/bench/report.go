@@ -80,13 +80,13 @@ func WriteMarkdown(w io.Writer, r *Results) error {
 		return "**no**"
 	}
 	if l := r.Latency; l != nil {
-		fmt.Fprintf(&b, "| latency, %d sequential tasks (p50 / p90 / p99 ms) | %.0f / %.0f / %.0f | docker run --rm: %.0f / %.0f / %.0f | %.2f | %s %g | %s |\n",
-			l.N, l.Mayfly.P50, l.Mayfly.P90, l.Mayfly.P99, l.Docker.P50, l.Docker.P90, l.Docker.P99,
+		fmt.Fprintf(&b, "| latency, %d sequential tasks, %s driver (p50 / p90 / p99 ms) | %.0f / %.0f / %.0f | docker run --rm: %.0f / %.0f / %.0f | %.2f | %s %g | %s |\n",
+			l.N, driverLabel(l.DriverName), l.Mayfly.P50, l.Mayfly.P90, l.Mayfly.P99, l.Docker.P50, l.Docker.P90, l.Docker.P99,
 			l.Target.Ratio, l.Target.Op, l.Target.Bound, yes(l.Target))
 	}
 	if t := r.Throughput; t != nil {
-		fmt.Fprintf(&b, "| throughput, %d tasks at capacity %d (tasks/s, wall s) | %.2f/s, %.1f s | docker run --rm x%d: %.2f/s, %.1f s | %.2f | %s %g | %s |\n",
-			t.M, t.C, t.MayflyRate, t.MayflySecs, t.C, t.DockerRate, t.DockerSecs, t.Target.Ratio, t.Target.Op, t.Target.Bound, yes(t.Target))
+		fmt.Fprintf(&b, "| throughput, %d tasks at capacity %d, %s driver (tasks/s, wall s) | %.2f/s, %.1f s | docker run --rm x%d: %.2f/s, %.1f s | %.2f | %s %g | %s |\n",
+			t.M, t.C, driverLabel(t.DriverName), t.MayflyRate, t.MayflySecs, t.C, t.DockerRate, t.DockerSecs, t.Target.Ratio, t.Target.Op, t.Target.Bound, yes(t.Target))
 	}
 	if q := r.Queue; q != nil {
 		fmt.Fprintf(&b, "| queue only, %d no-op tasks, %d workers (tasks/s) | %.0f/s | River %s on SQLite: %.0f/s | %.2f | %s %g | %s |\n",
@@ -114,6 +114,7 @@ func WriteMarkdown(w io.Writer, r *Results) error {
 	}
 	if l := r.Latency; l != nil {
 		p := l.Phases
+		drv := driverLabel(l.DriverName)
 		b.WriteString("\nWhere a Mayfly task's time goes, as seen from outside the runner (ms):\n\n")
 		b.WriteString("| phase | p50 | p90 | p99 |\n|---|---|---|---|\n")
 		for _, row := range []struct {
@@ -126,14 +127,14 @@ func WriteMarkdown(w io.Writer, r *Results) error {
 			{"end_time until the client's poll saw it", p.Observe},
 			{"whole, queue to observed complete", l.Mayfly},
 			{"docker run --rm (baseline)", l.Docker},
-			{"docker driver alone, files bind-mounted as the runner does: Start (create, attach, start)", l.Driver.Start},
-			{"docker driver alone, files bind-mounted: Wait (run and exit)", l.Driver.Wait},
-			{"docker driver alone, files bind-mounted: Destroy (remove)", l.Driver.Destroy},
-			{"docker driver alone, files bind-mounted: all three", l.Driver.Total},
-			{"docker driver alone, files copied in: Start (create, copy, attach, start)", l.DriverCopy.Start},
-			{"docker driver alone, files copied in: all three", l.DriverCopy.Total},
-			{"docker driver alone, no files: Start", l.DriverBare.Start},
-			{"docker driver alone, no files: all three", l.DriverBare.Total},
+			{drv + " driver alone, files bind-mounted as the runner does: Start (create, attach, start)", l.Driver.Start},
+			{drv + " driver alone, files bind-mounted: Wait (run and exit)", l.Driver.Wait},
+			{drv + " driver alone, files bind-mounted: Destroy (remove)", l.Driver.Destroy},
+			{drv + " driver alone, files bind-mounted: all three", l.Driver.Total},
+			{drv + " driver alone, files copied in: Start (create, copy, attach, start)", l.DriverCopy.Start},
+			{drv + " driver alone, files copied in: all three", l.DriverCopy.Total},
+			{drv + " driver alone, no files: Start", l.DriverBare.Start},
+			{drv + " driver alone, no files: all three", l.DriverBare.Total},
 		} {
 			fmt.Fprintf(&b, "| %s | %.1f | %.1f | %.1f |\n", row.name, row.s.P50, row.s.P90, row.s.P99)
 		}
@@ -155,4 +156,13 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// driverLabel names the driver of a result; results from before the
+// driver was recorded were Docker's.
+func driverLabel(name string) string {
+	if name == "" {
+		return "docker"
+	}
+	return name
 }

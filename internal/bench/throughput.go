@@ -20,6 +20,7 @@ type ThroughputResult struct {
 	M           int     `json:"m"`
 	C           int     `json:"c"`
 	Image       string  `json:"image"`
+	DriverName  string  `json:"driver_name"` // Mayfly's runner's
 	MayflySecs  float64 `json:"mayfly_wall_seconds"`
 	MayflyRate  float64 `json:"mayfly_tasks_per_sec"`
 	DockerSecs  float64 `json:"docker_wall_seconds"`
@@ -35,7 +36,7 @@ func RunThroughput(ctx context.Context, cfg Config) (*ThroughputResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	drv, image, err := dockerDriver(ctx, cfg)
+	drv, image, err := taskDriver(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -46,7 +47,7 @@ func RunThroughput(ctx context.Context, cfg Config) (*ThroughputResult, error) {
 		return nil, err
 	}
 	defer s.stop()
-	res := &ThroughputResult{M: cfg.ThroughputM, C: cfg.ThroughputC, Image: image}
+	res := &ThroughputResult{M: cfg.ThroughputM, C: cfg.ThroughputC, Image: image, DriverName: driverName(cfg)}
 
 	// Warm both up as the latency scenario does, unmeasured.
 	if _, _, err := s.runOne(ctx); err != nil {
