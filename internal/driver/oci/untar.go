@@ -115,7 +115,7 @@ func (u *unpacker) entry(hdr *tar.Header, body io.Reader) error {
 			return wrap(err)
 		}
 		return wrap0(u.root.Chmod(name, mode), wrap)
-	case tar.TypeReg, tar.TypeRegA:
+	case tar.TypeReg: // the reader reports old-style regular files (TypeRegA) as TypeReg
 		if err := u.clear(name); err != nil {
 			return wrap(err)
 		}
