@@ -78,6 +78,10 @@ func leaseBatch(ctx context.Context, tx pgx.Tx, clusters []string, now int64, c 
 	return out, nil
 }
 
+// activeCountSQL counts a code's tasks holding a slot of its
+// max_concurrency.
+const activeCountSQL = `SELECT COUNT(*) FROM tasks WHERE code_id = $1 AND status IN ('preparing', 'running')`
+
 // codeSlots locks code's row and counts its tasks in preparing or running;
 // ok is false when another transaction holds the row.
 func codeSlots(ctx context.Context, tx pgx.Tx, codeID string) (active int, ok bool, err error) {
@@ -90,9 +94,7 @@ func codeSlots(ctx context.Context, tx pgx.Tx, codeID string) (active int, ok bo
 	if err != nil {
 		return 0, false, fmt.Errorf("lock code %s: %w", codeID, err)
 	}
-	if err := tx.QueryRow(ctx,
-		`SELECT COUNT(*) FROM tasks WHERE code_id = $1 AND status IN ('preparing', 'running')`,
-		codeID).Scan(&active); err != nil {
+	if err := tx.QueryRow(ctx, activeCountSQL, codeID).Scan(&active); err != nil {
 		return 0, false, fmt.Errorf("count active tasks of code %s: %w", codeID, err)
 	}
 	return active, true, nil

@@ -79,6 +79,21 @@ func TestLeaseReadsTheQueueInIndexOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkLeasePlan(t, plan)
+
+	// Counting a code's active tasks (max_concurrency) reads an index
+	// (tasks_code_status, or one of the partial indexes of active tasks),
+	// not the table.
+	if _, err := tx.Exec(ctx, `ANALYZE tasks`); err != nil {
+		t.Fatal(err)
+	}
+	var count []byte
+	err = tx.QueryRow(ctx, `EXPLAIN (FORMAT JSON) `+activeCountSQL, code.CodeID).Scan(&count)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(count), `"Index Name": "tasks_`) || strings.Contains(string(count), "Seq Scan") {
+		t.Errorf("counting a code's active tasks reads no index of tasks:\n%s", count)
+	}
 }
 
 func checkLeasePlan(t *testing.T, plan []byte) {
