@@ -1,10 +1,12 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 
@@ -50,7 +52,10 @@ const leaseBatchSQL = `
 // an index rather than sort: with statistics from a time the queue was
 // empty the planner otherwise reads every queued task of the clusters and
 // sorts them to hand out a few, and leasing slows as the queue grows.
-const leasePlanSQL = `SELECT set_config('enable_sort', 'off', true), set_config('enable_seqscan', 'off', true)`
+// Disabled nodes cost so much on paper that the planner would compile any
+// plan that kept one (JIT), which takes longer than hundreds of leases:
+// JIT is off for the lease's own statements.
+const leasePlanSQL = `SELECT set_config('enable_sort', 'off', true), set_config('enable_seqscan', 'off', true), set_config('jit', 'off', true)`
 
 // leaseBatch reads the next batch of due tasks after the cursor c.
 func leaseBatch(ctx context.Context, tx pgx.Tx, clusters []string, now int64, c candidate, batch int) ([]candidate, error) {
@@ -73,6 +78,10 @@ func leaseBatch(ctx context.Context, tx pgx.Tx, clusters []string, now int64, c 
 	return out, nil
 }
 
+// activeCountSQL counts a code's tasks holding a slot of its
+// max_concurrency.
+const activeCountSQL = `SELECT COUNT(*) FROM tasks WHERE code_id = $1 AND status IN ('preparing', 'running')`
+
 // codeSlots locks code's row and counts its tasks in preparing or running;
 // ok is false when another transaction holds the row.
 func codeSlots(ctx context.Context, tx pgx.Tx, codeID string) (active int, ok bool, err error) {
@@ -85,9 +94,7 @@ func codeSlots(ctx context.Context, tx pgx.Tx, codeID string) (active int, ok bo
 	if err != nil {
 		return 0, false, fmt.Errorf("lock code %s: %w", codeID, err)
 	}
-	if err := tx.QueryRow(ctx,
-		`SELECT COUNT(*) FROM tasks WHERE code_id = $1 AND status IN ('preparing', 'running')`,
-		codeID).Scan(&active); err != nil {
+	if err := tx.QueryRow(ctx, activeCountSQL, codeID).Scan(&active); err != nil {
 		return 0, false, fmt.Errorf("count active tasks of code %s: %w", codeID, err)
 	}
 	return active, true, nil
@@ -104,8 +111,14 @@ func (s *Store) LeaseTasks(ctx context.Context, p store.LeaseParams) ([]store.Ta
 	now := micros(p.Now)
 	expires := micros(p.Now.Add(p.LeaseDuration))
 
-	var leased []store.Task
-	err := s.withTx(ctx, func(tx pgx.Tx) error {
+	leased, ok, err := s.leaseFast(ctx, p, clusters, now, expires)
+	if err != nil {
+		return nil, fail(err, "lease tasks for runner %s", p.RunnerID)
+	}
+	if ok {
+		return leased, nil
+	}
+	err = s.withTx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, leasePlanSQL); err != nil {
 			return fmt.Errorf("set lease plan: %w", err)
 		}
@@ -190,4 +203,70 @@ func (s *Store) LeaseTasks(ctx context.Context, p store.LeaseParams) ([]store.Ta
 		return nil, fail(err, "lease tasks for runner %s", p.RunnerID)
 	}
 	return leased, nil
+}
+
+// leaseFastSQL leases the first tasks in lease order in one statement when
+// none of them has a max_concurrency: it reads them as leaseBatchSQL does
+// (locked, SKIP LOCKED) and marks them preparing, unless one of them
+// belongs to a code with a limit, in which case it changes nothing and
+// the walk above, which counts slots under the code's lock, does the
+// lease. The rows are put in lease order here, not by the server: with
+// sorting disabled (leasePlanSQL) a sort node costs so much on paper that
+// the planner compiles the statement (JIT), which takes longer than
+// hundreds of leases.
+var leaseFastSQL = `
+	WITH c AS (
+		SELECT t.id, COALESCE(r.max_concurrency, 0) AS max_conc
+		FROM tasks t
+		LEFT JOIN code_revisions r ON r.id = t.code_revision_id
+		LEFT JOIN codes k ON k.id = t.code_id
+		WHERE t.status = 'queued' AND t.cluster = ANY($1) AND t.due_at <= $2
+			AND NOT COALESCE(k.paused, FALSE)
+			AND (-t.priority, t.due_at, t.id) > (-$3::bigint, $4::bigint, $5::text)
+		ORDER BY -t.priority, t.due_at, t.id
+		LIMIT $6
+		FOR UPDATE OF t SKIP LOCKED
+	), u AS (
+		UPDATE tasks SET status = 'preparing', runner_id = $7, attempt = attempt + 1,
+			lease_expires_at = $8, updated_at = $9
+		FROM c
+		WHERE tasks.id = c.id AND tasks.status = 'queued'
+			AND NOT EXISTS (SELECT 1 FROM c WHERE c.max_conc > 0)
+		RETURNING tasks.*
+	)
+	SELECT ` + taskCols + ` FROM u`
+
+// leaseFast tries the lease as one pipeline (the plan settings and
+// leaseFastSQL, in one implicit transaction committed at its end): one
+// round trip and one commit. ok is false when it leased nothing, because
+// the queue is empty or a task it met has a max_concurrency: the caller
+// then walks the queue.
+func (s *Store) leaseFast(ctx context.Context, p store.LeaseParams, clusters []string, now, expires int64) (leased []store.Task, ok bool, err error) {
+	b := &pgx.Batch{}
+	b.Queue(leasePlanSQL)
+	b.Queue(leaseFastSQL, clusters, now, int64(math.MaxInt64), int64(math.MinInt64), "", p.Max, p.RunnerID, expires, now)
+	br := s.pool.SendBatch(ctx, b)
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return nil, false, fmt.Errorf("set lease plan: %w", err)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		br.Close()
+		return nil, false, fmt.Errorf("lease tasks in one statement: %w", err)
+	}
+	leased, err = scanTasks(rows)
+	if err != nil {
+		br.Close()
+		return nil, false, fmt.Errorf("lease tasks in one statement: %w", err)
+	}
+	// The implicit transaction commits at the pipeline's end: the tasks
+	// are handed out only once it has.
+	if err := br.Close(); err != nil {
+		return nil, false, fmt.Errorf("lease tasks in one statement: %w", err)
+	}
+	slices.SortFunc(leased, func(a, b store.Task) int {
+		return cmp.Or(cmp.Compare(b.Priority, a.Priority), a.DueAt.Compare(b.DueAt), cmp.Compare(a.ID, b.ID))
+	})
+	return leased, len(leased) > 0, nil
 }

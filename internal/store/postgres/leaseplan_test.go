@@ -68,6 +68,36 @@ func TestLeaseReadsTheQueueInIndexOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkLeasePlan(t, plan)
+	// The one-statement lease (rolled back with the transaction) reads the
+	// queue the same way, and is not compiled: JIT for a plan made costly
+	// on paper by the disabled sort took longer than hundreds of leases.
+	err = tx.QueryRow(ctx, `EXPLAIN (ANALYZE, FORMAT JSON) `+leaseFastSQL,
+		[]string{""}, micros(now.Add(time.Second)), int64(math.MaxInt64), int64(math.MinInt64), "", 4,
+		"r1", micros(now.Add(time.Minute)), micros(now)).Scan(&plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkLeasePlan(t, plan)
+
+	// Counting a code's active tasks (max_concurrency) reads an index
+	// (tasks_code_status, or one of the partial indexes of active tasks),
+	// not the table.
+	if _, err := tx.Exec(ctx, `ANALYZE tasks`); err != nil {
+		t.Fatal(err)
+	}
+	var count []byte
+	err = tx.QueryRow(ctx, `EXPLAIN (FORMAT JSON) `+activeCountSQL, code.CodeID).Scan(&count)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(count), `"Index Name": "tasks_`) || strings.Contains(string(count), "Seq Scan") {
+		t.Errorf("counting a code's active tasks reads no index of tasks:\n%s", count)
+	}
+}
+
+func checkLeasePlan(t *testing.T, plan []byte) {
+	t.Helper()
 	var nodes []map[string]any
 	var walk func(n map[string]any)
 	walk = func(n map[string]any) {
@@ -79,11 +109,15 @@ func TestLeaseReadsTheQueueInIndexOrder(t *testing.T) {
 	}
 	var top []struct {
 		Plan map[string]any `json:"Plan"`
+		JIT  any            `json:"JIT"`
 	}
 	if err := json.Unmarshal(plan, &top); err != nil || len(top) == 0 {
 		t.Fatalf("read plan %s: %v", plan, err)
 	}
 	walk(top[0].Plan)
+	if top[0].JIT != nil {
+		t.Errorf("the lease statement was compiled (JIT):\n%s", plan)
+	}
 	usesIndex := false
 	for _, n := range nodes {
 		kind, _ := n["Node Type"].(string)

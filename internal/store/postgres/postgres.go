@@ -34,7 +34,8 @@ import (
 
 // Store is a store.Store on one PostgreSQL database.
 type Store struct {
-	pool *pgxpool.Pool
+	pool  *pgxpool.Pool
+	group *groupWriter // running marks, finishes and heartbeats (group.go)
 }
 
 var _ store.Store = (*Store)(nil)
@@ -61,11 +62,15 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("open postgres store %s: %w", where, err)
 	}
-	return &Store{pool: pool}, nil
+	s := &Store{pool: pool}
+	s.group = newGroupWriter(s)
+	return s, nil
 }
 
-// Close closes the pool. Every committed write is already durable.
+// Close answers the grouped writes in flight, then closes the pool. Every
+// committed write is already durable.
 func (s *Store) Close() error {
+	s.group.close()
 	s.pool.Close()
 	return nil
 }

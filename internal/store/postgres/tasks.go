@@ -187,6 +187,15 @@ func (s *Store) ListTasks(ctx context.Context, f store.TaskFilter) ([]store.Task
 }
 
 func (s *Store) MarkRunning(ctx context.Context, p store.StartParams) error {
+	res := s.group.do(ctx, &writeRequest{kind: kindStart, taskID: p.TaskID, start: p})
+	if res.err != nil {
+		return fail(res.err, "mark task %s running for runner %s", p.TaskID, p.RunnerID)
+	}
+	return nil
+}
+
+// markRunning is MarkRunning in a transaction of its own.
+func (s *Store) markRunning(ctx context.Context, p store.StartParams) error {
 	now := micros(p.Now)
 	err := leaseLost(s.pool.Exec(ctx,
 		`UPDATE tasks SET status = 'running', start_time = $1, updated_at = $1
@@ -199,6 +208,15 @@ func (s *Store) MarkRunning(ctx context.Context, p store.StartParams) error {
 }
 
 func (s *Store) Heartbeat(ctx context.Context, p store.HeartbeatParams) (bool, error) {
+	res := s.group.do(ctx, &writeRequest{kind: kindHeartbeat, taskID: p.TaskID, beat: p})
+	if res.err != nil {
+		return false, fail(res.err, "heartbeat task %s for runner %s", p.TaskID, p.RunnerID)
+	}
+	return res.cancel, nil
+}
+
+// heartbeat is Heartbeat in a transaction of its own.
+func (s *Store) heartbeat(ctx context.Context, p store.HeartbeatParams) (bool, error) {
 	var cancel bool
 	err := s.pool.QueryRow(ctx,
 		`UPDATE tasks SET lease_expires_at = $1
@@ -218,6 +236,20 @@ func (s *Store) FinishTask(ctx context.Context, p store.FinishParams) error {
 	if !store.Terminal(p.Status) {
 		return fmt.Errorf("finish task %s for runner %s: status %q is not terminal", p.TaskID, p.RunnerID, p.Status)
 	}
+	if p.Retry == nil {
+		// Most finishes: grouped with the other lease writes waiting.
+		res := s.group.do(ctx, &writeRequest{kind: kindFinish, taskID: p.TaskID, finish: p})
+		if res.err != nil {
+			return fail(res.err, "finish task %s as %s for runner %s", p.TaskID, p.Status, p.RunnerID)
+		}
+		return nil
+	}
+	return s.finishTask(ctx, p)
+}
+
+// finishTask is FinishTask in a transaction of its own (with its retry's
+// insert, if any).
+func (s *Store) finishTask(ctx context.Context, p store.FinishParams) error {
 	now := micros(p.Now)
 	retryAt := ""
 	if p.Retry != nil {

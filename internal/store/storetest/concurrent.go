@@ -22,6 +22,7 @@ var concurrencyTests = []struct {
 	{"LogAppendsFromTwinStores", testLogAppendsFromTwinStores},
 	{"ConcurrentCodeUploads", testConcurrentCodeUploads},
 	{"ConcurrentReplaceNamedToken", testConcurrentReplaceNamedToken},
+	{"ConcurrentLeaseWritesFenced", testConcurrentLeaseWritesFenced},
 }
 
 // testConcurrentReplaceNamedToken replaces one named token from several

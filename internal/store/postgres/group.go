@@ -1,0 +1,315 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/mayfly-run/mayfly/internal/store"
+)
+
+// Grouped lease writes. Every task costs a running mark and a finish (and
+// a long one heartbeats), each a commit of one row that waits for the WAL
+// flush and a round trip. Instead, the marks, finishes and heartbeats that
+// wait at the same time become one set-based UPDATE per kind, sent in one
+// pipeline that runs as one implicit transaction: one round trip and one
+// commit for the lot. Each request is answered only once that commit has
+// returned, so a nil answer still means the write is durable.
+//
+// Lease fencing is per row, as before: each UPDATE joins its rows to the
+// tasks on id, runner and attempt and the status the write needs, and
+// RETURNING says which rows it changed; a request whose row did not match
+// (a stale lease) gets store.ErrLeaseLost and changes nothing. A group
+// holds at most one request per task, so the order of its statements never
+// matters; a second request for a task waits for the next group, as it
+// would have waited for the first's row lock.
+//
+// A group the server refuses (a deadlock with a rescue running at the same
+// time, say) rolled back whole; its requests are then run one by one, so
+// each gets the answer it would have had alone. Under load the groups grow
+// by themselves (requests pile up during a commit); alone, a request is
+// one statement, as before.
+
+const (
+	// maxGroup bounds one group, so one commit's answers are not held
+	// back by an unbounded queue of work.
+	maxGroup = 256
+	// groupWriters is how many groups may be in flight at once: one more
+	// than one, so a group being committed does not leave the pool idle.
+	groupWriters = 2
+	// groupTimeout bounds one group's round trip, so a server that stops
+	// answering does not hold every caller for ever.
+	groupTimeout = time.Minute
+)
+
+type writeKind int
+
+const (
+	kindStart writeKind = iota
+	kindFinish
+	kindHeartbeat
+)
+
+type writeRequest struct {
+	kind   writeKind
+	taskID string
+	start  store.StartParams
+	finish store.FinishParams
+	beat   store.HeartbeatParams
+	done   chan writeResult // buffered 1
+}
+
+type writeResult struct {
+	cancel bool // heartbeats: a cancel was asked
+	err    error
+}
+
+type groupWriter struct {
+	s       *Store
+	mu      sync.Mutex
+	pending []*writeRequest
+	closed  bool
+	kick    chan struct{} // buffered groupWriters
+	stop    chan struct{}
+	wg      sync.WaitGroup
+}
+
+var errStoreClosed = errors.New("postgres store is closed")
+
+func newGroupWriter(s *Store) *groupWriter {
+	g := &groupWriter{s: s, kick: make(chan struct{}, groupWriters), stop: make(chan struct{})}
+	for range groupWriters {
+		g.wg.Go(g.run)
+	}
+	return g
+}
+
+// do queues r and waits for its answer, or for ctx: a request abandoned
+// on ctx may still be applied, as a statement cancelled mid-commit may.
+func (g *groupWriter) do(ctx context.Context, r *writeRequest) writeResult {
+	if err := ctx.Err(); err != nil {
+		return writeResult{err: err}
+	}
+	r.done = make(chan writeResult, 1)
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return writeResult{err: errStoreClosed}
+	}
+	g.pending = append(g.pending, r)
+	g.mu.Unlock()
+	select {
+	case g.kick <- struct{}{}:
+	default:
+	}
+	select {
+	case res := <-r.done:
+		return res
+	case <-ctx.Done():
+		return writeResult{err: ctx.Err()}
+	}
+}
+
+// take removes the next group from the queue: up to maxGroup requests in
+// arrival order, at most one per task.
+func (g *groupWriter) take() []*writeRequest {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.pending) == 0 {
+		return nil
+	}
+	var group, rest []*writeRequest
+	seen := make(map[string]bool, min(len(g.pending), maxGroup))
+	for _, r := range g.pending {
+		if len(group) == maxGroup || seen[r.taskID] {
+			rest = append(rest, r)
+			continue
+		}
+		seen[r.taskID] = true
+		group = append(group, r)
+	}
+	g.pending = rest
+	if len(rest) > 0 {
+		// Another writer may take the rest meanwhile.
+		select {
+		case g.kick <- struct{}{}:
+		default:
+		}
+	}
+	return group
+}
+
+func (g *groupWriter) run() {
+	for {
+		select {
+		case <-g.kick:
+		case <-g.stop:
+			for group := g.take(); len(group) > 0; group = g.take() {
+				for _, r := range group {
+					r.done <- writeResult{err: errStoreClosed}
+				}
+			}
+			return
+		}
+		for group := g.take(); len(group) > 0; group = g.take() {
+			g.write(group)
+		}
+	}
+}
+
+// close stops the writers once the groups in flight are answered.
+func (g *groupWriter) close() {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return
+	}
+	g.closed = true
+	g.mu.Unlock()
+	close(g.stop)
+	g.wg.Wait()
+}
+
+const groupStartSQL = `UPDATE tasks t SET status = 'running', start_time = u.now, updated_at = u.now
+	FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[]) AS u(id, runner_id, attempt, now)
+	WHERE t.id = u.id AND t.runner_id = u.runner_id AND t.attempt = u.attempt AND t.status = 'preparing'
+	RETURNING t.id, FALSE`
+
+// runner_id stays: it records who ran the task.
+const groupFinishSQL = `UPDATE tasks t SET status = u.status, msg = CASE WHEN u.msg = '' THEN t.msg ELSE u.msg END,
+		exit_code = u.exit_code, end_time = u.now, updated_at = u.now, lease_expires_at = NULL,
+		retry_at = '', timings = u.timings
+	FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::int[], $7::bigint[], $8::text[])
+		AS u(id, runner_id, attempt, status, msg, exit_code, now, timings)
+	WHERE t.id = u.id AND t.runner_id = u.runner_id AND t.attempt = u.attempt AND t.status IN ('preparing', 'running')
+	RETURNING t.id, FALSE`
+
+const groupHeartbeatSQL = `UPDATE tasks t SET lease_expires_at = u.expires
+	FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[]) AS u(id, runner_id, attempt, expires)
+	WHERE t.id = u.id AND t.runner_id = u.runner_id AND t.attempt = u.attempt AND t.status IN ('preparing', 'running')
+	RETURNING t.id, t.cancel_request`
+
+// write runs one group in one implicit transaction and answers each of its
+// requests once that has committed.
+func (g *groupWriter) write(group []*writeRequest) {
+	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
+	defer cancel()
+	var (
+		starts, finishes, beats []*writeRequest
+	)
+	for _, r := range group {
+		switch r.kind {
+		case kindStart:
+			starts = append(starts, r)
+		case kindFinish:
+			finishes = append(finishes, r)
+		case kindHeartbeat:
+			beats = append(beats, r)
+		}
+	}
+	b := &pgx.Batch{}
+	var kinds [][]*writeRequest
+	if len(starts) > 0 {
+		ids, runners, attempts, nows := make([]string, len(starts)), make([]string, len(starts)), make([]int32, len(starts)), make([]int64, len(starts))
+		for i, r := range starts {
+			ids[i], runners[i], attempts[i], nows[i] = r.start.TaskID, r.start.RunnerID, int32(r.start.Attempt), micros(r.start.Now)
+		}
+		b.Queue(groupStartSQL, ids, runners, attempts, nows)
+		kinds = append(kinds, starts)
+	}
+	if len(finishes) > 0 {
+		n := len(finishes)
+		ids, runners, attempts, statuses, msgs := make([]string, n), make([]string, n), make([]int32, n), make([]string, n), make([]string, n)
+		codes, nows, timings := make([]*int64, n), make([]int64, n), make([]string, n)
+		for i, r := range finishes {
+			p := r.finish
+			ids[i], runners[i], attempts[i], statuses[i], msgs[i] = p.TaskID, p.RunnerID, int32(p.Attempt), string(p.Status), p.Msg
+			codes[i], nows[i], timings[i] = nullInt(p.ExitCode), micros(p.Now), encodeTimings(p.Timings)
+		}
+		b.Queue(groupFinishSQL, ids, runners, attempts, statuses, msgs, codes, nows, timings)
+		kinds = append(kinds, finishes)
+	}
+	if len(beats) > 0 {
+		n := len(beats)
+		ids, runners, attempts, expires := make([]string, n), make([]string, n), make([]int32, n), make([]int64, n)
+		for i, r := range beats {
+			p := r.beat
+			ids[i], runners[i], attempts[i], expires[i] = p.TaskID, p.RunnerID, int32(p.Attempt), micros(p.Now.Add(p.LeaseDuration))
+		}
+		b.Queue(groupHeartbeatSQL, ids, runners, attempts, expires)
+		kinds = append(kinds, beats)
+	}
+
+	// matched[id] is what the row of each request that applied returned.
+	matched := make(map[string]bool, len(group))
+	err := func() error {
+		br := g.s.pool.SendBatch(ctx, b)
+		for range kinds {
+			rows, err := br.Query()
+			if err != nil {
+				br.Close()
+				return err
+			}
+			for rows.Next() {
+				var id string
+				var cancel bool
+				if err := rows.Scan(&id, &cancel); err != nil {
+					rows.Close()
+					br.Close()
+					return err
+				}
+				matched[id] = cancel
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				br.Close()
+				return err
+			}
+		}
+		// The implicit transaction commits at the pipeline's end: Close
+		// returns once it has, or with why it did not.
+		return br.Close()
+	}()
+	if err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && len(group) > 1 {
+			// The server refused the group and rolled it back whole:
+			// each request on its own gets the answer it would have had.
+			for _, r := range group {
+				r.done <- g.s.writeAlone(ctx, r)
+			}
+			return
+		}
+		for _, r := range group {
+			r.done <- writeResult{err: err}
+		}
+		return
+	}
+	for _, r := range group {
+		cancel, ok := matched[r.taskID]
+		if !ok {
+			r.done <- writeResult{err: store.ErrLeaseLost}
+			continue
+		}
+		r.done <- writeResult{cancel: cancel}
+	}
+}
+
+// writeAlone runs one request as a transaction of its own.
+func (s *Store) writeAlone(ctx context.Context, r *writeRequest) writeResult {
+	switch r.kind {
+	case kindStart:
+		return writeResult{err: s.markRunning(ctx, r.start)}
+	case kindFinish:
+		return writeResult{err: s.finishTask(ctx, r.finish)}
+	case kindHeartbeat:
+		cancel, err := s.heartbeat(ctx, r.beat)
+		return writeResult{cancel: cancel, err: err}
+	}
+	return writeResult{err: fmt.Errorf("unknown write kind %d", r.kind)}
+}
