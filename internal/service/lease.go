@@ -100,7 +100,7 @@ func (s *Service) jobs(ctx context.Context, tasks []store.Task) ([]wire.Job, err
 				s.log.Warn("could not read a leased task's code revision; task goes back to the queue",
 					"task_id", t.ID, "revision_id", t.CodeRevisionID, "err", err)
 				if rerr := s.store.ReleaseTask(context.WithoutCancel(ctx), t.ID, t.RunnerID, s.now()); rerr != nil {
-					s.log.Error("could not give a task back to the queue; its lease will run out", "task_id", t.ID, "err", rerr)
+					go s.retryRelease(t, rerr)
 				}
 				lookupErr = err
 				continue
@@ -239,6 +239,45 @@ func (s *Service) RunMaintenance(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// releaseMargin is how long before a lease runs out a server stops trying
+// to give the leased task back: past that, the rescue may hand it on, and
+// a late release must not touch what another lease holds.
+const releaseMargin = 2 * time.Second
+
+// retryRelease keeps trying to give back a task that was leased but never
+// handed out, because the store failed (a database restarting): once the
+// store answers, the task is queued again as it was, without an attempt
+// counted, instead of waiting for its lease to run out and counting one.
+// It gives up, leaving the task to the rescue, shortly before the lease
+// would run out.
+func (s *Service) retryRelease(t store.Task, first error) {
+	if t.LeaseExpiresAt == nil {
+		s.log.Error("could not give a task back to the queue; its lease will run out", "task_id", t.ID, "err", first)
+		return
+	}
+	deadline := t.LeaseExpiresAt.Add(-releaseMargin)
+	wait := 100 * time.Millisecond
+	for {
+		if time.Now().Add(wait).After(deadline) {
+			s.log.Error("could not give a task back to the queue; its lease will run out", "task_id", t.ID, "err", first)
+			return
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 5*time.Second)
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		err := s.store.ReleaseTask(ctx, t.ID, t.RunnerID, s.now())
+		cancel()
+		switch {
+		case err == nil:
+			s.log.Info("gave a task back to the queue after the store came back", "task_id", t.ID)
+			s.notify()
+			return
+		case errors.Is(err, store.ErrLeaseLost):
+			return // ended or handed on meanwhile
 		}
 	}
 }

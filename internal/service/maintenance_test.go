@@ -26,6 +26,16 @@ import (
 type flakyStore struct {
 	store.Store
 	failures atomic.Int32
+	// releaseFailures fails ReleaseTask as many times: the database went
+	// away between the lease and the give-back.
+	releaseFailures atomic.Int32
+}
+
+func (f *flakyStore) ReleaseTask(ctx context.Context, taskID, runnerID string, at time.Time) error {
+	if f.releaseFailures.Add(-1) >= 0 {
+		return errors.New("connection refused")
+	}
+	return f.Store.ReleaseTask(ctx, taskID, runnerID, at)
 }
 
 func (f *flakyStore) GetCodeRevision(ctx context.Context, id string) (store.CodeRevision, error) {
@@ -131,6 +141,38 @@ func TestPassingStoreErrorDoesNotFailLeasedTask(t *testing.T) {
 	}
 	if tk := b.task(id); tk.Status != store.StatusComplete || tk.Attempt != 1 {
 		t.Fatalf("task ended %s after %d attempts, want complete after 1", tk.Status, tk.Attempt)
+	}
+}
+
+// The fault a chaos test found: PostgreSQL died between a lease's commit
+// and the look-up of the task's code, so the give-back failed too, and the
+// task waited for its lease to run out and ran in attempt 2 though it
+// never ran in attempt 1. Now the give-back is tried again until the store
+// answers: the task is queued again as it was, attempt 0, within moments.
+func TestFailedGiveBackIsRetried(t *testing.T) {
+	t.Parallel()
+	b := setupUpkeep(t, Config{})
+	b.svc.now = func() time.Time { return time.Now().UTC() }
+	id := b.queue()
+	b.st.failures.Store(1)
+	b.st.releaseFailures.Store(3)
+	if jobs, err := b.svc.Lease(b.ctx, wire.LeaseRequest{RunnerID: "r1", Max: 1}); err == nil || len(jobs) != 0 {
+		t.Fatalf("lease during the fault = %d jobs, %v", len(jobs), err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		tk := b.task(id)
+		if tk.Status == store.StatusQueued {
+			if tk.Attempt != 0 {
+				t.Fatalf("given back with attempt %d, want 0", tk.Attempt)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task still %s 10 s after the store came back; the give-back was not retried", tk.Status)
+		}
+	}
+	if jobs := b.runTask(store.StatusComplete); len(jobs) != 1 || jobs[0].TaskID != id || jobs[0].Attempt != 1 {
+		t.Fatalf("lease after the give-back: %+v", jobs)
 	}
 }
 
