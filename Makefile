@@ -8,7 +8,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: help setup build stacks run test test-unit lint bench clean
+.PHONY: help setup build stacks run test test-unit lint bench fuzz clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,6 +46,14 @@ test: setup stacks lint ## set up, then run every test, against the real engine,
 
 test-unit: ## the tests that need nothing but Go (integration tests skip loudly)
 	$(GO) test -count=1 ./...
+
+FUZZTIME ?= 1m
+fuzz: ## run every fuzz target for FUZZTIME each (make test runs their seeds); crashers land in testdata/fuzz
+	@for t in $$($(GO) test -list '^Fuzz' ./... | awk '/^Fuzz/ {print $$1}'); do \
+		pkg=$$(grep -rl "func $$t(" --include='*_test.go' internal cmd | head -1 | xargs dirname); \
+		echo "== $$t ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./$$pkg || exit 1; \
+	done
 
 bench: setup build ## measure Mayfly against docker run and River (SQLite and PostgreSQL) in one run; writes bench-results/ (see BENCHMARKS.md)
 	$(BIN) stack build busybox
