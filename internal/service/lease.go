@@ -184,8 +184,17 @@ func (s *Service) Finish(ctx context.Context, lease wire.LeaseRef, req wire.Fini
 	if err != nil {
 		return err
 	}
+	// The runner's own spans tell, for a task whose running mark never got
+	// through, how long ago its container started.
+	var started time.Time // zero: no container started, no start time
+	if run, ok := req.Timings["run"]; ok {
+		if ms := run + req.Timings["logs"]; ms >= 0 && ms < float64(48*time.Hour/time.Millisecond) {
+			started = now.Add(-time.Duration(ms * float64(time.Millisecond)))
+		}
+	}
 	err = s.store.FinishTask(ctx, store.FinishParams{TaskID: taskID, RunnerID: lease.RunnerID, Attempt: lease.Attempt,
-		Status: status, Msg: cleanText(req.Msg), ExitCode: req.ExitCode, Now: now, Retry: retry, Timings: req.Timings})
+		Status: status, Msg: cleanText(req.Msg), ExitCode: req.ExitCode, Now: now, Retry: retry, Timings: req.Timings,
+		StartedAt: started})
 	if err != nil {
 		return s.fenced("finish", leaseErr(err, taskID))
 	}

@@ -134,6 +134,11 @@ type FinishParams struct {
 	ExitCode *int
 	Now      time.Time
 	Timings  map[string]float64
+	// StartedAt is when the container started, for a task whose running
+	// mark never got through (the database was away when it was sent):
+	// its start_time is set to it if it has none. Zero means no container
+	// started (an image that would not pull): the task keeps no start.
+	StartedAt time.Time
 	// Retry, when set, is inserted in the same transaction as the finish,
 	// and the finished task's retry_at points at it: a retry is never lost
 	// nor made twice.
@@ -284,4 +289,16 @@ type Lock interface {
 	Lost() <-chan struct{}
 	// Release gives the lock up and waits until it has.
 	Release()
+}
+
+// StartTime is the start a finish records for a task that has none:
+// StartedAt, no later than Now; nil when no container started.
+func (p FinishParams) StartTime() *time.Time {
+	switch {
+	case p.StartedAt.IsZero():
+		return nil
+	case p.StartedAt.After(p.Now):
+		return &p.Now
+	}
+	return &p.StartedAt
 }

@@ -183,9 +183,9 @@ const groupStartSQL = `UPDATE tasks t SET status = 'running', start_time = u.now
 // runner_id stays: it records who ran the task.
 const groupFinishSQL = `UPDATE tasks t SET status = u.status, msg = CASE WHEN u.msg = '' THEN t.msg ELSE u.msg END,
 		exit_code = u.exit_code, end_time = u.now, updated_at = u.now, lease_expires_at = NULL,
-		retry_at = '', timings = u.timings
-	FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::int[], $7::bigint[], $8::text[])
-		AS u(id, runner_id, attempt, status, msg, exit_code, now, timings)
+		retry_at = '', timings = u.timings, start_time = COALESCE(t.start_time, u.started)
+	FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::int[], $7::bigint[], $8::text[], $9::bigint[])
+		AS u(id, runner_id, attempt, status, msg, exit_code, now, timings, started)
 	WHERE t.id = u.id AND t.runner_id = u.runner_id AND t.attempt = u.attempt AND t.status IN ('preparing', 'running')
 	RETURNING t.id, FALSE`
 
@@ -225,13 +225,13 @@ func (g *groupWriter) write(group []*writeRequest) {
 	if len(finishes) > 0 {
 		n := len(finishes)
 		ids, runners, attempts, statuses, msgs := make([]string, n), make([]string, n), make([]int32, n), make([]string, n), make([]string, n)
-		codes, nows, timings := make([]*int64, n), make([]int64, n), make([]string, n)
+		codes, nows, timings, started := make([]*int64, n), make([]int64, n), make([]string, n), make([]*int64, n)
 		for i, r := range finishes {
 			p := r.finish
 			ids[i], runners[i], attempts[i], statuses[i], msgs[i] = p.TaskID, p.RunnerID, int32(p.Attempt), string(p.Status), p.Msg
-			codes[i], nows[i], timings[i] = nullInt(p.ExitCode), micros(p.Now), encodeTimings(p.Timings)
+			codes[i], nows[i], timings[i], started[i] = nullInt(p.ExitCode), micros(p.Now), encodeTimings(p.Timings), nullMicros(p.StartTime())
 		}
-		b.Queue(groupFinishSQL, ids, runners, attempts, statuses, msgs, codes, nows, timings)
+		b.Queue(groupFinishSQL, ids, runners, attempts, statuses, msgs, codes, nows, timings, started)
 		kinds = append(kinds, finishes)
 	}
 	if len(beats) > 0 {

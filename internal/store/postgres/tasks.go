@@ -259,9 +259,11 @@ func (s *Store) finishTask(ctx context.Context, p store.FinishParams) error {
 	finish := func(q querier) error {
 		return leaseLost(q.Exec(ctx,
 			`UPDATE tasks SET status = $1, msg = CASE WHEN $2 = '' THEN msg ELSE $2 END, exit_code = $3,
-				end_time = $4, updated_at = $4, lease_expires_at = NULL, retry_at = $5, timings = $6
+				end_time = $4, updated_at = $4, lease_expires_at = NULL, retry_at = $5, timings = $6,
+				start_time = COALESCE(start_time, $10)
 			 WHERE id = $7 AND runner_id = $8 AND attempt = $9 AND status IN ('preparing', 'running')`,
-			p.Status, p.Msg, nullInt(p.ExitCode), now, retryAt, encodeTimings(p.Timings), p.TaskID, p.RunnerID, p.Attempt))
+			p.Status, p.Msg, nullInt(p.ExitCode), now, retryAt, encodeTimings(p.Timings), p.TaskID, p.RunnerID, p.Attempt,
+			nullMicros(p.StartTime())))
 	}
 	var err error
 	if p.Retry == nil {

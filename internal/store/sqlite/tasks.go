@@ -230,9 +230,11 @@ func (s *Store) FinishTask(ctx context.Context, p store.FinishParams) error {
 	finish := func(q *querier) error {
 		return leaseLost(q.ExecContext(ctx,
 			`UPDATE tasks SET status = ?, msg = CASE WHEN ? = '' THEN msg ELSE ? END, exit_code = ?,
-				end_time = ?, updated_at = ?, lease_expires_at = NULL, retry_at = ?, timings = ?
+				end_time = ?, updated_at = ?, lease_expires_at = NULL, retry_at = ?, timings = ?,
+				start_time = COALESCE(start_time, ?)
 			 WHERE id = ? AND runner_id = ? AND attempt = ? AND status IN ('preparing', 'running')`,
-			p.Status, p.Msg, p.Msg, nullInt(p.ExitCode), now, now, retryAt, encodeTimings(p.Timings), p.TaskID, p.RunnerID, p.Attempt))
+			p.Status, p.Msg, p.Msg, nullInt(p.ExitCode), now, now, retryAt, encodeTimings(p.Timings), nullMicros(p.StartTime()),
+			p.TaskID, p.RunnerID, p.Attempt))
 	}
 	err := s.withTx(ctx, func(tx *querier) error {
 		if err := finish(tx); err != nil || p.Retry == nil {

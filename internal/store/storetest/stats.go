@@ -33,3 +33,40 @@ func testQueueStats(t *testing.T, b *bundle) {
 		t.Fatalf("QueueStats = %d, %v; want 7, %v", n, oldest, b.now.Add(-time.Minute))
 	}
 }
+
+// A task whose running mark never got through (the database was away when
+// the runner sent it) still gets a start time when it ends: the one the
+// finish names, never after its end; a task marked running keeps its own.
+func testFinishWithoutRunningMark(t *testing.T, b *bundle) {
+	code := b.putCode(t, "c")
+	b.insertN(t, 2, code)
+	leased, err := b.s.LeaseTasks(b.ctx, store.LeaseParams{RunnerID: "r1", Max: 2, Clusters: []string{""},
+		LeaseDuration: time.Minute, Now: b.now})
+	if err != nil || len(leased) != 2 {
+		t.Fatalf("lease: %d, %v", len(leased), err)
+	}
+	marked, unmarked := leased[0], leased[1]
+	if err := b.s.MarkRunning(b.ctx, store.StartParams{TaskID: marked.ID, RunnerID: "r1", Attempt: 1, Now: b.now.Add(time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	end := b.now.Add(10 * time.Second)
+	for _, tk := range leased {
+		if err := b.s.FinishTask(b.ctx, store.FinishParams{TaskID: tk.ID, RunnerID: "r1", Attempt: 1, Status: store.StatusComplete,
+			Now: end, StartedAt: b.now.Add(4 * time.Second)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := func(id string) store.Task {
+		tk, err := b.s.GetTask(b.ctx, b.project.ID, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tk
+	}
+	if tk := got(unmarked.ID); tk.StartTime == nil || !tk.StartTime.Equal(b.now.Add(4*time.Second)) {
+		t.Fatalf("unmarked task's start %v, want %v", tk.StartTime, b.now.Add(4*time.Second))
+	}
+	if tk := got(marked.ID); tk.StartTime == nil || !tk.StartTime.Equal(b.now.Add(time.Second)) {
+		t.Fatalf("marked task's start %v, want its own mark %v", tk.StartTime, b.now.Add(time.Second))
+	}
+}

@@ -49,6 +49,7 @@ func Run(t *testing.T, h Harness) {
 		{"DeleteCode", testDeleteCode},
 		{"TaskRoundTrip", testTaskRoundTrip},
 		{"QueueStats", testQueueStats},
+		{"FinishWithoutRunningMark", testFinishWithoutRunningMark},
 		{"InsertTasksAllOrNone", testInsertTasksAllOrNone},
 		{"ListTasksFilters", testListTasksFilters},
 		{"ListTasksPaging", testListTasksPaging},
