@@ -330,8 +330,54 @@ func (p *PostgresServer) URL() string { return p.s.url("mayfly") }
 // Kill kills the server and every backend with SIGKILL, as a crash of
 // PostgreSQL or its host would, and waits until it is gone.
 func (p *PostgresServer) Kill() {
-	syscall.Kill(-p.s.proc.Pid, syscall.SIGKILL)
+	// PostgreSQL's children each start a session of their own, so the
+	// process group holds only the postmaster: find them by parent, kill
+	// them too, and wait until none is left holding the shared memory
+	// (a restart refuses to start beside one).
+	children := childrenOf(p.s.proc.Pid)
+	syscall.Kill(p.s.proc.Pid, syscall.SIGKILL)
+	for _, c := range children {
+		syscall.Kill(c, syscall.SIGKILL)
+	}
 	<-p.s.exited
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		alive := 0
+		for _, c := range children {
+			if syscall.Kill(c, 0) == nil {
+				alive++
+			}
+		}
+		if alive == 0 {
+			return
+		}
+	}
+}
+
+// childrenOf lists the processes whose parent is pid, from /proc.
+func childrenOf(pid int) []int {
+	var out []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so read after
+		// its closing parenthesis.
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		fields := strings.Fields(string(stat[i+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
+			out = append(out, child)
+		}
+	}
+	return out
 }
 
 // Restart starts the killed server again on the same files and port, and
