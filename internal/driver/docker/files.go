@@ -2,11 +2,7 @@ package docker
 
 import (
 	"archive/tar"
-	"bufio"
-	"bytes"
-	"compress/gzip"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"path"
@@ -77,35 +73,18 @@ func writeTar(w io.Writer, archive io.Reader, files []driver.File, uid, gid int)
 }
 
 func copyArchive(tw *tar.Writer, archive io.Reader) error {
-	br := bufio.NewReader(archive)
-	var r io.Reader = br
-	if magic, _ := br.Peek(2); bytes.Equal(magic, []byte{0x1f, 0x8b}) {
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return fmt.Errorf("read archive: %w", err)
-		}
-		defer zr.Close()
-		r = zr
-	}
-	tr := tar.NewReader(r)
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("read archive: %w", err)
-		}
+	return driver.WalkArchive(archive, func(hdr *tar.Header, contents io.Reader) error {
 		// Let the writer pick a format that can hold the header; the
 		// reader's may not be writable as is (GNU sparse, for one).
 		hdr.Format = tar.FormatUnknown
 		if err := tw.WriteHeader(hdr); err != nil {
 			return fmt.Errorf("copy archive entry %s: %w", hdr.Name, err)
 		}
-		if _, err := io.Copy(tw, tr); err != nil {
+		if _, err := io.Copy(tw, contents); err != nil {
 			return fmt.Errorf("copy archive entry %s: %w", hdr.Name, err)
 		}
-	}
+		return nil
+	})
 }
 
 // fileHeader is the tar header of f, owned by uid:gid.

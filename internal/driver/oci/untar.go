@@ -2,9 +2,7 @@ package oci
 
 import (
 	"archive/tar"
-	"bufio"
 	"bytes"
-	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
@@ -42,29 +40,9 @@ func untar(r io.Reader, dir, below string) error {
 	}
 	u := &unpacker{root: root, below: under}
 
-	br := bufio.NewReader(r)
-	var in io.Reader = br
-	if magic, _ := br.Peek(2); bytes.Equal(magic, []byte{0x1f, 0x8b}) {
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return fmt.Errorf("read archive: %w", err)
-		}
-		defer zr.Close()
-		in = zr
-	}
-	tr := tar.NewReader(in)
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("read archive: %w", err)
-		}
-		if err := u.entry(hdr, tr); err != nil {
-			return err
-		}
-	}
+	return driver.WalkArchive(r, func(hdr *tar.Header, contents io.Reader) error {
+		return u.entry(hdr, contents)
+	})
 }
 
 type unpacker struct {
