@@ -401,21 +401,17 @@ func (a *API) followLog(w http.ResponseWriter, r *http.Request) error {
 	var seq int64
 	for {
 		changed := next()
-		// The status first: once it says ended, the log read after it
-		// is whole.
-		t, err := a.svc.GetTask(ctx, projectID, taskID)
-		if err != nil {
-			return a.abortStream(ctx, r, err)
-		}
-		seq, err = a.svc.StreamTaskLog(ctx, projectID, taskID, seq, func(chunk []byte) error {
+		var ended bool
+		var err error
+		seq, ended, err = a.svc.FollowTaskLog(ctx, projectID, taskID, seq, func(chunk []byte) error {
 			_, err := w.Write(chunk)
 			return err
 		})
-		if err != nil && !errors.Is(err, service.ErrNotFound) {
+		if err != nil {
 			return a.abortStream(ctx, r, err)
 		}
 		rc.Flush()
-		if t.Status.Terminal() {
+		if ended {
 			return nil
 		}
 		keepWriting(r)

@@ -157,6 +157,21 @@ func (s *Service) StreamTaskLog(ctx context.Context, projectID, taskID string, a
 	return last, err
 }
 
+// FollowTaskLog is one round of following a task's log: the task's state,
+// then its chunks after afterSeq. ended says the task had ended before the
+// chunks were read, so they complete its log. No output yet is no error.
+func (s *Service) FollowTaskLog(ctx context.Context, projectID, taskID string, afterSeq int64, fn func(chunk []byte) error) (last int64, ended bool, err error) {
+	t, err := s.GetTask(ctx, projectID, taskID)
+	if err != nil {
+		return afterSeq, false, err
+	}
+	last, err = s.store.ReadLog(ctx, taskID, afterSeq, fn)
+	if errors.Is(err, store.ErrNotFound) {
+		return afterSeq, t.Status.Terminal(), nil
+	}
+	return last, t.Status.Terminal(), err
+}
+
 // CancelTask cancels a queued task at once; a preparing or running one is
 // flagged and its runner stops it at its next heartbeat.
 func (s *Service) CancelTask(ctx context.Context, projectID, taskID string) (store.Task, error) {
