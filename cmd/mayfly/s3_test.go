@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/mayfly-run/mayfly/internal/client"
 	"github.com/mayfly-run/mayfly/internal/testenv"
@@ -21,21 +20,11 @@ func TestServerOnS3(t *testing.T) {
 	t.Parallel()
 	testenv.Docker(t)
 	testenv.StackImage(t, "busybox")
-	endpoint, access, secret := testenv.S3(t)
-	mc, err := minio.New(strings.TrimPrefix(endpoint, "http://"), &minio.Options{
-		Creds: credentials.NewStaticV4(access, secret, ""), Region: "us-east-1", BucketLookup: minio.BucketLookupPath})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
 	const bucket = "mayfly-server-on-s3"
-	if err := mc.MakeBucket(ctx, bucket, minio.MakeBucketOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	mc, s3env := s3Bucket(t, bucket, "mayfly")
+	ctx := context.Background()
 	const project, token = "5f00000000000000000000f3", "server-on-s3-secret-token"
-	srv := startServer(t, "MAYFLY_BOOTSTRAP_PROJECT="+project, "MAYFLY_BOOTSTRAP_TOKEN="+token,
-		"MAYFLY_BLOB_URL=s3://"+bucket+"/mayfly", "AWS_ENDPOINT_URL="+endpoint, "AWS_REGION=us-east-1",
-		"AWS_ACCESS_KEY_ID="+access, "AWS_SECRET_ACCESS_KEY="+secret)
+	srv := startServer(t, append([]string{"MAYFLY_BOOTSTRAP_PROJECT=" + project, "MAYFLY_BOOTSTRAP_TOKEN=" + token}, s3env...)...)
 	c := client.New("http://"+srv.addr, token, project)
 	pushCode(t, c, wire.CodeUpload{Name: "s3", Command: `echo "from s3: $(cat x)"`})
 	var keys []string

@@ -12,9 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
-
 	"github.com/mayfly-run/mayfly/internal/client"
 	"github.com/mayfly-run/mayfly/internal/driver/fake"
 	"github.com/mayfly-run/mayfly/internal/testenv"
@@ -72,37 +69,15 @@ func TestScaleOutSurvivesLeaderAndDatabaseDeaths(t *testing.T) {
 	testenv.StackImage(t, "busybox")
 	bin := fakeMayflyBin(t)
 	pg := testenv.OwnPostgres(t)
-	endpoint, access, secret := testenv.S3(t)
-	mc, err := minio.New(strings.TrimPrefix(endpoint, "http://"), &minio.Options{
-		Creds: credentials.NewStaticV4(access, secret, ""), Region: "us-east-1", BucketLookup: minio.BucketLookupPath})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, s3env := s3Bucket(t, "mayfly-chaos", "code")
 	ctx := context.Background()
-	const bucket = "mayfly-chaos"
-	if err := mc.MakeBucket(ctx, bucket, minio.MakeBucketOptions{}); err != nil {
-		t.Fatal(err)
-	}
 	const project, token = "5f00000000000000000000f5", "scale-out-chaos-token"
-	env := []string{"MAYFLY_BOOTSTRAP_PROJECT=" + project, "MAYFLY_BOOTSTRAP_TOKEN=" + token,
-		"MAYFLY_DATABASE_URL=" + pg.URL(), "MAYFLY_BLOB_URL=s3://" + bucket + "/code",
-		"AWS_ENDPOINT_URL=" + endpoint, "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=" + access, "AWS_SECRET_ACCESS_KEY=" + secret,
-		"MAYFLY_RUNNER=false", "MAYFLY_MIN_RUN_EVERY=1s", "MAYFLY_LOG_LEVEL=info"}
+	env := append([]string{"MAYFLY_BOOTSTRAP_PROJECT=" + project, "MAYFLY_BOOTSTRAP_TOKEN=" + token,
+		"MAYFLY_DATABASE_URL=" + pg.URL(), "MAYFLY_RUNNER=false", "MAYFLY_MIN_RUN_EVERY=1s", "MAYFLY_LOG_LEVEL=info"}, s3env...)
 
 	a := startServerBin(t, bin, freeAddr(t), t.TempDir(), env...)
 	waitOutput(t, "the first server", a.output, "leading", 30*time.Second)
-	// Servers sharing a store share its keys.
-	bDir := t.TempDir()
-	for _, key := range []string{"task-token.key", "token-hash.key"} {
-		k, err := os.ReadFile(filepath.Join(a.dataDir, key))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(bDir, key), k, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b := startServerBin(t, bin, freeAddr(t), bDir, env...)
+	b := startServerBin(t, bin, freeAddr(t), sharedKeysDir(t, a.dataDir), env...)
 	waitOutput(t, "the second server", b.output, "another server leads", 30*time.Second)
 	ca := client.New("http://"+a.addr, token, project)
 	cb := client.New("http://"+b.addr, token, project)

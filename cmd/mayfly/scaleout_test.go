@@ -25,21 +25,11 @@ func TestServerOnPostgresAndS3(t *testing.T) {
 	testenv.Docker(t)
 	testenv.StackImage(t, "busybox")
 	dbURL := testenv.Postgres(t)
-	endpoint, access, secret := testenv.S3(t)
-	mc, err := minio.New(strings.TrimPrefix(endpoint, "http://"), &minio.Options{
-		Creds: credentials.NewStaticV4(access, secret, ""), Region: "us-east-1", BucketLookup: minio.BucketLookupPath})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, s3env := s3Bucket(t, "mayfly-scale-out", "code")
 	ctx := context.Background()
-	const bucket = "mayfly-scale-out"
-	if err := mc.MakeBucket(ctx, bucket, minio.MakeBucketOptions{}); err != nil {
-		t.Fatal(err)
-	}
 	const project, token = "5f00000000000000000000f4", "scale-out-secret-token"
-	env := []string{"MAYFLY_BOOTSTRAP_PROJECT=" + project, "MAYFLY_BOOTSTRAP_TOKEN=" + token,
-		"MAYFLY_DATABASE_URL=" + dbURL, "MAYFLY_BLOB_URL=s3://" + bucket + "/code",
-		"AWS_ENDPOINT_URL=" + endpoint, "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=" + access, "AWS_SECRET_ACCESS_KEY=" + secret}
+	env := append([]string{"MAYFLY_BOOTSTRAP_PROJECT=" + project, "MAYFLY_BOOTSTRAP_TOKEN=" + token,
+		"MAYFLY_DATABASE_URL=" + dbURL}, s3env...)
 	first := startServer(t, env...)
 	c := client.New("http://"+first.addr, token, project)
 	pushCode(t, c, wire.CodeUpload{Name: "pg", Command: `echo "ran on $(cat x)"`})
@@ -65,9 +55,39 @@ func TestServerOnPostgresAndS3(t *testing.T) {
 	}
 	first.stop(t)
 
+	second := startServerAt(t, freeAddr(t), sharedKeysDir(t, first.dataDir), env...)
+	c = client.New("http://"+second.addr, token, project)
+	if tk, err := c.GetTask(ctx, firstTask); err != nil || tk.Status != "complete" {
+		t.Fatalf("the first server's task on the second: %+v, %v", tk, err)
+	}
+	run(c)
+}
+
+// s3Bucket makes bucket on the test binary's S3 server and returns a
+// client of it and the environment that points a server's code packages
+// at bucket/prefix.
+func s3Bucket(t *testing.T, bucket, prefix string) (*minio.Client, []string) {
+	t.Helper()
+	endpoint, access, secret := testenv.S3(t)
+	mc, err := minio.New(strings.TrimPrefix(endpoint, "http://"), &minio.Options{
+		Creds: credentials.NewStaticV4(access, secret, ""), Region: "us-east-1", BucketLookup: minio.BucketLookupPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mc.MakeBucket(context.Background(), bucket, minio.MakeBucketOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return mc, []string{"MAYFLY_BLOB_URL=s3://" + bucket + "/" + prefix,
+		"AWS_ENDPOINT_URL=" + endpoint, "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=" + access, "AWS_SECRET_ACCESS_KEY=" + secret}
+}
+
+// sharedKeysDir returns a fresh data directory holding the key files of
+// from: servers sharing a store share its keys.
+func sharedKeysDir(t *testing.T, from string) string {
+	t.Helper()
 	dir := t.TempDir()
 	for _, key := range []string{"task-token.key", "token-hash.key"} {
-		b, err := os.ReadFile(filepath.Join(first.dataDir, key))
+		b, err := os.ReadFile(filepath.Join(from, key))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -75,10 +95,5 @@ func TestServerOnPostgresAndS3(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	second := startServerAt(t, freeAddr(t), dir, env...)
-	c = client.New("http://"+second.addr, token, project)
-	if tk, err := c.GetTask(ctx, firstTask); err != nil || tk.Status != "complete" {
-		t.Fatalf("the first server's task on the second: %+v, %v", tk, err)
-	}
-	run(c)
+	return dir
 }
