@@ -118,12 +118,12 @@ func TestContainerName(t *testing.T) {
 	t.Parallel()
 	valid := regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
 	for _, id := range []string{"6b084834bb374b04c61b97f1", "", "a/b c", strings.Repeat("x", 300)} {
-		name := containerName(id)
+		name := driver.ContainerName(id)
 		if !valid.MatchString(name) || len(name) > 100 {
-			t.Errorf("containerName(%q) = %q, not a valid container name", id, name)
+			t.Errorf("ContainerName(%q) = %q, not a valid container name", id, name)
 		}
 	}
-	if a, b := containerName("t"), containerName("t"); a == b {
+	if a, b := driver.ContainerName("t"), driver.ContainerName("t"); a == b {
 		t.Errorf("two containers of one task got the same name")
 	}
 }

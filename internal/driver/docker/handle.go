@@ -87,31 +87,14 @@ func (h *handle) prepare(ctx context.Context, output, stderr io.Writer) error {
 // output and stderr, in the order the engine sent the frames.
 func (h *handle) copyOutput(output, stderr io.Writer) {
 	defer close(h.copied)
-	out := &keepGoing{w: output}
+	out := driver.KeepGoing(output)
 	var errW io.Writer = out
 	if stderr != nil {
-		errW = io.MultiWriter(out, &keepGoing{w: stderr})
+		errW = io.MultiWriter(out, driver.KeepGoing(stderr))
 	}
 	// The stream ends with an error only when the connection breaks or is
 	// closed under it; whatever arrived has been written.
 	_, _ = stdcopy.StdCopy(out, errW, h.attach.Reader)
-}
-
-// keepGoing passes writes to w until w fails once, and then drops them: a
-// failing log writer must not stop the copy, or the container would block
-// on a full pipe.
-type keepGoing struct {
-	w      io.Writer
-	failed bool
-}
-
-func (k *keepGoing) Write(p []byte) (int, error) {
-	if k.w != nil && !k.failed {
-		if _, err := k.w.Write(p); err != nil {
-			k.failed = true
-		}
-	}
-	return len(p), nil
 }
 
 // abandon releases a handle whose start failed.

@@ -2,12 +2,9 @@ package docker
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
-	"regexp"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -24,7 +21,7 @@ const cleanupTimeout = 30 * time.Second
 // output and starts it. On error the container is removed again.
 func (d *Driver) Start(ctx context.Context, spec driver.Spec) (_ driver.Handle, err error) {
 	cfg, hostCfg := containerConfig(spec)
-	created, err := d.cli.ContainerCreate(ctx, cfg, hostCfg, nil, nil, containerName(spec.TaskID))
+	created, err := d.cli.ContainerCreate(ctx, cfg, hostCfg, nil, nil, driver.ContainerName(spec.TaskID))
 	if err != nil {
 		return nil, fmt.Errorf("create container for task %s from image %s: %w", spec.TaskID, spec.Image, err)
 	}
@@ -135,24 +132,6 @@ func tmpfsOptions(t driver.Tmpfs, uid, gid int) string {
 		return opts + fmt.Sprintf(",mode=0755,uid=%d,gid=%d", uid, gid)
 	}
 	return opts + ",mode=1777"
-}
-
-var nameUnsafe = regexp.MustCompile(`[^a-zA-Z0-9_.-]`)
-
-// containerName makes `docker ps` tell which task a container runs. The
-// random suffix keeps names unique when a task runs again before its old
-// container is gone.
-func containerName(taskID string) string {
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	id := nameUnsafe.ReplaceAllString(taskID, "_")
-	if len(id) > 64 {
-		id = id[:64]
-	}
-	if id == "" {
-		id = "task"
-	}
-	return "mayfly-" + id + "-" + hex.EncodeToString(b[:])
 }
 
 // stopTimeout is grace in whole seconds, rounded up: the engine takes

@@ -3,8 +3,6 @@ package oci
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,24 +31,6 @@ const (
 	drainTimeout = 10 * time.Second
 )
 
-var nameUnsafe = regexp.MustCompile(`[^a-zA-Z0-9_.-]`)
-
-// containerID makes the runtime's list tell which task a container runs.
-// The random suffix keeps ids unique when a task runs again before its old
-// container is gone.
-func containerID(taskID string) string {
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	id := nameUnsafe.ReplaceAllString(taskID, "_")
-	if len(id) > 64 {
-		id = id[:64]
-	}
-	if id == "" {
-		id = "task"
-	}
-	return "mayfly-" + id + "-" + hex.EncodeToString(b[:])
-}
-
 // Start prepares the container's bundle and root file system, unpacks
 // spec's archive and files into it and starts it. On error nothing is left.
 func (d *Driver) Start(ctx context.Context, spec driver.Spec) (_ driver.Handle, err error) {
@@ -59,7 +38,7 @@ func (d *Driver) Start(ctx context.Context, spec driver.Spec) (_ driver.Handle, 
 	if err != nil {
 		return nil, fmt.Errorf("start task %s: %w", spec.TaskID, err)
 	}
-	id := containerID(spec.TaskID)
+	id := driver.ContainerName(spec.TaskID)
 	bdir := filepath.Join(d.dir, "bundles", id)
 	if err := os.Mkdir(bdir, 0o700); err != nil {
 		return nil, fmt.Errorf("start task %s: make bundle: %w", spec.TaskID, err)
@@ -277,8 +256,8 @@ type handle struct {
 func newHandle(d *Driver, id string, outR, errR *os.File, output, stderr io.Writer) *handle {
 	h := &handle{d: d, id: id, outR: outR, errR: errR, copied: make(chan struct{}), done: make(chan struct{})}
 	var mu sync.Mutex // one write to Output at a time, in the order read
-	out := &keepGoing{w: output}
-	errOnly := &keepGoing{w: stderr}
+	out := driver.KeepGoing(output)
+	errOnly := driver.KeepGoing(stderr)
 	var wg sync.WaitGroup
 	pump := func(r *os.File, both bool) {
 		defer wg.Done()
@@ -308,23 +287,6 @@ func newHandle(d *Driver, id string, outR, errR *os.File, output, stderr io.Writ
 		close(h.copied)
 	}()
 	return h
-}
-
-// keepGoing passes writes to w until w fails once, and then drops them: a
-// failing log writer must not stop the reading, or the container would
-// block on a full pipe.
-type keepGoing struct {
-	w      io.Writer
-	failed bool
-}
-
-func (k *keepGoing) Write(p []byte) (int, error) {
-	if k.w != nil && !k.failed {
-		if _, err := k.w.Write(p); err != nil {
-			k.failed = true
-		}
-	}
-	return len(p), nil
 }
 
 func (h *handle) ID() string { return h.id }
