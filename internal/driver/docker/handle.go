@@ -88,7 +88,7 @@ func (h *handle) prepare(ctx context.Context, output, stderr io.Writer) error {
 func (h *handle) copyOutput(output, stderr io.Writer) {
 	defer close(h.copied)
 	out := driver.KeepGoing(output)
-	var errW io.Writer = out
+	errW := out
 	if stderr != nil {
 		errW = io.MultiWriter(out, driver.KeepGoing(stderr))
 	}
