@@ -36,8 +36,11 @@ type candidate struct {
 	maxConc int
 }
 
-const leaseBatchSQL = `
-	SELECT t.id, t.code_id, t.priority, t.due_at, COALESCE(r.max_concurrency, 0)
+// leaseQueueSQL is where both lease paths read the queue: due, queued
+// tasks of the clusters ($1) whose code is not paused, after the cursor
+// ($3 priority, $4 due time, $5 id) in lease order, at most $6, locking
+// the rows it returns and stepping over rows others hold.
+const leaseQueueSQL = `
 	FROM tasks t
 	LEFT JOIN code_revisions r ON r.id = t.code_revision_id
 	LEFT JOIN codes k ON k.id = t.code_id
@@ -47,6 +50,8 @@ const leaseBatchSQL = `
 	ORDER BY -t.priority, t.due_at, t.id
 	LIMIT $6
 	FOR UPDATE OF t SKIP LOCKED`
+
+const leaseBatchSQL = `SELECT t.id, t.code_id, t.priority, t.due_at, COALESCE(r.max_concurrency, 0)` + leaseQueueSQL
 
 // leasePlanSQL makes the lease transaction's queries take their order from
 // an index rather than sort: with statistics from a time the queue was
@@ -216,16 +221,7 @@ func (s *Store) LeaseTasks(ctx context.Context, p store.LeaseParams) ([]store.Ta
 // hundreds of leases.
 var leaseFastSQL = `
 	WITH c AS (
-		SELECT t.id, COALESCE(r.max_concurrency, 0) AS max_conc
-		FROM tasks t
-		LEFT JOIN code_revisions r ON r.id = t.code_revision_id
-		LEFT JOIN codes k ON k.id = t.code_id
-		WHERE t.status = 'queued' AND t.cluster = ANY($1) AND t.due_at <= $2
-			AND NOT COALESCE(k.paused, FALSE)
-			AND (-t.priority, t.due_at, t.id) > (-$3::bigint, $4::bigint, $5::text)
-		ORDER BY -t.priority, t.due_at, t.id
-		LIMIT $6
-		FOR UPDATE OF t SKIP LOCKED
+		SELECT t.id, COALESCE(r.max_concurrency, 0) AS max_conc` + leaseQueueSQL + `
 	), u AS (
 		UPDATE tasks SET status = 'preparing', runner_id = $7, attempt = attempt + 1,
 			lease_expires_at = $8, updated_at = $9
