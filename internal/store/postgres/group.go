@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/mayfly-run/mayfly/internal/store"
+	"github.com/mayfly-run/mayfly/internal/store/batch"
 )
 
 // Grouped lease writes. Every task costs a running mark and a finish (and
@@ -70,22 +70,15 @@ type writeResult struct {
 }
 
 type groupWriter struct {
-	s       *Store
-	mu      sync.Mutex
-	pending []*writeRequest
-	closed  bool
-	kick    chan struct{} // buffered groupWriters
-	stop    chan struct{}
-	wg      sync.WaitGroup
+	s *Store
+	q *batch.Queue[*writeRequest]
 }
 
 var errStoreClosed = errors.New("postgres store is closed")
 
 func newGroupWriter(s *Store) *groupWriter {
-	g := &groupWriter{s: s, kick: make(chan struct{}, groupWriters), stop: make(chan struct{})}
-	for range groupWriters {
-		g.wg.Go(g.run)
-	}
+	g := &groupWriter{s: s}
+	g.q = batch.New(groupWriters, takeGroup, g.write, func(r *writeRequest) { r.done <- writeResult{err: errStoreClosed} })
 	return g
 }
 
@@ -96,16 +89,8 @@ func (g *groupWriter) do(ctx context.Context, r *writeRequest) writeResult {
 		return writeResult{err: err}
 	}
 	r.done = make(chan writeResult, 1)
-	g.mu.Lock()
-	if g.closed {
-		g.mu.Unlock()
+	if !g.q.Add(r) {
 		return writeResult{err: errStoreClosed}
-	}
-	g.pending = append(g.pending, r)
-	g.mu.Unlock()
-	select {
-	case g.kick <- struct{}{}:
-	default:
 	}
 	select {
 	case res := <-r.done:
@@ -115,17 +100,11 @@ func (g *groupWriter) do(ctx context.Context, r *writeRequest) writeResult {
 	}
 }
 
-// take removes the next group from the queue: up to maxGroup requests in
-// arrival order, at most one per task.
-func (g *groupWriter) take() []*writeRequest {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if len(g.pending) == 0 {
-		return nil
-	}
-	var group, rest []*writeRequest
-	seen := make(map[string]bool, min(len(g.pending), maxGroup))
-	for _, r := range g.pending {
+// takeGroup is the next group: up to maxGroup requests in arrival order,
+// at most one per task.
+func takeGroup(pending []*writeRequest) (group, rest []*writeRequest) {
+	seen := make(map[string]bool, min(len(pending), maxGroup))
+	for _, r := range pending {
 		if len(group) == maxGroup || seen[r.taskID] {
 			rest = append(rest, r)
 			continue
@@ -133,47 +112,11 @@ func (g *groupWriter) take() []*writeRequest {
 		seen[r.taskID] = true
 		group = append(group, r)
 	}
-	g.pending = rest
-	if len(rest) > 0 {
-		// Another writer may take the rest meanwhile.
-		select {
-		case g.kick <- struct{}{}:
-		default:
-		}
-	}
-	return group
-}
-
-func (g *groupWriter) run() {
-	for {
-		select {
-		case <-g.kick:
-		case <-g.stop:
-			for group := g.take(); len(group) > 0; group = g.take() {
-				for _, r := range group {
-					r.done <- writeResult{err: errStoreClosed}
-				}
-			}
-			return
-		}
-		for group := g.take(); len(group) > 0; group = g.take() {
-			g.write(group)
-		}
-	}
+	return group, rest
 }
 
 // close stops the writers once the groups in flight are answered.
-func (g *groupWriter) close() {
-	g.mu.Lock()
-	if g.closed {
-		g.mu.Unlock()
-		return
-	}
-	g.closed = true
-	g.mu.Unlock()
-	close(g.stop)
-	g.wg.Wait()
-}
+func (g *groupWriter) close() { g.q.Close() }
 
 const groupStartSQL = `UPDATE tasks t SET status = 'running', start_time = u.now, updated_at = u.now
 	FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[]) AS u(id, runner_id, attempt, now)

@@ -4,7 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
+
+	"github.com/mayfly-run/mayfly/internal/store/batch"
 )
 
 // Group commit. SQLite has one writer and every commit waits for the disk
@@ -32,20 +33,19 @@ type txRequest struct {
 }
 
 type groupWriter struct {
-	s       *Store
-	mu      sync.Mutex
-	pending []*txRequest
-	kick    chan struct{} // buffered 1
-	stop    chan struct{}
-	stopped chan struct{}
-	closed  bool
+	s *Store
+	q *batch.Queue[*txRequest]
 }
 
 var errStoreClosed = errors.New("sqlite store is closed")
 
 func newGroupWriter(s *Store) *groupWriter {
-	g := &groupWriter{s: s, kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
-	go g.run()
+	g := &groupWriter{s: s}
+	// One writer: SQLite has one write connection.
+	g.q = batch.New(1, func(pending []*txRequest) (group, rest []*txRequest) {
+		n := min(len(pending), maxGroup)
+		return pending[:n:n], pending[n:]
+	}, g.commit, func(r *txRequest) { r.done <- errStoreClosed })
 	return g
 }
 
@@ -56,66 +56,16 @@ func (g *groupWriter) do(ctx context.Context, fn func(tx *querier) error) error 
 		return err
 	}
 	r := &txRequest{ctx: ctx, fn: fn, done: make(chan error, 1)}
-	g.mu.Lock()
-	if g.closed {
-		g.mu.Unlock()
+	if !g.q.Add(r) {
 		return errStoreClosed
-	}
-	g.pending = append(g.pending, r)
-	g.mu.Unlock()
-	select {
-	case g.kick <- struct{}{}:
-	default:
 	}
 	// Not abandoned on ctx: the request may be in a group being committed,
 	// and its caller must learn whether it was applied.
 	return <-r.done
 }
 
-func (g *groupWriter) take() []*txRequest {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	n := min(len(g.pending), maxGroup)
-	group := g.pending[:n:n]
-	g.pending = g.pending[n:]
-	if len(g.pending) == 0 {
-		g.pending = nil
-	}
-	return group
-}
-
-func (g *groupWriter) run() {
-	defer close(g.stopped)
-	for {
-		select {
-		case <-g.kick:
-		case <-g.stop:
-			// Close waits for callers to be done; answer any stragglers.
-			for group := g.take(); len(group) > 0; group = g.take() {
-				for _, r := range group {
-					r.done <- errStoreClosed
-				}
-			}
-			return
-		}
-		for group := g.take(); len(group) > 0; group = g.take() {
-			g.commit(group)
-		}
-	}
-}
-
 // close stops the writer once the requests already waiting are answered.
-func (g *groupWriter) close() {
-	g.mu.Lock()
-	if g.closed {
-		g.mu.Unlock()
-		return
-	}
-	g.closed = true
-	g.mu.Unlock()
-	close(g.stop)
-	<-g.stopped
-}
+func (g *groupWriter) close() { g.q.Close() }
 
 func (g *groupWriter) commit(group []*txRequest) {
 	ctx := context.Background()

@@ -84,9 +84,7 @@ func TestGroupCommitKeepsWritersApart(t *testing.T) {
 		})
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-		s.g.mu.Lock()
-		waiting := len(s.g.pending)
-		s.g.mu.Unlock()
+		waiting := s.g.q.Waiting()
 		if waiting == n {
 			break
 		}
