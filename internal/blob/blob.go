@@ -37,3 +37,19 @@ type Store interface {
 	// still in progress after that time are left alone.
 	RemoveTemp(ctx context.Context, before time.Time) (int, error)
 }
+
+// ContextReader stops a long read (an upload being stored) between reads
+// once ctx ends, so a store's Put gives up with its caller.
+func ContextReader(ctx context.Context, r io.Reader) io.Reader { return ctxReader{ctx, r} }
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

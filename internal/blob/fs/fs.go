@@ -72,7 +72,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (int64, error)
 		return 0, putErr(key, err)
 	}
 	defer os.Remove(f.Name()) // no-op after the rename
-	n, err := io.Copy(f, ctxReader{ctx, r})
+	n, err := io.Copy(f, blob.ContextReader(ctx, r))
 	if err == nil {
 		err = f.Sync()
 	}
@@ -192,19 +192,6 @@ func (s *Store) RemoveTemp(ctx context.Context, before time.Time) (int, error) {
 		return n, fmt.Errorf("remove stale temporary blobs in %s: %w", s.dir, err)
 	}
 	return n, nil
-}
-
-// ctxReader stops a long copy when its context ends.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // Ping reports whether the store's directory is there and a directory.

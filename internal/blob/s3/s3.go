@@ -216,7 +216,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) (int64, error)
 	if err != nil {
 		return 0, err
 	}
-	n, err := s.put(ctx, obj, ctxReader{ctx, r})
+	n, err := s.put(ctx, obj, blob.ContextReader(ctx, r))
 	if err != nil {
 		return 0, fmt.Errorf("put blob %s: %w", key, mapErr(err))
 	}
@@ -368,19 +368,6 @@ func drain[T any](cancel context.CancelFunc, ch <-chan T) {
 	cancel()
 	for range ch {
 	}
-}
-
-// ctxReader stops a long upload between reads when its context ends.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // Ping reports whether the bucket answers with these credentials.
