@@ -194,7 +194,11 @@ func TestFakeLeaseLostTaskRunsElsewhereOnce(t *testing.T) {
 	task := fakeTask(fake.Behavior{Out: "run\n", RunMs: 4000})
 	task.Cluster = "island"
 	id := b.queue(task)[0]
-	b.waitFor(id, 10*time.Second, func(t store.Task) bool { return t.RunnerID == cut && t.Status == store.StatusRunning })
+	// Leased by the cut-off runner (preparing or running: its running
+	// mark comes only once the container has run a while).
+	b.waitFor(id, 10*time.Second, func(t store.Task) bool {
+		return t.RunnerID == cut && (t.Status == store.StatusPreparing || t.Status == store.StatusRunning)
+	})
 	// The lease runs out: the task is queued again for its second attempt.
 	b.waitFor(id, 10*time.Second, func(t store.Task) bool { return t.Status == store.StatusQueued && t.Attempt == 1 })
 	other := b.addRunner(1, "island")

@@ -225,12 +225,7 @@ func (r *Runner) execute(ctx context.Context, job wire.Job) (out outcome) {
 			return fail("Could not unpack the code package: %v", perr)
 		}
 	}
-	// The running mark is a durable write; the container does not wait
-	// for it, and a short task's end is reported once it has been made.
-	started := make(chan error, 1)
-	go func() { started <- r.queue.Started(ctx, job.Lease(r.cfg.ID)) }()
-
-	out = r.watch(ctx, job, h, hb, started)
+	out = r.watch(ctx, job, h, hb)
 	ph.mark(&ph.exited)
 	// Every byte the container wrote is in the log before the end is
 	// reported, so a client that sees the status can read the whole log.
@@ -246,9 +241,17 @@ func (r *Runner) execute(ctx context.Context, job wire.Job) (out outcome) {
 
 // watch waits for the container to end, renewing the lease, and stops it
 // on timeout, cancel, lost lease or shutdown.
-func (r *Runner) watch(ctx context.Context, job wire.Job, h driver.Handle, hb *heartbeat, started <-chan error) (out outcome) {
-	// A running mark not yet answered when the container ends is waited
-	// for past the task's slot (runJob).
+func (r *Runner) watch(ctx context.Context, job wire.Job, h driver.Handle, hb *heartbeat) (out outcome) {
+	// The running mark is a write of its own, and most tasks of a busy
+	// queue end before it would have been made: it is sent only once the
+	// container has run for RunningMarkDelay, and a task that ends sooner
+	// goes from leased to its end in one write, its finish carrying the
+	// start time from the runner's spans. The container never waits for
+	// the mark; a mark not yet answered when the container ends is waited
+	// for past the task's slot (runJob), so the end is recorded after it.
+	var started <-chan error
+	markDue := time.NewTimer(r.cfg.RunningMarkDelay)
+	defer markDue.Stop()
 	defer func() {
 		if started != nil && !out.abandon {
 			out.started = started
@@ -293,6 +296,10 @@ func (r *Runner) watch(ctx context.Context, job wire.Job, h driver.Handle, hb *h
 			r.stop(h, 0)
 			<-waitCh
 			return outcome{status: mayfly.StatusTimeout, msg: fmt.Sprintf("Timed out after %d s", job.Timeout)}
+		case <-markDue.C:
+			ch := make(chan error, 1)
+			go func() { ch <- r.queue.Started(ctx, job.Lease(r.cfg.ID)) }()
+			started = ch
 		case err := <-started:
 			started = nil
 			if err != nil && r.cfg.IsLeaseLost(err) {

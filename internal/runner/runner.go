@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -91,6 +92,11 @@ type Config struct {
 	Driver  string
 	Stacks  func(ctx context.Context) ([]string, error)
 
+	// RunningMarkDelay is how long a container runs before its task is
+	// marked running in the store (200ms when zero); a task that ends
+	// sooner is recorded at its end only. Until then it is shown as
+	// running with the phase "preparing".
+	RunningMarkDelay time.Duration
 	// ReportRetry is how long the end of a task and its log chunks are
 	// retried while the server cannot be reached (restart, network cut).
 	ReportRetry time.Duration
@@ -124,6 +130,9 @@ func (c *Config) defaults() {
 	}
 	if c.LeaseWait <= 0 {
 		c.LeaseWait = 20 * time.Second
+	}
+	if c.RunningMarkDelay <= 0 {
+		c.RunningMarkDelay = 200 * time.Millisecond
 	}
 	if c.ReportRetry <= 0 {
 		c.ReportRetry = 10 * time.Minute
@@ -174,6 +183,7 @@ type Runner struct {
 	active   sync.Map      // container id -> task id, of the containers this runner tracks
 	inflight sync.Map      // task id -> struct{}, from lease to report
 	ending   chan struct{} // tasks past their slots, being reported and removed; made by Run
+	busy     atomic.Int64  // tasks holding slots
 
 	// imgMu orders a task's use of a code image against its removal by
 	// the cache prune; imageUsed maps code image ref -> last use.
@@ -252,13 +262,29 @@ func (r *Runner) Run(ctx context.Context) error {
 	// Tasks whose containers ended, being reported and removed after their
 	// slots went to the next tasks (see runJob).
 	r.ending = make(chan struct{}, r.cfg.Capacity)
+	// Two lease loops, so that while one waits for its lease's answer,
+	// slots freed meanwhile are filled by the other: with short tasks a
+	// single loop spends most of its time in that round trip. Neither ever
+	// asks for more tasks than it holds free slots, so no task waits on a
+	// runner for a slot.
+	var leasers sync.WaitGroup
+	for range min(2, r.cfg.Capacity) {
+		leasers.Go(func() { r.leaseLoop(ctx, slots) })
+	}
+	leasers.Wait()
+	return nil
+}
+
+// leaseLoop waits for free slots, leases as many tasks as it holds, and
+// starts them, until ctx ends.
+func (r *Runner) leaseLoop(ctx context.Context, slots chan struct{}) {
 	wait := time.Duration(0)
 	for {
 		// Wait for at least one free slot, then ask for as many tasks as
 		// there are free slots.
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case slots <- struct{}{}:
 		}
 		free := 1
@@ -279,7 +305,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			continue
 		}
 		req := r.self(ctx)
-		req.Max, req.Busy, req.WaitMs = free, r.cfg.Capacity-free, int(r.cfg.LeaseWait.Milliseconds())
+		req.Max, req.Busy, req.WaitMs = free, int(r.busy.Load()), int(r.cfg.LeaseWait.Milliseconds())
 		jobs, err := r.queue.Lease(ctx, req)
 		if err != nil && ctx.Err() == nil {
 			// A restarting server is met by every runner at once; jitter
@@ -298,9 +324,13 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 		for _, job := range jobs {
 			r.wg.Add(1)
+			r.busy.Add(1)
 			go func() {
 				defer r.wg.Done()
-				r.runJob(job, func() { <-slots })
+				r.runJob(job, func() {
+					r.busy.Add(-1)
+					<-slots
+				})
 			}()
 		}
 	}

@@ -284,6 +284,7 @@ func (s *Service) DeleteCode(ctx context.Context, projectID, codeID string) erro
 	if err != nil {
 		return mapStoreErr(err, "Code")
 	}
+	s.revs.forget(codeID)
 	for _, r := range revs {
 		if r.PackageKey == "" {
 			continue

@@ -82,7 +82,7 @@ func (s *Service) jobs(ctx context.Context, tasks []store.Task) ([]wire.Job, err
 		rev, ok := revs[t.CodeRevisionID]
 		if !ok {
 			var err error
-			rev, err = s.store.GetCodeRevision(ctx, t.CodeRevisionID)
+			rev, err = s.leasedRevision(ctx, t.CodeRevisionID)
 			if errors.Is(err, store.ErrNotFound) {
 				// The code was deleted after the task was queued: end the
 				// task rather than hand out something unrunnable.

@@ -176,10 +176,15 @@ func TestFailedGiveBackIsRetried(t *testing.T) {
 	}
 }
 
-// A code really deleted after its task was queued still ends the task.
+// A code really deleted after its task was queued still ends the task,
+// even with its revision in the lease's cache from an earlier lease.
 func TestDeletedCodeEndsLeasedTask(t *testing.T) {
 	t.Parallel()
 	b := setupUpkeep(t, Config{})
+	first := b.queue()
+	if jobs, err := b.svc.Lease(b.ctx, wire.LeaseRequest{RunnerID: "r0", Max: 1}); err != nil || len(jobs) != 1 || jobs[0].TaskID != first {
+		t.Fatalf("first lease = %+v, %v", jobs, err)
+	}
 	id := b.queue()
 	code, err := b.svc.store.GetCodeByName(b.ctx, b.project, "hello")
 	if err != nil {

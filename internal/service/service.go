@@ -202,6 +202,7 @@ type Service struct {
 	sched   scheduleWake
 	runners runnerRegistry
 	logs    logWatches
+	revs    revisionCache
 
 	noSpaceAt atomic.Int64 // unix ns of the last disk-full write; 0 = none
 	// parse bounds the memory that code packages being checked may take

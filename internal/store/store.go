@@ -70,6 +70,21 @@ type LeaseParams struct {
 	Now           time.Time
 }
 
+// LeaseStart is when a lease of length d (or its renewal) asked for at
+// now, on a call that began at asked, starts. A store may hold a write
+// back behind others (a long insert, a group commit), and a lease counted
+// from the time it was asked for would start partly spent, or already
+// over: the task would be handed on while its runner starts it. So a call
+// that waited a tenth of the lease or more has its lease start that much
+// later; a shorter wait costs the lease little, and the lease starts at
+// now exactly.
+func LeaseStart(now, asked time.Time, d time.Duration) time.Time {
+	if waited := time.Since(asked); waited >= d/10 {
+		return now.Add(waited)
+	}
+	return now
+}
+
 // Every report a runner makes names its lease: the task, the runner that
 // holds it and the attempt (leases taken so far, counting this one). A
 // store refuses a report whose lease is no longer current with

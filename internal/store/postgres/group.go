@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -53,6 +54,9 @@ const (
 	kindStart writeKind = iota
 	kindFinish
 	kindHeartbeat
+	// kindLease is a lease's first try (leaseFastSQL): leases share their
+	// group's commit with the finishes that freed the slots they fill.
+	kindLease
 )
 
 type writeRequest struct {
@@ -61,11 +65,26 @@ type writeRequest struct {
 	start  store.StartParams
 	finish store.FinishParams
 	beat   store.HeartbeatParams
+	lease  leaseRequest
+	asked  time.Time        // heartbeats: when it was asked for (store.LeaseStart)
 	done   chan writeResult // buffered 1
 }
 
+// leaseRequest is a lease's first try: leaseFastSQL's arguments.
+type leaseRequest struct {
+	p        store.LeaseParams
+	clusters []string
+	asked    time.Time // when the lease was asked for (store.LeaseStart)
+}
+
+// times are the lease's now and expiry, counted from when it is written.
+func (l leaseRequest) times() (now, expires int64) {
+	return micros(l.p.Now), micros(store.LeaseStart(l.p.Now, l.asked, l.p.LeaseDuration).Add(l.p.LeaseDuration))
+}
+
 type writeResult struct {
-	cancel bool // heartbeats: a cancel was asked
+	cancel bool         // heartbeats: a cancel was asked
+	tasks  []store.Task // leases: the tasks leased
 	err    error
 }
 
@@ -101,11 +120,11 @@ func (g *groupWriter) do(ctx context.Context, r *writeRequest) writeResult {
 }
 
 // takeGroup is the next group: up to maxGroup requests in arrival order,
-// at most one per task.
+// at most one per task (leases name no task: any number of them).
 func takeGroup(pending []*writeRequest) (group, rest []*writeRequest) {
 	seen := make(map[string]bool, min(len(pending), maxGroup))
 	for _, r := range pending {
-		if len(group) == maxGroup || seen[r.taskID] {
+		if len(group) == maxGroup || (r.kind != kindLease && seen[r.taskID]) {
 			rest = append(rest, r)
 			continue
 		}
@@ -143,7 +162,7 @@ func (g *groupWriter) write(group []*writeRequest) {
 	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
 	defer cancel()
 	var (
-		starts, finishes, beats []*writeRequest
+		starts, finishes, beats, leases []*writeRequest
 	)
 	for _, r := range group {
 		switch r.kind {
@@ -153,6 +172,8 @@ func (g *groupWriter) write(group []*writeRequest) {
 			finishes = append(finishes, r)
 		case kindHeartbeat:
 			beats = append(beats, r)
+		case kindLease:
+			leases = append(leases, r)
 		}
 	}
 	b := &pgx.Batch{}
@@ -182,14 +203,28 @@ func (g *groupWriter) write(group []*writeRequest) {
 		ids, runners, attempts, expires := make([]string, n), make([]string, n), make([]int32, n), make([]int64, n)
 		for i, r := range beats {
 			p := r.beat
-			ids[i], runners[i], attempts[i], expires[i] = p.TaskID, p.RunnerID, int32(p.Attempt), micros(p.Now.Add(p.LeaseDuration))
+			ids[i], runners[i], attempts[i], expires[i] = p.TaskID, p.RunnerID, int32(p.Attempt), micros(store.LeaseStart(p.Now, r.asked, p.LeaseDuration).Add(p.LeaseDuration))
 		}
 		b.Queue(groupHeartbeatSQL, ids, runners, attempts, expires)
 		kinds = append(kinds, beats)
 	}
+	// Leases come last, after the writes above freed what they free; the
+	// plan settings hold from here to the commit, for the leases only.
+	// Each lease sees the rows the ones before it took as no longer
+	// queued, so no task goes to two of them.
+	if len(leases) > 0 {
+		b.Queue(leasePlanSQL)
+		for _, r := range leases {
+			l := r.lease
+			now, expires := l.times()
+			b.Queue(leaseFastSQL, l.clusters, now, int64(math.MaxInt64), int64(math.MinInt64), "", l.p.Max, l.p.RunnerID, expires, now)
+		}
+	}
 
-	// matched[id] is what the row of each request that applied returned.
+	// matched[id] is what the row of each request that applied returned;
+	// leased[r] the tasks of each lease.
 	matched := make(map[string]bool, len(group))
+	leased := make(map[*writeRequest][]store.Task, len(leases))
 	err := func() error {
 		br := g.s.pool.SendBatch(ctx, b)
 		for range kinds {
@@ -214,6 +249,23 @@ func (g *groupWriter) write(group []*writeRequest) {
 				return err
 			}
 		}
+		if len(leases) > 0 {
+			if _, err := br.Exec(); err != nil {
+				br.Close()
+				return err
+			}
+			for _, r := range leases {
+				rows, err := br.Query()
+				if err != nil {
+					br.Close()
+					return err
+				}
+				if leased[r], err = scanTasks(rows); err != nil {
+					br.Close()
+					return err
+				}
+			}
+		}
 		// The implicit transaction commits at the pipeline's end: Close
 		// returns once it has, or with why it did not.
 		return br.Close()
@@ -234,6 +286,10 @@ func (g *groupWriter) write(group []*writeRequest) {
 		return
 	}
 	for _, r := range group {
+		if r.kind == kindLease {
+			r.done <- writeResult{tasks: leased[r]}
+			continue
+		}
 		cancel, ok := matched[r.taskID]
 		if !ok {
 			r.done <- writeResult{err: store.ErrLeaseLost}
@@ -251,8 +307,15 @@ func (s *Store) writeAlone(ctx context.Context, r *writeRequest) writeResult {
 	case kindFinish:
 		return writeResult{err: s.finishTask(ctx, r.finish)}
 	case kindHeartbeat:
-		cancel, err := s.heartbeat(ctx, r.beat)
+		p := r.beat
+		p.Now = store.LeaseStart(p.Now, r.asked, p.LeaseDuration)
+		cancel, err := s.heartbeat(ctx, p)
 		return writeResult{cancel: cancel, err: err}
+	case kindLease:
+		l := r.lease
+		now, expires := l.times()
+		tasks, _, err := s.leaseFast(ctx, l.p, l.clusters, now, expires)
+		return writeResult{tasks: tasks, err: err}
 	}
 	return writeResult{err: fmt.Errorf("unknown write kind %d", r.kind)}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -113,17 +114,19 @@ func (s *Store) LeaseTasks(ctx context.Context, p store.LeaseParams) ([]store.Ta
 	if len(clusters) == 0 {
 		clusters = []string{""}
 	}
-	now := micros(p.Now)
-	expires := micros(p.Now.Add(p.LeaseDuration))
-
-	leased, ok, err := s.leaseFast(ctx, p, clusters, now, expires)
-	if err != nil {
-		return nil, fail(err, "lease tasks for runner %s", p.RunnerID)
+	asked := time.Now()
+	// The first try shares a commit with the finishes and other leases
+	// waiting at the same time (group.go).
+	res := s.group.do(ctx, &writeRequest{kind: kindLease, lease: leaseRequest{p: p, clusters: clusters, asked: asked}})
+	if res.err != nil {
+		return nil, fail(res.err, "lease tasks for runner %s", p.RunnerID)
 	}
-	if ok {
-		return leased, nil
+	if len(res.tasks) > 0 {
+		return sortLeased(res.tasks), nil
 	}
-	err = s.withTx(ctx, func(tx pgx.Tx) error {
+	var leased []store.Task
+	err := s.withTx(ctx, func(tx pgx.Tx) error {
+		now, expires := micros(p.Now), micros(store.LeaseStart(p.Now, asked, p.LeaseDuration).Add(p.LeaseDuration))
 		if _, err := tx.Exec(ctx, leasePlanSQL); err != nil {
 			return fmt.Errorf("set lease plan: %w", err)
 		}
@@ -261,8 +264,13 @@ func (s *Store) leaseFast(ctx context.Context, p store.LeaseParams, clusters []s
 	if err := br.Close(); err != nil {
 		return nil, false, fmt.Errorf("lease tasks in one statement: %w", err)
 	}
+	return sortLeased(leased), len(leased) > 0, nil
+}
+
+// sortLeased puts leased tasks in lease order.
+func sortLeased(leased []store.Task) []store.Task {
 	slices.SortFunc(leased, func(a, b store.Task) int {
 		return cmp.Or(cmp.Compare(b.Priority, a.Priority), a.DueAt.Compare(b.DueAt), cmp.Compare(a.ID, b.ID))
 	})
-	return leased, len(leased) > 0, nil
+	return leased
 }

@@ -208,7 +208,7 @@ func (s *Store) markRunning(ctx context.Context, p store.StartParams) error {
 }
 
 func (s *Store) Heartbeat(ctx context.Context, p store.HeartbeatParams) (bool, error) {
-	res := s.group.do(ctx, &writeRequest{kind: kindHeartbeat, taskID: p.TaskID, beat: p})
+	res := s.group.do(ctx, &writeRequest{kind: kindHeartbeat, taskID: p.TaskID, beat: p, asked: time.Now()})
 	if res.err != nil {
 		return false, fail(res.err, "heartbeat task %s for runner %s", p.TaskID, p.RunnerID)
 	}

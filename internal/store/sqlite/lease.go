@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/mayfly-run/mayfly/internal/store"
 )
@@ -150,11 +151,11 @@ func (s *Store) LeaseTasks(ctx context.Context, p store.LeaseParams) ([]store.Ta
 		clusters = []string{""}
 	}
 	batch := min(max(4*p.Max, 16), 1000)
-	now := micros(p.Now)
-	expires := micros(p.Now.Add(p.LeaseDuration))
+	asked := time.Now()
 
 	var leased []store.Task
 	err := s.withTx(ctx, func(tx *querier) error {
+		now, expires := micros(p.Now), micros(store.LeaseStart(p.Now, asked, p.LeaseDuration).Add(p.LeaseDuration))
 		var cursors []*queueCursor
 		seen := map[string]bool{}
 		for _, cl := range clusters {

@@ -200,12 +200,13 @@ func (s *Store) MarkRunning(ctx context.Context, p store.StartParams) error {
 
 func (s *Store) Heartbeat(ctx context.Context, p store.HeartbeatParams) (bool, error) {
 	var cancel bool
+	asked := time.Now()
 	err := s.withTx(ctx, func(tx *querier) error {
 		err := tx.QueryRowContext(ctx,
 			`UPDATE tasks SET lease_expires_at = ?
 			 WHERE id = ? AND runner_id = ? AND attempt = ? AND status IN ('preparing', 'running')
 			 RETURNING cancel_request`,
-			micros(p.Now.Add(p.LeaseDuration)), p.TaskID, p.RunnerID, p.Attempt).Scan(&cancel)
+			micros(store.LeaseStart(p.Now, asked, p.LeaseDuration).Add(p.LeaseDuration)), p.TaskID, p.RunnerID, p.Attempt).Scan(&cancel)
 		if errors.Is(err, sql.ErrNoRows) {
 			err = store.ErrLeaseLost
 		}
