@@ -260,6 +260,7 @@ type ctxKey int
 const (
 	projectKey ctxKey = iota
 	afterKey
+	runnerTokenKey
 )
 
 // project authenticates the caller and checks its right to the project in
@@ -308,8 +309,6 @@ func (a *API) runner(h handler) http.HandlerFunc {
 		return h(w, r.WithContext(context.WithValue(r.Context(), runnerTokenKey, tok)))
 	})
 }
-
-const runnerTokenKey ctxKey = 1
 
 // runnerToken is the token a runner-protocol call was made with.
 func runnerToken(r *http.Request) mayfly.Token {

@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -122,4 +123,52 @@ func TestBodyBudget(t *testing.T) {
 	if st, body := b.do("POST", small.URL+"/2/projects/"+b.project+"/tasks", strings.NewReader(big)); st != 200 {
 		t.Fatalf("post after the slow one: %d %s", st, body)
 	}
+}
+
+// A runner-protocol body counts against the body budget until its handler
+// returns, as every other body does. The runner routes' token once sat in
+// the request context under the same key as the budget's give-back, so
+// the give-back ran at once, before the body was read: runners' bodies
+// were never bounded by the budget.
+func TestBodyBudgetHeldOnRunnerRoutes(t *testing.T) {
+	t.Parallel()
+	b := setup(t, service.Config{MaxPayloadBytes: 512 << 10})
+	b.pushHello()
+	small := httptest.NewServer(api.New(b.svc, api.Options{MaxRequestBytes: 1 << 20, MaxBodyBytesInFlight: 1 << 20}))
+	t.Cleanup(small.Close)
+
+	// A runner's report that announces the whole budget and sends slowly...
+	pr, pw := io.Pipe()
+	slow, _ := http.NewRequest("POST", small.URL+"/runner/lease", pr)
+	slow.ContentLength = 1 << 20
+	slow.Header.Set("Authorization", "OAuth "+b.token)
+	slowDone := make(chan struct{})
+	go func() {
+		defer close(slowDone)
+		if resp, err := http.DefaultClient.Do(slow); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	io.WriteString(pw, `{"runner_id":"r1",`)
+	defer func() {
+		pw.CloseWithError(errors.New("test over"))
+		<-slowDone
+	}()
+	// ...holds it: a big post elsewhere is turned away meanwhile.
+	big := `{"tasks":[{"code_name":"hello","payload":"` + strings.Repeat("x", 300<<10) + `"}]}`
+	for range 100 {
+		req, _ := http.NewRequest("POST", small.URL+"/2/projects/"+b.project+"/tasks", struct{ *strings.Reader }{strings.NewReader(big)})
+		req.Header.Set("Authorization", "OAuth "+b.token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 503 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("a runner's body in flight did not count against the body budget")
 }
