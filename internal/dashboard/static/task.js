@@ -33,14 +33,20 @@ export async function task(page, id) {
   function draw() {
     const st = t.phase || t.status;
     const buttons = [];
-    if (unfinished.has(st)) buttons.push(act("Cancel", async () => { t = await api("POST", path + "/cancel", {}); draw(); }));
-    else if (!t.retry_at) {
+    if (unfinished.has(st)) {
+      buttons.push(act("Cancel", async () => {
+        await api("POST", path + "/cancel", {});
+        t = await api("GET", path, undefined, page.signal);
+        draw();
+      }));
+    } else if (!t.retry_at) {
       buttons.push(act("Retry", async () => {
         const r = await api("POST", path + "/retry", {});
         navigate("/tasks/" + encodeURIComponent(r.tasks[0].id));
       }));
     }
-    head.replaceChildren(h("h1", {}, "Task ", h("span", { class: "mono" }, t.id), " ", h("span", { id: "status" }, badge(st)), " ", ...buttons));
+    head.replaceChildren(h("h1", {}, "Task ", h("span", { class: "mono" }, t.id), " ", h("span", { id: "status" }, badge(st)),
+      h("span", { class: "actions" }, ...buttons)));
     const rows = [
       ["code", link("/codes/" + encodeURIComponent(t.code_id), t.code_name)], ["revision", t.code_rev], ["status", st],
       ["message", t.msg || "—"], ["exit code", t.exit_code ?? "—"], ["label", t.label || "—"], ["cluster", t.cluster || "default"],

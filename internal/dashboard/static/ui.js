@@ -88,19 +88,19 @@ export function field(label, input) {
 }
 
 // barChart draws stacked bars: series is [{label, values:[], color}], x labels.
-export function barChart(labels, series, height = 180) {
-  const w = 1000, pad = 28, n = Math.max(labels.length, 1);
+export function barChart(labels, series, height = 260) {
+  const w = 1000, pad = 34, n = Math.max(labels.length, 1);
   const totals = labels.map((_, i) => series.reduce((a, se) => a + (se.values[i] || 0), 0));
   const top = Math.max(1, ...totals);
   const bw = (w - pad) / n;
-  const svg = s("svg", { class: "chart", viewBox: `0 0 ${w} ${height}`, preserveAspectRatio: "none", role: "img" });
-  svg.append(s("text", { x: 0, y: 10 }, String(top)), s("text", { x: 0, y: height - pad + 10 }, "0"));
+  const svg = s("svg", { class: "chart", viewBox: `0 0 ${w} ${height}`, role: "img" });
+  svg.append(s("text", { x: 0, y: 18 }, String(top)), s("text", { x: 0, y: height - pad }, "0"));
   labels.forEach((_, i) => {
     let y = height - pad;
     for (const se of series) {
       const v = se.values[i] || 0;
       if (!v) continue;
-      const bh = (v / top) * (height - pad - 12);
+      const bh = (v / top) * (height - pad - 24);
       y -= bh;
       svg.append(s("rect", { x: pad + i * bw + 0.5, y, width: Math.max(bw - 1, 1), height: bh, fill: se.color }, s("title", {}, `${labels[i]}: ${v} ${se.label}`)));
     }
@@ -110,19 +110,21 @@ export function barChart(labels, series, height = 180) {
 }
 
 // lineChart draws lines over the same x labels.
-export function lineChart(labels, series, unit, height = 180) {
-  const w = 1000, pad = 28, n = Math.max(labels.length, 1);
+export function lineChart(labels, series, unit, height = 260) {
+  const w = 1000, pad = 34, n = Math.max(labels.length, 1);
   const top = Math.max(1, ...series.flatMap((se) => se.values.filter((v) => v !== null)));
   const bw = (w - pad) / n;
-  const svg = s("svg", { class: "chart", viewBox: `0 0 ${w} ${height}`, preserveAspectRatio: "none", role: "img" });
-  svg.append(s("text", { x: 0, y: 10 }, unit(top)), s("text", { x: 0, y: height - pad + 10 }, "0"));
+  const svg = s("svg", { class: "chart", viewBox: `0 0 ${w} ${height}`, role: "img" });
+  svg.append(s("text", { x: 0, y: 18 }, unit(top)), s("text", { x: 0, y: height - pad }, "0"));
   for (const se of series) {
     const pts = [];
     se.values.forEach((v, i) => {
       if (v === null) return;
-      pts.push(`${pad + i * bw + bw / 2},${height - pad - (v / top) * (height - pad - 12)}`);
+      const x = pad + i * bw + bw / 2, y = height - pad - (v / top) * (height - pad - 24);
+      pts.push(`${x},${y}`);
+      svg.append(s("circle", { cx: x, cy: y, r: 4, fill: se.color }, s("title", {}, `${labels[i]}: ${unit(v)}`)));
     });
-    if (pts.length) svg.append(s("polyline", { points: pts.join(" "), fill: "none", stroke: se.color, "stroke-width": 2, "vector-effect": "non-scaling-stroke" }));
+    if (pts.length > 1) svg.append(s("polyline", { points: pts.join(" "), fill: "none", stroke: se.color, "stroke-width": 2 }));
   }
   axis(svg, labels, pad, bw, height);
   return svg;
@@ -131,7 +133,7 @@ export function lineChart(labels, series, unit, height = 180) {
 function axis(svg, labels, pad, bw, height) {
   const every = Math.max(1, Math.ceil(labels.length / 8));
   labels.forEach((l, i) => {
-    if (i % every === 0) svg.append(s("text", { x: pad + i * bw, y: height - 8 }, l));
+    if (i % every === 0) svg.append(s("text", { x: pad + i * bw, y: height - 6 }, l));
   });
 }
 
