@@ -202,8 +202,9 @@ func TestDashboardInBrowser(t *testing.T) {
 		BootstrapProject: project, BootstrapToken: adminToken,
 		Listen: "127.0.0.1:0", Limits: api.DefaultLimits(), Version: "test", Scheduler: true,
 		MaintenanceInterval: time.Second,
-		Runner:              &runner.Config{Capacity: 3, StackImage: stack.Image, LeaseWait: time.Second, StopGrace: 2 * time.Second},
-		Driver:              drv, DrainGrace: 5 * time.Second,
+		Runner: &runner.Config{Capacity: 3, StackImage: stack.Image, LeaseWait: time.Second, StopGrace: 2 * time.Second,
+			Host: "dashboard-test", Version: "test", Driver: "docker", Stacks: stack.Installed},
+		Driver: drv, DrainGrace: 5 * time.Second,
 	})
 	base := "http://" + srv.Addr
 	admin := client.New(base, adminToken, project)
@@ -500,5 +501,6 @@ func TestDashboardInBrowser(t *testing.T) {
 	s.open("/runners")
 	s.waitText("#runners", "live runners", 10*time.Second)
 	s.waitText("#runners", "of 3 slots", 10*time.Second)
+	s.waitText("#runners", "dashboard-test", 10*time.Second)
 	s.screenshot("runners")
 }

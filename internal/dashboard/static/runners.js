@@ -21,7 +21,7 @@ export async function runners(page) {
     for (const x of r.runners) { cap += x.capacity; busy += x.busy; }
     list.replaceChildren(h("p", { class: "muted" }, `${r.runners.length} live runners, ${busy} of ${cap} slots busy.`),
       table(["Runner", "Host", "Clusters", "#Capacity", "#Busy", "Driver", "Stacks", "Version", "Last heartbeat"],
-        r.runners.map((x) => [h("span", { class: "mono" }, x.id), x.host, x.clusters.length ? x.clusters.join(", ") : "default",
+        r.runners.map((x) => [h("span", { class: "mono" }, x.id), x.host, x.clusters.length ? x.clusters.map((c) => c || "default").join(", ") : "default",
           x.capacity, x.busy, x.driver, x.stacks.join(", "), x.version, h("span", { title: fmtTime(x.last_heartbeat) }, ago(x.last_heartbeat))]),
         "No runner has been seen lately."));
     return true;
