@@ -6,12 +6,20 @@ import (
 	"github.com/mayfly-run/mayfly/internal/store"
 )
 
-func (s *Store) Overview(ctx context.Context, p store.OverviewParams) (store.Overview, error) {
-	// tasks_code_status per code of the project for what is unfinished;
-	// a range of tasks_project_ended, which covers it, for what ended.
-	rows, err := s.pool.Query(ctx, `SELECT c.name, t.status, COUNT(*) FROM codes c
+// The overview's queries, named so the plan test explains the text that
+// runs: tasks_code_status per code of the project for what is unfinished,
+// a range of tasks_project_ended, which covers it, for what ended.
+const (
+	overviewActive = `SELECT c.name, t.status, COUNT(*) FROM codes c
 		JOIN tasks t ON t.code_id = c.id AND t.status IN ('queued', 'preparing', 'running')
-		WHERE c.project_id = $1 GROUP BY c.name, t.status`, p.ProjectID)
+		WHERE c.project_id = $1 GROUP BY c.name, t.status`
+	overviewEnded = `SELECT (end_time - $1) / $2, code_name, status, COUNT(*),
+		COUNT(start_time), COALESCE(SUM(start_time - due_at), 0)::BIGINT, COALESCE(MAX(start_time - due_at), 0)
+		FROM tasks WHERE project_id = $3 AND end_time >= $1 GROUP BY 1, 2, 3`
+)
+
+func (s *Store) Overview(ctx context.Context, p store.OverviewParams) (store.Overview, error) {
+	rows, err := s.pool.Query(ctx, overviewActive, p.ProjectID)
 	if err != nil {
 		return store.Overview{}, fail(err, "count active tasks of project %s", p.ProjectID)
 	}
@@ -31,10 +39,7 @@ func (s *Store) Overview(ctx context.Context, p store.OverviewParams) (store.Ove
 		return store.Overview{}, fail(err, "count active tasks of project %s", p.ProjectID)
 	}
 	since := micros(p.Since)
-	rows, err = s.pool.Query(ctx, `SELECT (end_time - $1) / $2, code_name, status, COUNT(*),
-		COUNT(start_time), COALESCE(SUM(start_time - due_at), 0)::BIGINT, COALESCE(MAX(start_time - due_at), 0)
-		FROM tasks WHERE project_id = $3 AND end_time >= $1 GROUP BY 1, 2, 3`,
-		since, p.Bucket.Microseconds(), p.ProjectID)
+	rows, err = s.pool.Query(ctx, overviewEnded, since, p.Bucket.Microseconds(), p.ProjectID)
 	if err != nil {
 		return store.Overview{}, fail(err, "count ended tasks of project %s", p.ProjectID)
 	}
