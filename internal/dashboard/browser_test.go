@@ -184,6 +184,51 @@ func zipOf(t *testing.T, name, body string) []byte {
 	return buf.Bytes()
 }
 
+// history records tasks of code that ran in the last 50 minutes, through
+// the store (on a cluster no runner serves, so the embedded runner leaves
+// them alone), so the overview has a past to draw. It returns how many
+// ended complete.
+func history(t *testing.T, st store.Store, code store.Code) int {
+	t.Helper()
+	ctx := context.Background()
+	now := time.Now()
+	const n = 60
+	var tasks []store.Task
+	for i := range n {
+		due := now.Add(-50*time.Minute + time.Duration(i)*50*time.Minute/n)
+		tasks = append(tasks, store.Task{ID: id.New(), ProjectID: code.ProjectID, CodeID: code.CodeID, CodeName: code.Name,
+			CodeRevisionID: code.ID, CodeRev: code.Rev, Status: store.StatusQueued, Timeout: 60, Cluster: "history",
+			CreatedAt: due, UpdatedAt: due, DueAt: due})
+	}
+	if err := st.InsertTasks(ctx, tasks); err != nil {
+		t.Fatal(err)
+	}
+	complete := 0
+	for i, tk := range tasks {
+		wait := time.Duration(200+(i*137)%900) * time.Millisecond
+		leased, err := st.LeaseTasks(ctx, store.LeaseParams{RunnerID: "history", Max: 1, Clusters: []string{"history"},
+			LeaseDuration: time.Minute, Now: tk.DueAt.Add(wait)})
+		if err != nil || len(leased) != 1 || leased[0].ID != tk.ID {
+			t.Fatalf("lease history task %d: %v, %v", i, len(leased), err)
+		}
+		start := tk.DueAt.Add(wait)
+		if err := st.MarkRunning(ctx, store.StartParams{TaskID: tk.ID, RunnerID: "history", Attempt: 1, Now: start}); err != nil {
+			t.Fatal(err)
+		}
+		status := store.StatusComplete
+		if i%7 == 3 {
+			status = store.StatusError
+		} else {
+			complete++
+		}
+		if err := st.FinishTask(ctx, store.FinishParams{TaskID: tk.ID, RunnerID: "history", Attempt: 1, Status: status,
+			Now: start.Add(time.Duration(1+i%4) * time.Second)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return complete
+}
+
 // The dashboard in headless Chromium against a real server whose embedded
 // runner runs tasks in Docker: sign in (a wrong token refused), upload a
 // zip, queue tasks from the page, watch one complete while its log
@@ -422,10 +467,18 @@ func TestDashboardInBrowser(t *testing.T) {
 	s.do(chromedp.Click(chromedp.CSS("#schedules button.danger")))
 	s.waitText("#schedules", "cancelled", 10*time.Second)
 
-	// The overview counts what ran.
+	// The overview counts what ran, this past included.
+	hello, err := srv.Store.GetCode(bg, project, codeID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	history(t, srv.Store, hello)
 	s.open("/")
 	s.waitText("#overview", "hello", 10*time.Second)
 	s.waitText("#overview", "complete", 10*time.Second)
+	if n := s.eval(`document.querySelectorAll("#overview svg.chart rect").length`); n.(float64) < 40 {
+		t.Fatalf("the throughput chart has %v bars; want one a minute for the history", n)
+	}
 	s.screenshot("overview")
 	s.clean("overview")
 
