@@ -39,6 +39,8 @@ test: setup stacks lint ## set up, then run every test, against the real engine,
 	@echo "== the API, runner, scheduler and queue set-ups again, on PostgreSQL"
 	MAYFLY_REQUIRE_INTEGRATION=1 MAYFLY_TEST_STORE=postgres $(GO) test -race -count=1 -timeout 20m \
 		./internal/api/ ./internal/runner/ ./internal/runner/queuetest/ ./internal/scheduler/ ./internal/assembly/
+	@echo "== alone, without -race (it skips under it): the dashboard's queries on a million-task store use indexes"
+	$(GO) test -count=1 -timeout 10m -run '^TestDashboardQueriesUseIndexes$$' ./internal/store/sqlite/
 	@echo "== alone: the Docker engine restarts under a running task"
 	MAYFLY_REQUIRE_INTEGRATION=1 MAYFLY_ENGINE_RESTART=1 $(GO) test -count=1 -timeout 10m -run '^TestEngineRestart$$' ./internal/runner/
 	@echo "== alone: a burst of $${MAYFLY_BURST_TASKS:-1000} real containers, each run exactly once (5,000 on the fake driver run above)"

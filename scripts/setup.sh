@@ -18,6 +18,8 @@ dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)
 # keyring.
 command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || need_pkgs+=(debootstrap)
 [ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || need_pkgs+=(debian-archive-keyring)
+# The dashboard's browser tests drive Debian's headless Chromium.
+command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
 # The PostgreSQL store's tests start a throw-away server of their own from
 # Debian's binaries; no system server is needed.
 pg_missing=""

@@ -1,6 +1,7 @@
 // Package api serves Mayfly's HTTP interface: the IronWorker v2 REST API
-// under /2/, the runner protocol under /runner/, and /version, /healthz and
-// /readyz. Handlers return errors; one function turns them into the
+// under /2/, the runner protocol under /runner/, /version, /healthz and
+// /readyz, and the web dashboard's pages and session (package dashboard)
+// at /. Handlers return errors; one function turns them into the
 // {"msg": ...} body and status IronWorker clients expect.
 package api
 
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/mayfly-run/mayfly/internal/dashboard"
 	"github.com/mayfly-run/mayfly/internal/mayfly"
 	"github.com/mayfly-run/mayfly/internal/metrics"
 	"github.com/mayfly-run/mayfly/internal/service"
@@ -52,6 +54,8 @@ type API struct {
 	// and a task that posts in a tight loop must not slow everyone's
 	// enqueues.
 	progressRates *clientRates
+	// sessions vouches for requests made with the dashboard's cookie.
+	sessions *dashboard.Sessions
 }
 
 // A task may report progress progressRate times a second, in bursts of
@@ -76,7 +80,7 @@ func New(svc *service.Service, opts Options) *API {
 	}
 	a := &API{svc: svc, opts: opts, mux: http.NewServeMux(), log: opts.Log,
 		bodies:        newBodyBudget(max(opts.MaxBodyBytesInFlight, opts.MaxRequestBytes)),
-		progressRates: newClientRates(progressRate, progressBurst)}
+		progressRates: newClientRates(progressRate, progressBurst), sessions: dashboard.NewSessions(svc)}
 	a.routes()
 	a.handler = opts.Metrics.Instrument(a.mux)
 	return a
@@ -267,7 +271,11 @@ const (
 // the path, then runs h.
 func (a *API) project(h handler) http.HandlerFunc {
 	return a.serve(func(w http.ResponseWriter, r *http.Request) error {
-		tok, err := a.svc.Authenticate(r.Context(), token(r))
+		secret, err := a.credential(w, r)
+		if err != nil {
+			return err
+		}
+		tok, err := a.svc.Authenticate(r.Context(), secret)
 		if err != nil {
 			return err
 		}
@@ -283,7 +291,11 @@ func (a *API) project(h handler) http.HandlerFunc {
 // admin authenticates a call only an admin token may make.
 func (a *API) admin(h handler) http.HandlerFunc {
 	return a.serve(func(w http.ResponseWriter, r *http.Request) error {
-		tok, err := a.svc.Authenticate(r.Context(), token(r))
+		secret, err := a.credential(w, r)
+		if err != nil {
+			return err
+		}
+		tok, err := a.svc.Authenticate(r.Context(), secret)
 		if err != nil {
 			return err
 		}

@@ -58,6 +58,7 @@ func (a *API) routes() {
 	m.HandleFunc("POST /runner/tasks/{id}/finish", a.runner(a.finish))
 	m.HandleFunc("GET /runner/packages/{revision}", a.runner(a.pkg))
 
+	a.dashboardRoutes()
 	m.HandleFunc("/", a.serve(func(w http.ResponseWriter, r *http.Request) error {
 		return errStatus(http.StatusNotFound, "No route for "+r.Method+" "+r.URL.Path)
 	}))

@@ -178,6 +178,7 @@ type Store interface {
 	ScheduleStore
 	MaintenanceStore
 	RunnerStore
+	OverviewStore
 	CreateProject(ctx context.Context, p Project) error
 	GetProject(ctx context.Context, id string) (Project, error)
 	CountProjects(ctx context.Context) (int, error)

@@ -157,7 +157,9 @@ func (s *Store) ListTasks(ctx context.Context, f store.TaskFilter) ([]store.Task
 		where = append(where, "code_name = "+p.add(f.CodeName))
 	}
 	if f.Label != "" {
-		where = append(where, "label = "+p.add(f.Label))
+		// label != '' lets the partial index tasks_project_label_created
+		// serve the filter.
+		where = append(where, "label = "+p.add(f.Label), "label != ''")
 	}
 	if len(f.Statuses) > 0 {
 		statuses := make([]string, len(f.Statuses))

@@ -126,6 +126,22 @@ func (s *Store) GetTask(ctx context.Context, projectID, taskID string) (store.Ta
 // ListTasks returns a project's tasks newest first. FromTime is inclusive
 // and ToTime exclusive, so consecutive windows never list a task twice.
 func (s *Store) ListTasks(ctx context.Context, f store.TaskFilter) ([]store.Task, error) {
+	query, args := listTasksQuery(f)
+	// Run unprepared: the filters make many query shapes, and caching them
+	// would crowd out the fixed statements.
+	rows, err := s.r.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fail(err, "list tasks of project %s", f.ProjectID)
+	}
+	tasks, err := scanTasks(rows)
+	if err != nil {
+		return nil, fail(err, "list tasks of project %s", f.ProjectID)
+	}
+	return tasks, nil
+}
+
+// listTasksQuery is the statement ListTasks runs for f.
+func listTasksQuery(f store.TaskFilter) (string, []any) {
 	var (
 		where = []string{"project_id = ?"}
 		args  = []any{f.ProjectID}
@@ -135,7 +151,9 @@ func (s *Store) ListTasks(ctx context.Context, f store.TaskFilter) ([]store.Task
 		args = append(args, f.CodeName)
 	}
 	if f.Label != "" {
-		where = append(where, "label = ?")
+		// label != '' lets the partial index tasks_project_label_created
+		// serve the filter.
+		where = append(where, "label = ?", "label != ''")
 		args = append(args, f.Label)
 	}
 	if len(f.Statuses) > 0 {
@@ -154,18 +172,8 @@ func (s *Store) ListTasks(ctx context.Context, f store.TaskFilter) ([]store.Task
 	}
 	limit, offset := pageBounds(f.Page)
 	args = append(args, limit, offset)
-	// Run unprepared: the filters make many query shapes, and caching them
-	// would crowd out the fixed statements.
-	rows, err := s.r.QueryContext(ctx, `SELECT `+taskCols+` FROM tasks WHERE `+
-		strings.Join(where, " AND ")+` ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?`, args...)
-	if err != nil {
-		return nil, fail(err, "list tasks of project %s", f.ProjectID)
-	}
-	tasks, err := scanTasks(rows)
-	if err != nil {
-		return nil, fail(err, "list tasks of project %s", f.ProjectID)
-	}
-	return tasks, nil
+	return `SELECT ` + taskCols + ` FROM tasks WHERE ` +
+		strings.Join(where, " AND ") + ` ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?`, args
 }
 
 // leaseLost turns "the guarded UPDATE matched no row" into ErrLeaseLost.

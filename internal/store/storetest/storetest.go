@@ -79,6 +79,7 @@ func Run(t *testing.T, h Harness) {
 		{"RetryTask", testRetryTask},
 		{"Progress", testProgress},
 		{"CancelCodeTasksAndStats", testCancelCodeTasksAndStats},
+		{"Overview", testOverview},
 	}
 	tests = append(tests, scheduleTests...)
 	tests = append(tests, tokenLogTests...)
