@@ -1,0 +1,147 @@
+package storetest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/mayfly-run/mayfly/internal/store"
+)
+
+// tenantTests cover projects with their quotas, token expiry, what a
+// project holds, and the audit record.
+var tenantTests = []struct {
+	name string
+	fn   func(t *testing.T, b *bundle)
+}{
+	{"ProjectUpdateListDelete", testProjectUpdateListDelete},
+	{"TokenExpiry", testTokenExpiry},
+	{"ProjectUsage", testProjectUsage},
+	{"Audit", testAudit},
+}
+
+func testProjectUpdateListDelete(t *testing.T, b *bundle) {
+	second := b.newProject(t, "second")
+	p := b.project
+	p.Name = "renamed"
+	p.UpdatedAt = b.now.Add(time.Minute)
+	p.Quotas = store.Quotas{QueuedTasks: 10, RunningTasks: 2, Schedules: -1, CodeBytes: 1 << 20, RequestRate: 2.5}
+	if err := b.s.UpdateProject(b.ctx, p); err != nil {
+		t.Fatalf("update project: %v", err)
+	}
+	got, err := b.s.GetProject(b.ctx, p.ID)
+	if err != nil || got.Name != "renamed" || got.Quotas != p.Quotas || !got.UpdatedAt.Equal(p.UpdatedAt) {
+		t.Fatalf("project after update: %+v, %v; want %+v", got, err, p)
+	}
+	wantErr(t, b.s.UpdateProject(b.ctx, store.Project{ID: NewID(), Name: "x"}), store.ErrNotFound, "update missing project")
+
+	list, err := b.s.ListProjects(b.ctx, store.Page{PerPage: 10})
+	if err != nil || len(list) != 2 {
+		t.Fatalf("list projects: %d, %v", len(list), err)
+	}
+	page2, err := b.s.ListProjects(b.ctx, store.Page{Page: 1, PerPage: 1})
+	if err != nil || len(page2) != 1 || page2[0].ID == list[0].ID {
+		t.Fatalf("second page of projects: %+v, %v", page2, err)
+	}
+
+	// Deleting takes everything of the project with it, and nothing of
+	// another's.
+	code := b.putCodeIn(t, second.ID, "c", func(r *store.CodeRevision) { r.PackageKey = "k1"; r.PackageSize = 5 })
+	mine := b.putCode(t, "c")
+	tk := b.task(code)
+	b.insert(t, tk, b.task(mine))
+	tok := store.Token{ID: NewID(), Hash: NewID(), Kind: store.TokenProject, ProjectID: second.ID, Name: "ci", CreatedAt: b.now}
+	if err := b.s.CreateToken(b.ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	revs, err := b.s.DeleteProject(b.ctx, second.ID)
+	if err != nil || len(revs) != 1 || revs[0].PackageKey != "k1" {
+		t.Fatalf("delete project: %+v, %v", revs, err)
+	}
+	_, err = b.s.GetProject(b.ctx, second.ID)
+	wantErr(t, err, store.ErrNotFound, "get deleted project")
+	_, err = b.s.GetTokenByHash(b.ctx, tok.Hash)
+	wantErr(t, err, store.ErrNotFound, "token of a deleted project")
+	_, err = b.s.GetTaskByID(b.ctx, tk.ID)
+	wantErr(t, err, store.ErrNotFound, "task of a deleted project")
+	_, err = b.s.DeleteProject(b.ctx, second.ID)
+	wantErr(t, err, store.ErrNotFound, "delete a deleted project")
+	if u, err := b.s.ProjectUsage(b.ctx, b.project.ID, 0); err != nil || u.Queued != 1 {
+		t.Fatalf("the other project's queue after a delete: %+v, %v", u, err)
+	}
+}
+
+func testTokenExpiry(t *testing.T, b *bundle) {
+	exp := b.now.Add(time.Hour)
+	tok := store.Token{ID: NewID(), Hash: NewID(), Kind: store.TokenAdmin, Name: "short", CreatedAt: b.now, ExpiresAt: &exp}
+	if err := b.s.CreateToken(b.ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.s.GetTokenByHash(b.ctx, tok.Hash)
+	if err != nil || got.ExpiresAt == nil || !got.ExpiresAt.Equal(exp) {
+		t.Fatalf("token with expiry: %+v, %v", got, err)
+	}
+	if got.Expired(b.now) || !got.Expired(exp) {
+		t.Fatalf("expired before or not at its expiry")
+	}
+	list, err := b.s.ListTokens(b.ctx, "")
+	if err != nil || len(list) != 1 || list[0].ExpiresAt == nil {
+		t.Fatalf("list tokens: %+v, %v", list, err)
+	}
+}
+
+func testProjectUsage(t *testing.T, b *bundle) {
+	code := b.putCode(t, "c", func(r *store.CodeRevision) { r.PackageSize = 100 })
+	b.putCode(t, "c", func(r *store.CodeRevision) { r.PackageSize = 50 })
+	b.insertN(t, 5, code)
+	b.lease(t, "r1", 2, b.now)
+	b.createSchedules(t, b.schedule(code))
+	other := b.newProject(t, "other")
+	b.insertN(t, 3, b.putCodeIn(t, other.ID, "c"))
+
+	u, err := b.s.ProjectUsage(b.ctx, b.project.ID, 0)
+	want := store.Usage{Queued: 3, Active: 2, Schedules: 1, CodeBytes: 150}
+	if err != nil || u != want {
+		t.Fatalf("usage: %+v, %v; want %+v", u, err, want)
+	}
+	// A cap stops the count one past it.
+	if u, err := b.s.ProjectUsage(b.ctx, b.project.ID, 1); err != nil || u.Queued != 2 {
+		t.Fatalf("usage counted up to a cap of 1: %+v, %v", u, err)
+	}
+}
+
+func testAudit(t *testing.T, b *bundle) {
+	other := b.newProject(t, "other")
+	add := func(project, action string, at time.Time) store.AuditEntry {
+		e := store.AuditEntry{ID: NewID(), ProjectID: project, TokenID: NewID(), TokenName: "ci", TokenKind: "project",
+			Action: action, Target: NewID(), Detail: "name=x", CreatedAt: at}
+		if err := b.s.AddAudit(b.ctx, e); err != nil {
+			t.Fatalf("add audit: %v", err)
+		}
+		return e
+	}
+	e1 := add(b.project.ID, "code.delete", b.now)
+	e2 := add(other.ID, "task.cancel", b.now.Add(time.Second))
+	e3 := add("", "token.create", b.now.Add(2*time.Second))
+	all, err := b.s.ListAudit(b.ctx, "", store.Page{PerPage: 10})
+	if err != nil || len(all) != 3 || all[0].ID != e3.ID || all[2].ID != e1.ID {
+		t.Fatalf("all audit records, newest first: %+v, %v", all, err)
+	}
+	if all[2] != e1 {
+		t.Fatalf("audit record round trip: %+v, want %+v", all[2], e1)
+	}
+	mine, err := b.s.ListAudit(b.ctx, b.project.ID, store.Page{PerPage: 10})
+	if err != nil || len(mine) != 1 || mine[0].ID != e1.ID {
+		t.Fatalf("a project's audit records: %+v, %v", mine, err)
+	}
+	p2, err := b.s.ListAudit(b.ctx, "", store.Page{Page: 1, PerPage: 2})
+	if err != nil || len(p2) != 1 || p2[0].ID != e1.ID {
+		t.Fatalf("second page of audit records: %+v, %v", p2, err)
+	}
+	// Records outlive their project.
+	if _, err := b.s.DeleteProject(b.ctx, other.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.s.ListAudit(b.ctx, other.ID, store.Page{PerPage: 10}); err != nil || len(got) != 1 || got[0].ID != e2.ID {
+		t.Fatalf("audit of a deleted project: %+v, %v", got, err)
+	}
+}
