@@ -78,6 +78,10 @@ type LeaseParams struct {
 	Clusters      []string // a task's cluster must be one of these ("" is the default cluster)
 	LeaseDuration time.Duration
 	Now           time.Time
+	// RunningTasks is the running-tasks quota of a project that sets none
+	// (0: no limit): never more of a project's tasks preparing or running
+	// at once, across every runner, than its quota.
+	RunningTasks int64
 }
 
 // Every report a runner makes names its lease: the task, the runner that

@@ -28,6 +28,10 @@ type candidate struct {
 	prio    int64
 	due     int64
 	maxConc int
+	// project and projMax: the task's project and its running-tasks
+	// quota (0: none).
+	project string
+	projMax int64
 }
 
 // before reports whether a comes before b in lease order.
@@ -47,6 +51,8 @@ type queueCursor struct {
 	cluster string
 	now     int64
 	batch   int
+	// projMax is the running-tasks quota of projects that set none.
+	projMax int64
 
 	started bool  // a priority level has been entered
 	inLevel bool  // the current level may still hold rows past the cursor
@@ -108,16 +114,18 @@ func (c *queueCursor) nextLevel(ctx context.Context) error {
 // counts what it chose in this call.
 func (c *queueCursor) fill(ctx context.Context) error {
 	rows, err := c.tx.QueryContext(ctx, `
-		SELECT t.id, t.code_id, t.priority, t.due_at, COALESCE(r.max_concurrency, 0)
+		SELECT t.id, t.code_id, t.priority, t.due_at, COALESCE(r.max_concurrency, 0), t.project_id,
+			CASE WHEN p.quota_running < 0 THEN 0 WHEN p.quota_running = 0 THEN ? ELSE p.quota_running END
 		FROM tasks t
 		LEFT JOIN code_revisions r ON r.id = t.code_revision_id
 		LEFT JOIN codes k ON k.id = t.code_id
+		LEFT JOIN projects p ON p.id = t.project_id
 		WHERE t.status = 'queued' AND t.cluster = ? AND t.priority = ?
 			AND t.due_at <= ? AND (t.due_at, t.id) > (?, ?)
 			AND COALESCE(k.paused, 0) = 0
 		ORDER BY t.due_at, t.id
 		LIMIT ?`,
-		c.cluster, c.prio, c.now, c.due, c.id, c.batch)
+		c.projMax, c.cluster, c.prio, c.now, c.due, c.id, c.batch)
 	if err != nil {
 		return fmt.Errorf("read queue of cluster %q: %w", c.cluster, err)
 	}
@@ -125,7 +133,7 @@ func (c *queueCursor) fill(ctx context.Context) error {
 	n := 0
 	for rows.Next() {
 		var cand candidate
-		if err := rows.Scan(&cand.id, &cand.codeID, &cand.prio, &cand.due, &cand.maxConc); err != nil {
+		if err := rows.Scan(&cand.id, &cand.codeID, &cand.prio, &cand.due, &cand.maxConc, &cand.project, &cand.projMax); err != nil {
 			return fmt.Errorf("read queue of cluster %q: %w", c.cluster, err)
 		}
 		c.buf = append(c.buf, cand)
@@ -162,12 +170,14 @@ func (s *Store) LeaseTasks(ctx context.Context, p store.LeaseParams) ([]store.Ta
 				continue
 			}
 			seen[cl] = true
-			cursors = append(cursors, &queueCursor{tx: tx, cluster: cl, now: now, batch: batch})
+			cursors = append(cursors, &queueCursor{tx: tx, cluster: cl, now: now, batch: batch, projMax: p.RunningTasks})
 		}
 
 		// active counts, per code with a limit, its tasks in preparing or
 		// running across all runners plus those chosen so far.
 		active := map[string]int{}
+		// projActive does the same per project with a running-tasks quota.
+		projActive := map[string]int64{}
 		var chosen []string
 		for len(chosen) < p.Max {
 			var (
@@ -201,6 +211,24 @@ func (s *Store) LeaseTasks(ctx context.Context, p store.LeaseParams) ([]store.Ta
 					continue
 				}
 				active[bestCand.codeID] = n + 1
+			}
+			if bestCand.projMax > 0 {
+				n, ok := projActive[bestCand.project]
+				if !ok {
+					if err := tx.QueryRowContext(ctx,
+						`SELECT COUNT(*) FROM tasks WHERE project_id = ? AND status IN ('preparing', 'running')`,
+						bestCand.project).Scan(&n); err != nil {
+						return fmt.Errorf("count running tasks of project %s: %w", bestCand.project, err)
+					}
+				}
+				if n >= bestCand.projMax {
+					projActive[bestCand.project] = n
+					if bestCand.maxConc > 0 {
+						active[bestCand.codeID]--
+					}
+					continue
+				}
+				projActive[bestCand.project] = n + 1
 			}
 			chosen = append(chosen, bestCand.id)
 		}

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +18,113 @@ var tenantTests = []struct {
 	{"TokenExpiry", testTokenExpiry},
 	{"ProjectUsage", testProjectUsage},
 	{"Audit", testAudit},
+	{"LeaseProjectRunningQuota", testLeaseProjectRunningQuota},
+	{"LeaseProjectRunningQuotaConcurrent", testLeaseProjectRunningQuotaConcurrent},
+}
+
+func (b *bundle) setRunningQuota(t *testing.T, p store.Project, n int64) {
+	t.Helper()
+	p.Quotas.RunningTasks = n
+	p.UpdatedAt = b.now
+	if err := b.s.UpdateProject(b.ctx, p); err != nil {
+		t.Fatalf("set running quota: %v", err)
+	}
+}
+
+// leaseQ leases as a server with a default running-tasks quota would.
+func (b *bundle) leaseQ(t *testing.T, runner string, n int, def int64) []store.Task {
+	t.Helper()
+	got, err := b.s.LeaseTasks(b.ctx, store.LeaseParams{RunnerID: runner, Max: n, LeaseDuration: time.Minute,
+		Now: b.now, RunningTasks: def})
+	if err != nil {
+		t.Fatalf("lease: %v", err)
+	}
+	return got
+}
+
+// A project's running-tasks quota holds over many runners' slots: what it
+// leaves is leased to other projects, and a finish frees a slot.
+func testLeaseProjectRunningQuota(t *testing.T, b *bundle) {
+	b.setRunningQuota(t, b.project, 2)
+	code := b.putCode(t, "c")
+	b.insertN(t, 5, code, func(tk *store.Task) { tk.Priority = 2 })
+	other := b.newProject(t, "other")
+	b.insertN(t, 3, b.putCodeIn(t, other.ID, "c"))
+	var got []store.Task
+	for r := range 4 {
+		got = append(got, b.leaseQ(t, "r"+string(rune('a'+r)), 2, 0)...)
+	}
+	count := map[string]int{}
+	for _, tk := range got {
+		count[tk.ProjectID]++
+	}
+	if count[b.project.ID] != 2 || count[other.ID] != 3 {
+		t.Fatalf("leased %v by project, want 2 of the limited one and the other's 3", count)
+	}
+	if got := b.leaseQ(t, "r9", 5, 0); len(got) != 0 {
+		t.Fatalf("leased %d past the quota", len(got))
+	}
+	for _, tk := range got {
+		if tk.ProjectID == b.project.ID {
+			b.finish(t, tk, store.StatusComplete)
+			break
+		}
+	}
+	if got := b.leaseQ(t, "r9", 5, 0); len(got) != 1 || got[0].ProjectID != b.project.ID {
+		t.Fatalf("after a finish leased %d, want 1", len(got))
+	}
+
+	// The server's default holds for projects without their own quota,
+	// and -1 lifts it.
+	b.insertN(t, 3, b.putCodeIn(t, other.ID, "d"))
+	if got := b.leaseQ(t, "r9", 5, 3); len(got) != 0 {
+		t.Fatalf("leased %d past a default quota of 3 with 3 running", len(got))
+	}
+	b.setRunningQuota(t, other, -1)
+	if got := b.leaseQ(t, "r9", 5, 3); len(got) != 3 {
+		t.Fatalf("leased %d of a project without a limit, want 3", len(got))
+	}
+}
+
+// Leasers at once, each one slot at a time: the quota still holds.
+func testLeaseProjectRunningQuotaConcurrent(t *testing.T, b *bundle) {
+	b.setRunningQuota(t, b.project, 3)
+	b.insertN(t, 40, b.putCode(t, "c"))
+	stores := []store.Store{b.s}
+	if b.h.Twin != nil {
+		stores = append(stores, b.h.Twin(t, b.s), b.h.Twin(t, b.s))
+	}
+	var (
+		mu    sync.Mutex
+		total int
+		wg    sync.WaitGroup
+	)
+	for w := range 6 {
+		st := stores[w%len(stores)]
+		wg.Go(func() {
+			for range 5 {
+				got, err := st.LeaseTasks(b.ctx, store.LeaseParams{RunnerID: "r", Max: 1, LeaseDuration: time.Minute, Now: b.now})
+				if err != nil {
+					t.Errorf("lease: %v", err)
+					return
+				}
+				mu.Lock()
+				total += len(got)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	u, err := b.s.ProjectUsage(b.ctx, b.project.ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total > 3 || u.Active > 3 {
+		t.Fatalf("%d leased, %d active with a running quota of 3", total, u.Active)
+	}
+	if total == 0 {
+		t.Fatalf("nothing leased")
+	}
 }
 
 func testProjectUpdateListDelete(t *testing.T, b *bundle) {
