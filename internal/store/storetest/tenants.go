@@ -20,6 +20,98 @@ var tenantTests = []struct {
 	{"Audit", testAudit},
 	{"LeaseProjectRunningQuota", testLeaseProjectRunningQuota},
 	{"LeaseProjectRunningQuotaConcurrent", testLeaseProjectRunningQuotaConcurrent},
+	{"LeaseFairShare", testLeaseFairShare},
+	{"LeaseFairShareNewProjectFirst", testLeaseFairShareNewProjectFirst},
+}
+
+// Projects take turns: with three projects waiting, a lease of six hands
+// out two of each, each project's in its own priority order, whatever the
+// priorities across projects; then the order goes on where it left off.
+func testLeaseFairShare(t *testing.T, b *bundle) {
+	pa, pb, pc := b.project, b.newProject(t, "b"), b.newProject(t, "c")
+	ca, cb, cc := b.putCode(t, "a"), b.putCodeIn(t, pb.ID, "b"), b.putCodeIn(t, pc.ID, "c")
+	// a: ten tasks of priority 2; b: priority 0 and 1; c: one of each.
+	b.insertN(t, 10, ca, func(tk *store.Task) { tk.Priority = 2 })
+	b.insertN(t, 2, cb, func(tk *store.Task) { tk.Priority = 0 })
+	b1 := b.insertN(t, 1, cb, func(tk *store.Task) { tk.Priority = 1 })
+	c := []store.Task{
+		b.task(cc, func(tk *store.Task) { tk.Priority = 0; tk.DueAt = b.now.Add(-time.Second) }),
+		b.task(cc, func(tk *store.Task) { tk.Priority = 1 }),
+	}
+	b.insert(t, c...)
+
+	got := b.lease(t, "r1", 6, b.now)
+	count := map[string]int{}
+	var ofB, ofC []string
+	for _, tk := range got {
+		count[tk.ProjectID]++
+		switch tk.ProjectID {
+		case pb.ID:
+			ofB = append(ofB, tk.ID)
+		case pc.ID:
+			ofC = append(ofC, tk.ID)
+		}
+	}
+	if count[pa.ID] != 2 || count[pb.ID] != 2 || count[pc.ID] != 2 {
+		t.Fatalf("a lease of 6 over 3 projects took %v", count)
+	}
+	// Within a project, priority first.
+	if ofB[0] != b1[0].ID || ofC[0] != c[1].ID || ofC[1] != c[0].ID {
+		t.Fatalf("order within projects: b %v (want %s first), c %v", ofB, b1[0].ID, ofC)
+	}
+	// Leases of one take turns: b has one left, c none, a eight.
+	var turns []string
+	for range 4 {
+		l := b.lease(t, "r1", 1, b.now)
+		if len(l) != 1 {
+			t.Fatalf("lease of 1 took %d", len(l))
+		}
+		turns = append(turns, l[0].ProjectID)
+	}
+	if turns[0] == turns[1] && turns[0] != pa.ID {
+		t.Fatalf("turns %v", turns)
+	}
+	if count := countOf(turns, pb.ID); count != 1 {
+		t.Fatalf("b's last task taken %d times in 4 leases of 1: %v", count, turns)
+	}
+}
+
+func countOf(s []string, v string) int {
+	n := 0
+	for _, x := range s {
+		if x == v {
+			n++
+		}
+	}
+	return n
+}
+
+// With 10k tasks queued in one project, another project's new task is
+// leased in the next lease, and leasing reads neither queue whole.
+func testLeaseFairShareNewProjectFirst(t *testing.T, b *bundle) {
+	code := b.putCode(t, "bulk")
+	const n = 10_000
+	for i := 0; i < n; i += 1000 {
+		b.insertN(t, 1000, code, func(tk *store.Task) { tk.Priority = 2 })
+	}
+	// The big project has been served for a while.
+	for range 3 {
+		if got := b.lease(t, "r1", 4, b.now); len(got) != 4 || got[0].ProjectID != b.project.ID {
+			t.Fatalf("lease from the big project: %d", len(got))
+		}
+	}
+	other := b.newProject(t, "small")
+	tk := b.task(b.putCodeIn(t, other.ID, "one"), func(tk *store.Task) { tk.Priority = 0 })
+	b.insert(t, tk)
+	got := b.lease(t, "r2", 1, b.now)
+	if len(got) != 1 || got[0].ID != tk.ID {
+		t.Fatalf("the small project's task was not the next one leased: %+v", got)
+	}
+	// And the big project's turn is next.
+	got = b.lease(t, "r2", 1, b.now)
+	if len(got) != 1 || got[0].ProjectID != b.project.ID {
+		t.Fatalf("after the small project, the big one: %+v", got)
+	}
 }
 
 func (b *bundle) setRunningQuota(t *testing.T, p store.Project, n int64) {
