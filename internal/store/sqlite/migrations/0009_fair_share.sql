@@ -23,3 +23,7 @@ CREATE TRIGGER tasks_queued_update AFTER UPDATE OF status ON tasks
 BEGIN
     INSERT OR IGNORE INTO queue_projects (project_id) VALUES (NEW.project_id);
 END;
+
+-- Leasing reads each project's queue through tasks_project_queue now; the
+-- queue-wide index would only cost every status change a write.
+DROP INDEX tasks_queue;
