@@ -147,6 +147,11 @@ func (s *Store) LeaseTasks(ctx context.Context, p store.LeaseParams) ([]store.Ta
 	now := micros(p.Now)
 	expires := micros(p.Now.Add(p.LeaseDuration))
 
+	if leased, ok, err := s.leaseFair(ctx, p, clusters, now, expires); err != nil {
+		return nil, fail(err, "lease tasks for runner %s", p.RunnerID)
+	} else if ok {
+		return leased, nil
+	}
 	leased, ok, err := s.leaseFast(ctx, p, clusters, now, expires)
 	if err != nil {
 		return nil, fail(err, "lease tasks for runner %s", p.RunnerID)
