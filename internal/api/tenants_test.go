@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -457,4 +458,58 @@ func httpGet(url, secret string) (*http.Response, error) {
 	}
 	resp.Body.Close()
 	return resp, nil
+}
+
+// lease asks for up to max tasks as runner r and returns their ids.
+func (b *bundle) leaseIDs(runner string, max int) []wire.Job {
+	b.t.Helper()
+	st, out := b.do("POST", b.srv.URL+"/runner/lease", strings.NewReader(fmt.Sprintf(`{"runner_id":%q,"max":%d,"wait_ms":10}`, runner, max)))
+	if st != 200 {
+		b.t.Fatalf("lease: %d %s", st, out)
+	}
+	return decode[wire.LeaseResponse](b.t, out).Jobs
+}
+
+// With 10k tasks queued in one project, a task queued in another is the
+// next one leased, and a project's running-tasks quota holds over several
+// runners' slots.
+func TestFairShareAndRunningQuotaThroughTheAPI(t *testing.T) {
+	t.Parallel()
+	b := setup(t, service.Config{})
+	b.pushHello()
+	batch := `{"tasks":[` + strings.TrimSuffix(strings.Repeat(`{"code_name":"hello","priority":2},`, 1000), ",") + `]}`
+	for range 10 {
+		if st, out := b.queue(batch); st != 200 {
+			t.Fatalf("queue 1000: %d %s", st, out)
+		}
+	}
+	for i := range 3 {
+		if jobs := b.leaseIDs(fmt.Sprintf("r%d", i), 2); len(jobs) != 2 {
+			t.Fatalf("lease from the big project: %d", len(jobs))
+		}
+	}
+	pB := b.newProject(`{"name":"small","quotas":{"running_tasks":2}}`)
+	bb := &bundle{t: t, srv: b.srv, svc: b.svc, st: b.st, project: pB.ID, token: b.token}
+	bb.pushHello()
+	first := bb.queueOne(`{"tasks":[{"code_name":"hello","priority":0}]}`)
+	if jobs := b.leaseIDs("r9", 1); len(jobs) != 1 || jobs[0].TaskID != first {
+		t.Fatalf("next lease after b queued: %+v, want b's task %s", jobs, first)
+	}
+	// b's quota of 2 running: of five more, one more is leased, whatever
+	// the slots offered.
+	for range 5 {
+		bb.queueOne(`{"tasks":[{"code_name":"hello"}]}`)
+	}
+	var ofB int
+	for r := range 4 {
+		for _, j := range b.leaseIDs(fmt.Sprintf("s%d", r), 3) {
+			st, _ := bb.do("GET", bb.url("/tasks/"+j.TaskID), nil)
+			if st == 200 {
+				ofB++
+			}
+		}
+	}
+	if ofB != 1 {
+		t.Fatalf("leased %d more of b's tasks with 1 running and a quota of 2", ofB)
+	}
 }
