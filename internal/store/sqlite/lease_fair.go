@@ -18,6 +18,9 @@ import (
 // priorities hold as before. A project visited without a due task goes
 // to the back too, and leaves the list once it has no queued task at all.
 
+// fairProjectsVisited bounds the projects one lease looks at.
+const fairProjectsVisited = 256
+
 // projectLevelSQL seeks a project's next lower priority in a cluster.
 func projectLevelSQL(started bool) string {
 	if started {
@@ -125,7 +128,9 @@ func (pk *picker) fits(ctx context.Context, c candidate) (bool, error) {
 // chooseFair picks up to p.Max due tasks, visiting projects in least
 // recently served order, and moves the projects it visited to the back.
 func chooseFair(ctx context.Context, tx *querier, p store.LeaseParams, clusters []string, now int64, batch int) ([]string, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT project_id FROM queue_projects ORDER BY served, project_id`)
+	// A lease looks at the first fairProjectsVisited projects; those it
+	// visits move to the back, so the ones after them come next.
+	rows, err := tx.QueryContext(ctx, `SELECT project_id FROM queue_projects ORDER BY served, project_id LIMIT ?`, fairProjectsVisited)
 	if err != nil {
 		return nil, fmt.Errorf("read projects with queued tasks: %w", err)
 	}
