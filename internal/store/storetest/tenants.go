@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +23,67 @@ var tenantTests = []struct {
 	{"LeaseProjectRunningQuotaConcurrent", testLeaseProjectRunningQuotaConcurrent},
 	{"LeaseFairShare", testLeaseFairShare},
 	{"LeaseFairShareNewProjectFirst", testLeaseFairShareNewProjectFirst},
+	{"LeaseFairShareConcurrent", testLeaseFairShareConcurrent},
+}
+
+// Leasers at once (on several stores sharing the database, where there
+// are), projects taking turns: every task is leased once.
+func testLeaseFairShareConcurrent(t *testing.T, b *bundle) {
+	var all []store.Task
+	for i := range 4 {
+		p := b.newProject(t, fmt.Sprintf("p%d", i))
+		limited := b.putCodeIn(t, p.ID, "limited", func(r *store.CodeRevision) { r.MaxConcurrency = 50 })
+		all = append(all, b.insertN(t, 60, b.putCodeIn(t, p.ID, "c"), func(tk *store.Task) { tk.Priority = i % 3 })...)
+		all = append(all, b.insertN(t, 20, limited)...)
+	}
+	stores := []store.Store{b.s}
+	if b.h.Twin != nil {
+		stores = append(stores, b.h.Twin(t, b.s), b.h.Twin(t, b.s))
+	}
+	var (
+		mu   sync.Mutex
+		seen = map[string]string{}
+		wg   sync.WaitGroup
+	)
+	take := func(runner string, got []store.Task) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, tk := range got {
+			if prev, dup := seen[tk.ID]; dup {
+				t.Errorf("task %s leased to %s and %s", tk.ID, prev, runner)
+			}
+			seen[tk.ID] = runner
+		}
+	}
+	for w := range 6 {
+		st, runner := stores[w%len(stores)], fmt.Sprintf("r%d", w)
+		wg.Go(func() {
+			for {
+				got, err := st.LeaseTasks(b.ctx, store.LeaseParams{RunnerID: runner, Max: 1 + w%3, LeaseDuration: time.Minute, Now: b.now})
+				if err != nil {
+					t.Errorf("lease: %v", err)
+					return
+				}
+				if len(got) == 0 {
+					return
+				}
+				take(runner, got)
+			}
+		})
+	}
+	wg.Wait()
+	// A lease may come back empty while others hold the rows it would
+	// have taken (SKIP LOCKED): one leaser alone takes what is left.
+	for {
+		got := b.lease(t, "r-last", 10, b.now)
+		if len(got) == 0 {
+			break
+		}
+		take("r-last", got)
+	}
+	if len(seen) != len(all) {
+		t.Fatalf("%d of %d tasks leased", len(seen), len(all))
+	}
 }
 
 // Projects take turns: with three projects waiting, a lease of six hands
