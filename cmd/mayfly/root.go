@@ -139,6 +139,8 @@ MAYFLY_TOKEN, MAYFLY_PROJECT) and the flags --url, --token, --project.`,
 		newScheduleCmd(a),
 		newVersionCmd(a),
 		newTokenCmd(a),
+		newProjectCmd(a),
+		newAuditCmd(a),
 		newBenchCmd(),
 	)
 	return root

@@ -48,6 +48,9 @@ type serverConfig struct {
 	LogLevel         string
 	LogFormat        string
 
+	// Quotas are every project's limits unless it sets its own.
+	Quotas service.Quotas
+
 	Retention      time.Duration
 	RunnerCacheTTL time.Duration
 	RunnerDriver   string
@@ -118,6 +121,12 @@ SIGTERM or SIGINT drains: no new tasks are taken, running ones get
 	f.Int64Var(&c.Limits.MinBodyRate, "min-body-rate", envInt64("MAYFLY_MIN_BODY_RATE", l.MinBodyRate), "bytes/s a request body must average once it has taken longer than --body-timeout, 0 = none (MAYFLY_MIN_BODY_RATE)")
 	f.DurationVar(&c.Limits.WriteTimeout, "write-timeout", envDuration("MAYFLY_WRITE_TIMEOUT", l.WriteTimeout), "time to answer once a request is in, and longest wait for a client to take the next part of an answer; long-polls get their wait on top (MAYFLY_WRITE_TIMEOUT)")
 	f.DurationVar(&c.Limits.IdleTimeout, "idle-timeout", envDuration("MAYFLY_IDLE_TIMEOUT", l.IdleTimeout), "keep-alive connection with no request is closed after (MAYFLY_IDLE_TIMEOUT)")
+	dq := service.DefaultQuotas()
+	f.Int64Var(&c.Quotas.QueuedTasks, "quota-queued-tasks", envInt64("MAYFLY_QUOTA_QUEUED_TASKS", dq.QueuedTasks), "tasks a project may have queued, unless it sets its own quota; over it an enqueue gets 403; 0 = no limit (MAYFLY_QUOTA_QUEUED_TASKS)")
+	f.Int64Var(&c.Quotas.RunningTasks, "quota-running-tasks", envInt64("MAYFLY_QUOTA_RUNNING_TASKS", dq.RunningTasks), "tasks of a project running at once across every runner, unless it sets its own quota; 0 = no limit (MAYFLY_QUOTA_RUNNING_TASKS)")
+	f.Int64Var(&c.Quotas.Schedules, "quota-schedules", envInt64("MAYFLY_QUOTA_SCHEDULES", dq.Schedules), "schedules a project may have, unless it sets its own quota; 0 = no limit (MAYFLY_QUOTA_SCHEDULES)")
+	f.Int64Var(&c.Quotas.CodeBytes, "quota-code-bytes", envInt64("MAYFLY_QUOTA_CODE_BYTES", dq.CodeBytes), "bytes of code packages (every revision) a project may keep, unless it sets its own quota; 0 = no limit (MAYFLY_QUOTA_CODE_BYTES)")
+	f.Float64Var(&c.Quotas.RequestRate, "quota-request-rate", envFloat("MAYFLY_QUOTA_REQUEST_RATE", dq.RequestRate), "API requests a second per project token, on each server, unless its project sets its own quota; over it 429 with Retry-After; 0 = no limit (MAYFLY_QUOTA_REQUEST_RATE)")
 	f.StringVar(&c.LogLevel, "log-level", envStr("MAYFLY_LOG_LEVEL", "info"), "debug, info, warn or error (MAYFLY_LOG_LEVEL)")
 	f.StringVar(&c.LogFormat, "log-format", envStr("MAYFLY_LOG_FORMAT", "text"), "text or json (MAYFLY_LOG_FORMAT)")
 	c.BootstrapProject = os.Getenv("MAYFLY_BOOTSTRAP_PROJECT")
@@ -154,6 +163,9 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 	if c.Retention < 0 || c.RunnerCacheTTL < 0 {
 		return fmt.Errorf("--retention and --runner-cache-ttl must not be negative (0 keeps forever)")
 	}
+	if q := c.Quotas; q.QueuedTasks < 0 || q.RunningTasks < 0 || q.Schedules < 0 || q.CodeBytes < 0 || !(q.RequestRate >= 0) {
+		return fmt.Errorf("--quota-* must not be negative (0 = no limit)")
+	}
 	if err := c.Limits.Validate(); err != nil {
 		return err
 	}
@@ -168,6 +180,7 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 			MaxLogBytes: c.MaxLogBytes, LeaseDuration: c.LeaseDuration, MaxAttempts: c.MaxAttempts,
 			KnownStacks: stack.Names(), AllowImages: c.AllowImages,
 			MinRunEvery: c.MinRunEvery, MinFreeBytes: c.MinFreeBytes, Retention: c.Retention,
+			Quotas: c.Quotas,
 		}.WithPackageLimits(c.MaxPackageFiles, c.MaxUnpackedBytes),
 		BootstrapProject: c.BootstrapProject, BootstrapToken: c.BootstrapToken,
 		Listen: c.Listen, Limits: c.Limits, Version: version,

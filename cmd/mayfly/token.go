@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -32,12 +33,13 @@ type tokenCreateCommand struct {
 	admin    bool
 	quiet    bool
 	clusters []string
+	expires  string
 }
 
 func newTokenCreateCmd(a *app) *cobra.Command {
 	c := &tokenCreateCommand{app: a}
 	cmd := &cobra.Command{
-		Use:   "create --name NAME [--runner [--cluster C ...] | --admin | --project ID]",
+		Use:   "create --name NAME [--runner [--cluster C ...] | --admin | --project ID] [--expires 720h]",
 		Short: "Create a token and print its secret (shown once)",
 		Long: `Create a token. Without --runner or --admin it is a project token of the
 project the CLI is configured for (--project, MAYFLY_PROJECT, ...).`,
@@ -53,6 +55,7 @@ project the CLI is configured for (--project, MAYFLY_PROJECT, ...).`,
 	f.BoolVar(&c.admin, "admin", false, "an admin token")
 	f.StringSliceVar(&c.clusters, "cluster", nil, "with --runner: a cluster it may serve (repeat; none = any; \"default\" is the default cluster)")
 	f.BoolVarP(&c.quiet, "quiet", "q", false, "print the secret alone")
+	f.StringVar(&c.expires, "expires", "", "when the token stops working: a duration from now (720h) or an RFC 3339 time; default never")
 	cmd.MarkFlagsMutuallyExclusive("runner", "admin")
 	_ = cmd.MarkFlagRequired("name")
 	return cmd
@@ -64,6 +67,13 @@ func (c *tokenCreateCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	req := wire.NewToken{Name: c.name, Clusters: c.clusters}
+	if c.expires != "" {
+		at, err := parseExpiry(c.expires, time.Now())
+		if err != nil {
+			return err
+		}
+		req.ExpiresAt = &at
+	}
 	switch {
 	case c.runner:
 		req.Kind = "runner"
@@ -128,9 +138,10 @@ func (c *tokenLsCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(c.app.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tKIND\tNAME\tPROJECT\tCLUSTERS\tCREATED")
+	fmt.Fprintln(tw, "ID\tKIND\tNAME\tPROJECT\tCLUSTERS\tCREATED\tEXPIRES")
 	for _, t := range toks {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Kind, t.Name, dash(t.ProjectID), clusterList(t.Clusters), fmtTime(t.CreatedAt))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Kind, t.Name, dash(t.ProjectID), clusterList(t.Clusters),
+			fmtTime(t.CreatedAt), fmtTimePtr(t.ExpiresAt))
 	}
 	return tw.Flush()
 }
@@ -154,6 +165,21 @@ func newTokenRevokeCmd(a *app) *cobra.Command {
 			return nil
 		}),
 	}
+}
+
+// parseExpiry reads --expires: a duration from now, or an RFC 3339 time.
+func parseExpiry(v string, now time.Time) (time.Time, error) {
+	if d, err := time.ParseDuration(v); err == nil {
+		if d <= 0 {
+			return time.Time{}, fmt.Errorf("--expires %q: the duration must be positive", v)
+		}
+		return now.Add(d).UTC(), nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("--expires %q: give a duration (720h) or an RFC 3339 time (2030-01-02T15:04:05Z)", v)
+	}
+	return t.UTC(), nil
 }
 
 func dash(s string) string {

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/mayfly-run/mayfly/internal/dashboard"
 	"github.com/mayfly-run/mayfly/internal/mayfly"
@@ -56,6 +57,8 @@ type API struct {
 	progressRates *clientRates
 	// sessions vouches for requests made with the dashboard's cookie.
 	sessions *dashboard.Sessions
+	// tokenRates holds each project token to its project's request_rate.
+	tokenRates tokenRates
 }
 
 // A task may report progress progressRate times a second, in bursts of
@@ -165,7 +168,7 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 			status = http.StatusBadRequest
 		case errors.Is(se.Kind, service.ErrUnauthorized):
 			status = http.StatusUnauthorized
-		case errors.Is(se.Kind, service.ErrForbidden):
+		case errors.Is(se.Kind, service.ErrForbidden), errors.Is(se.Kind, service.ErrQuota):
 			status = http.StatusForbidden
 		case errors.Is(se.Kind, service.ErrNotFound):
 			status = http.StatusNotFound
@@ -265,6 +268,7 @@ const (
 	projectKey ctxKey = iota
 	afterKey
 	runnerTokenKey
+	tokenKey
 )
 
 // project authenticates the caller and checks its right to the project in
@@ -284,8 +288,41 @@ func (a *API) project(h handler) http.HandlerFunc {
 			return err
 		}
 		vouched(r)
-		return h(w, r.WithContext(context.WithValue(r.Context(), projectKey, p)))
+		if tok.Kind == mayfly.TokenProject {
+			if wait := a.tokenRates.take(tok.ID, a.svc.EffectiveQuotas(p).RequestRate, time.Now()); wait > 0 {
+				return tooFast(wait)
+			}
+		}
+		ctx := context.WithValue(service.WithActor(r.Context(), tok), projectKey, p)
+		return h(w, r.WithContext(context.WithValue(ctx, tokenKey, tok)))
 	})
+}
+
+// authed authenticates a call any stored token may make; h checks what
+// the token's kind allows.
+func (a *API) authed(h handler) http.HandlerFunc {
+	return a.serve(func(w http.ResponseWriter, r *http.Request) error {
+		tok, err := a.svc.Authenticate(r.Context(), token(r))
+		if err != nil {
+			return err
+		}
+		vouched(r)
+		rps, err := a.svc.RequestRate(r.Context(), tok)
+		if err != nil {
+			return err
+		}
+		if wait := a.tokenRates.take(tok.ID, rps, time.Now()); wait > 0 {
+			return tooFast(wait)
+		}
+		ctx := context.WithValue(service.WithActor(r.Context(), tok), tokenKey, tok)
+		return h(w, r.WithContext(ctx))
+	})
+}
+
+// tokenOf is the token a project, admin or authed call was made with.
+func tokenOf(r *http.Request) mayfly.Token {
+	t, _ := r.Context().Value(tokenKey).(mayfly.Token)
+	return t
 }
 
 // admin authenticates a call only an admin token may make.
@@ -303,7 +340,8 @@ func (a *API) admin(h handler) http.HandlerFunc {
 			return errStatus(http.StatusForbidden, "Only an admin token may do this")
 		}
 		vouched(r)
-		return h(w, r)
+		ctx := context.WithValue(service.WithActor(r.Context(), tok), tokenKey, tok)
+		return h(w, r.WithContext(ctx))
 	})
 }
 
@@ -318,7 +356,7 @@ func (a *API) runner(h handler) http.HandlerFunc {
 			return err
 		}
 		vouched(r)
-		return h(w, r.WithContext(context.WithValue(r.Context(), runnerTokenKey, tok)))
+		return h(w, r.WithContext(context.WithValue(service.WithActor(r.Context(), tok), runnerTokenKey, tok)))
 	})
 }
 

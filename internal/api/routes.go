@@ -17,6 +17,11 @@ func (a *API) routes() {
 	m := a.mux
 	const p = "/2/projects/{project}"
 	m.HandleFunc("GET "+p, a.project(a.getProject))
+	m.HandleFunc("GET /2/projects", a.admin(a.listProjects))
+	m.HandleFunc("POST /2/projects", a.admin(a.createProject))
+	m.HandleFunc("PATCH "+p, a.admin(a.updateProject))
+	m.HandleFunc("DELETE "+p, a.admin(a.deleteProject))
+	m.HandleFunc("GET /2/audit", a.authed(a.listAudit))
 	m.HandleFunc("POST "+p+"/codes", a.project(a.uploadCode))
 	m.HandleFunc("GET "+p+"/codes", a.project(a.listCodes))
 	m.HandleFunc("GET "+p+"/codes/{id}", a.project(a.getCode))
@@ -65,11 +70,6 @@ func (a *API) routes() {
 }
 
 func itoa[T ~int | ~int64](v T) string { return strconv.FormatInt(int64(v), 10) }
-
-func (a *API) getProject(w http.ResponseWriter, r *http.Request) error {
-	p := projectOf(r)
-	return writeJSON(w, wire.Project{ID: p.ID, Name: p.Name, CreatedAt: p.CreatedAt, UpdatedAt: p.CreatedAt})
-}
 
 // maxPage bounds page, so that page * per_page stays far from overflow.
 const maxPage = 10_000_000

@@ -12,7 +12,7 @@ import (
 // Token management: admin tokens only.
 
 func tokenJSON(t mayfly.Token) wire.Token {
-	return wire.Token{ID: t.ID, Kind: t.Kind, ProjectID: t.ProjectID, Name: t.Name, Clusters: t.Clusters, CreatedAt: t.CreatedAt}
+	return wire.Token{ID: t.ID, Kind: t.Kind, ProjectID: t.ProjectID, Name: t.Name, Clusters: t.Clusters, CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt}
 }
 
 func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
@@ -21,7 +21,7 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	tok, secret, err := a.svc.CreateToken(r.Context(), service.NewToken{Kind: req.Kind, ProjectID: req.ProjectID,
-		Name: req.Name, Clusters: req.Clusters})
+		Name: req.Name, Clusters: req.Clusters, ExpiresAt: req.ExpiresAt})
 	if err != nil {
 		return err
 	}

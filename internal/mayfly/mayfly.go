@@ -78,6 +78,61 @@ const (
 type Project struct {
 	ID        string
 	Name      string
+	Quotas    Quotas
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Quotas bound what one project may hold or do. In a project, 0 means the
+// server's default and -1 means no limit; the server's defaults use 0 for
+// no limit.
+type Quotas struct {
+	QueuedTasks  int64   // tasks queued (due or not) at once
+	RunningTasks int64   // tasks preparing or running at once, across every runner
+	Schedules    int64   // schedules still scheduled
+	CodeBytes    int64   // bytes of code packages, every revision counted
+	RequestRate  float64 // API requests a second per token of the project
+}
+
+// Resolve returns the limits that hold for a project with quotas q on a
+// server whose defaults are def: 0 in the result means no limit.
+func (q Quotas) Resolve(def Quotas) Quotas {
+	pick := func(v, d int64) int64 {
+		switch {
+		case v < 0:
+			return 0
+		case v == 0:
+			return max(d, 0)
+		}
+		return v
+	}
+	r := Quotas{
+		QueuedTasks:  pick(q.QueuedTasks, def.QueuedTasks),
+		RunningTasks: pick(q.RunningTasks, def.RunningTasks),
+		Schedules:    pick(q.Schedules, def.Schedules),
+		CodeBytes:    pick(q.CodeBytes, def.CodeBytes),
+		RequestRate:  q.RequestRate,
+	}
+	switch {
+	case q.RequestRate < 0:
+		r.RequestRate = 0
+	case q.RequestRate == 0:
+		r.RequestRate = max(def.RequestRate, 0)
+	}
+	return r
+}
+
+// AuditEntry records who changed what: the token (by id and name, never
+// its secret), the action and the object it acted on.
+type AuditEntry struct {
+	ID        string
+	ProjectID string // "" for changes outside any project (admin and runner tokens)
+	TokenID   string
+	TokenName string
+	TokenKind string
+	Action    string // e.g. project.create, token.revoke, task.cancel
+	Target    string // id of the object acted on
+	Detail    string // what changed, in a few words; never a secret
 	CreatedAt time.Time
 }
 
@@ -91,6 +146,13 @@ type Token struct {
 	// cluster); none = any.
 	Clusters  []string
 	CreatedAt time.Time
+	// ExpiresAt, when set, is when the token stops working.
+	ExpiresAt *time.Time
+}
+
+// Expired reports whether the token no longer works at now.
+func (t Token) Expired(now time.Time) bool {
+	return t.ExpiresAt != nil && !now.Before(*t.ExpiresAt)
 }
 
 // CodeRevision is one upload of a code: its settings and its package. A code

@@ -57,6 +57,9 @@ func (s *Service) Authenticate(ctx context.Context, secret string) (store.Token,
 	if err != nil {
 		return store.Token{}, fmt.Errorf("look up token: %w", err)
 	}
+	if t.Expired(s.now()) {
+		return store.Token{}, errorf(ErrUnauthorized, "Token expired")
+	}
 	return t, nil
 }
 

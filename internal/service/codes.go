@@ -134,10 +134,21 @@ func (s *Service) UploadCode(ctx context.Context, projectID string, up wire.Code
 		}
 	}
 	if zip != nil {
+		room, err := s.codeRoom(ctx, projectID)
+		if err != nil {
+			return store.Code{}, err
+		}
+		if room == 0 {
+			return store.Code{}, errorf(ErrQuota, "Quota exceeded: the project's code packages take all the room its quota allows; delete codes first")
+		}
 		key := "packages/" + rev.ID + ".zip"
 		sum, size, info, err := s.storePackage(ctx, key, zip)
 		if err != nil {
 			return store.Code{}, err
+		}
+		if room > 0 && size > room {
+			_ = s.blobs.Delete(context.WithoutCancel(ctx), key)
+			return store.Code{}, errorf(ErrQuota, "Quota exceeded: this package of %d bytes is larger than the %d bytes left in the project's code storage quota", size, room)
 		}
 		if st, ok := s.runnerStack(up, info); ok {
 			rev.Stack = st
@@ -152,6 +163,7 @@ func (s *Service) UploadCode(ctx context.Context, projectID string, up wire.Code
 		return store.Code{}, fmt.Errorf("store code %s: %w", rev.Name, err)
 	}
 	s.log.Info("code uploaded", "project_id", projectID, "code", code.Name, "code_id", code.CodeID, "rev", code.Rev, "size", rev.PackageSize)
+	s.audit(ctx, projectID, "code.upload", code.CodeID, fmt.Sprintf("name=%s rev=%d size=%d", quoteDetail(code.Name), code.Rev, rev.PackageSize))
 	return code, nil
 }
 
@@ -285,6 +297,11 @@ func (s *Service) DeleteCode(ctx context.Context, projectID, codeID string) erro
 		return mapStoreErr(err, "Code")
 	}
 	s.revs.forget(codeID)
+	if len(revs) > 0 {
+		s.audit(ctx, projectID, "code.delete", codeID, "name="+quoteDetail(revs[0].Name))
+	} else {
+		s.audit(ctx, projectID, "code.delete", codeID, "")
+	}
 	for _, r := range revs {
 		if r.PackageKey == "" {
 			continue

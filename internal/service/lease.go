@@ -46,7 +46,7 @@ func (s *Service) Lease(ctx context.Context, req wire.LeaseRequest) ([]wire.Job,
 		wake := s.wakeChan()
 		tasks, err := s.store.LeaseTasks(ctx, store.LeaseParams{
 			RunnerID: req.RunnerID, Max: req.Max, Clusters: clusters,
-			LeaseDuration: s.cfg.LeaseDuration, Now: s.now(),
+			LeaseDuration: s.cfg.LeaseDuration, Now: s.now(), RunningTasks: s.cfg.Quotas.RunningTasks,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("lease tasks for runner %s: %w", req.RunnerID, err)

@@ -140,6 +140,11 @@ func (s *Service) PauseCode(ctx context.Context, projectID, codeID string, pause
 	if err := s.store.SetCodePaused(ctx, projectID, codeID, paused); err != nil {
 		return mapStoreErr(err, "Code")
 	}
+	action := "code.resume"
+	if paused {
+		action = "code.pause"
+	}
+	s.audit(ctx, projectID, action, codeID, "")
 	if !paused {
 		s.notify()
 	}
@@ -152,6 +157,9 @@ func (s *Service) CancelAll(ctx context.Context, projectID, codeID string) (int,
 		return 0, err
 	}
 	n, err := s.store.CancelCodeTasks(ctx, projectID, codeID, s.now())
+	if err == nil {
+		s.audit(ctx, projectID, "code.cancel_all", codeID, fmt.Sprintf("tasks=%d", n))
+	}
 	return n, mapStoreErr(err, "Code")
 }
 

@@ -88,6 +88,9 @@ func (s *Service) CreateSchedules(ctx context.Context, projectID string, reqs []
 		}
 		out = append(out, sc)
 	}
+	if err := s.checkSchedules(ctx, projectID, len(out)); err != nil {
+		return nil, err
+	}
 	if err := s.store.CreateSchedules(ctx, out); err != nil {
 		return nil, fmt.Errorf("create %d schedules: %w", len(out), err)
 	}
@@ -97,6 +100,7 @@ func (s *Service) CreateSchedules(ctx context.Context, projectID string, reqs []
 		ids[i] = sc.ID
 		s.log.Info("schedule created", "schedule_id", sc.ID, "project_id", projectID, "code_name", sc.CodeName,
 			"next_start", sc.NextStart)
+		s.audit(ctx, projectID, "schedule.create", sc.ID, "code_name="+quoteDetail(sc.CodeName))
 	}
 	return ids, nil
 }
@@ -324,6 +328,7 @@ func (s *Service) UpdateSchedule(ctx context.Context, projectID, scheduleID stri
 			return store.Schedule{}, mapStoreErr(err, "Schedule")
 		}
 		s.notifySchedules()
+		s.audit(ctx, projectID, "schedule.update", scheduleID, "")
 		return out, nil
 	}
 }
@@ -423,6 +428,7 @@ func (s *Service) CancelSchedule(ctx context.Context, projectID, scheduleID stri
 	}
 	s.notifySchedules()
 	s.log.Info("schedule cancelled", "schedule_id", scheduleID, "project_id", projectID)
+	s.audit(ctx, projectID, "schedule.cancel", scheduleID, "")
 	return sc, nil
 }
 

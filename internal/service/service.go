@@ -39,6 +39,9 @@ var (
 	ErrTooLarge     = errors.New("too large")
 	// ErrCorrupt is stored data that no longer matches its checksum.
 	ErrCorrupt = errors.New("corrupt")
+	// ErrQuota is a project's quota reached: 403, as IronWorker answers
+	// for a project's resource limits.
+	ErrQuota = errors.New("quota exceeded")
 )
 
 // Error is a user-facing error: Msg is shown as is, Kind picks the status.
@@ -100,6 +103,19 @@ type Config struct {
 	UpkeepInterval time.Duration // how often pruning and the blob sweep run
 	BlobGrace      time.Duration // age before an unnamed package or temporary file is removed
 	PruneBatch     int           // tasks deleted per transaction
+	// Quotas are the limits of a project that sets none of its own; 0 is
+	// no limit. Unlike the other fields, zero values stay zero.
+	Quotas store.Quotas
+}
+
+// Quotas bound what one project may hold or do.
+type Quotas = store.Quotas
+
+// DefaultQuotas are `mayfly server`'s defaults for projects that set no
+// quotas of their own: generous, so that only a runaway client meets
+// them. Schedules follow IronWorker's limit of 100.
+func DefaultQuotas() Quotas {
+	return Quotas{QueuedTasks: 1_000_000, Schedules: 100, CodeBytes: 10 << 30, RequestRate: 100}
 }
 
 // DefaultConfig is what a server runs with unless told otherwise.
@@ -203,6 +219,7 @@ type Service struct {
 	runners runnerRegistry
 	logs    logWatches
 	revs    revisionCache
+	usage   usageCache
 
 	noSpaceAt atomic.Int64 // unix ns of the last disk-full write; 0 = none
 	// parse bounds the memory that code packages being checked may take

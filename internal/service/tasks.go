@@ -36,7 +36,11 @@ func (s *Service) QueueTasks(ctx context.Context, projectID string, reqs []wire.
 		}
 		tasks = append(tasks, t)
 	}
+	if err := s.checkQueued(ctx, projectID, len(tasks)); err != nil {
+		return nil, err
+	}
 	if err := s.store.InsertTasks(ctx, tasks); err != nil {
+		s.forgetUsage(projectID)
 		return nil, fmt.Errorf("queue %d tasks: %w", len(tasks), err)
 	}
 	s.notify()
@@ -184,6 +188,9 @@ func (s *Service) CancelTask(ctx context.Context, projectID, taskID string) (sto
 		if gerr == nil {
 			return cur, errorf(ErrConflict, "Task already finished (%s); nothing to cancel", cur.Status)
 		}
+	}
+	if err == nil {
+		s.audit(ctx, projectID, "task.cancel", taskID, "code_name="+quoteDetail(t.CodeName))
 	}
 	return t, mapStoreErr(err, "Task")
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/mayfly-run/mayfly/internal/id"
 	"github.com/mayfly-run/mayfly/internal/store"
@@ -18,6 +19,8 @@ type NewToken struct {
 	ProjectID string // for project tokens
 	Name      string
 	Clusters  []string // for runner tokens; none = any cluster
+	// ExpiresAt, when set, is when the token stops working.
+	ExpiresAt *time.Time
 }
 
 // CreateToken makes a token and returns it with its secret, which is shown
@@ -28,6 +31,13 @@ func (s *Service) CreateToken(ctx context.Context, n NewToken) (store.Token, str
 		return store.Token{}, "", errorf(ErrInvalid, "A token needs a name of 1 to 128 characters")
 	}
 	tok := store.Token{ID: id.New(), Kind: n.Kind, Name: n.Name, CreatedAt: s.now()}
+	if n.ExpiresAt != nil {
+		if !n.ExpiresAt.After(tok.CreatedAt) {
+			return store.Token{}, "", errorf(ErrInvalid, "expires_at must be in the future")
+		}
+		exp := n.ExpiresAt.UTC()
+		tok.ExpiresAt = &exp
+	}
 	switch n.Kind {
 	case store.TokenAdmin:
 	case store.TokenProject:
@@ -60,6 +70,11 @@ func (s *Service) CreateToken(ctx context.Context, n NewToken) (store.Token, str
 		return store.Token{}, "", fmt.Errorf("create %s token %q: %w", tok.Kind, tok.Name, err)
 	}
 	s.log.Info("token created", "token_id", tok.ID, "kind", tok.Kind, "name", tok.Name, "project_id", tok.ProjectID)
+	detail := "kind=" + tok.Kind + " name=" + quoteDetail(tok.Name)
+	if tok.ExpiresAt != nil {
+		detail += " expires_at=" + tok.ExpiresAt.Format(time.RFC3339)
+	}
+	s.audit(ctx, tok.ProjectID, "token.create", tok.ID, detail)
 	return tok, secret, nil
 }
 
@@ -74,10 +89,20 @@ func (s *Service) RevokeToken(ctx context.Context, tokenID string) error {
 	if !id.Valid(tokenID) {
 		return errorf(ErrNotFound, "Token not found")
 	}
+	// Found first only for the audit record: which project, which name.
+	var gone store.Token
+	if toks, err := s.store.ListTokens(ctx, ""); err == nil {
+		for _, t := range toks {
+			if t.ID == tokenID {
+				gone = t
+			}
+		}
+	}
 	if err := s.store.DeleteToken(ctx, tokenID); err != nil {
 		return mapStoreErr(err, "Token")
 	}
 	s.log.Info("token revoked", "token_id", tokenID)
+	s.audit(ctx, gone.ProjectID, "token.revoke", tokenID, "kind="+gone.Kind+" name="+quoteDetail(gone.Name))
 	return nil
 }
 

@@ -19,6 +19,8 @@ import (
 // store names them as its own so backends read naturally.
 type (
 	Project      = mayfly.Project
+	Quotas       = mayfly.Quotas
+	AuditEntry   = mayfly.AuditEntry
 	Token        = mayfly.Token
 	CodeRevision = mayfly.CodeRevision
 	Code         = mayfly.Code
@@ -62,12 +64,24 @@ var (
 	ErrNoSpace = errors.New("no space left for the store")
 )
 
+// Usage is what a project holds.
+type Usage struct {
+	Queued    int64 // tasks queued, due or not
+	Active    int64 // tasks preparing or running
+	Schedules int64 // schedules still scheduled
+	CodeBytes int64 // package bytes of every revision
+}
+
 type LeaseParams struct {
 	RunnerID      string
 	Max           int      // at most this many tasks
 	Clusters      []string // a task's cluster must be one of these ("" is the default cluster)
 	LeaseDuration time.Duration
 	Now           time.Time
+	// RunningTasks is the running-tasks quota of a project that sets none
+	// (0: no limit): never more of a project's tasks preparing or running
+	// at once, across every runner, than its quota.
+	RunningTasks int64
 }
 
 // LeaseStart is when a lease of length d (or its renewal) asked for at
@@ -182,6 +196,25 @@ type Store interface {
 	CreateProject(ctx context.Context, p Project) error
 	GetProject(ctx context.Context, id string) (Project, error)
 	CountProjects(ctx context.Context) (int, error)
+	// ListProjects lists projects oldest first.
+	ListProjects(ctx context.Context, page Page) ([]Project, error)
+	// UpdateProject stores p's name, quotas and updated time;
+	// ErrNotFound when there is no such project.
+	UpdateProject(ctx context.Context, p Project) error
+	// DeleteProject removes a project with its codes, tasks, schedules and
+	// tokens, and returns its code revisions so the caller can remove their
+	// packages; ErrNotFound when there is none.
+	DeleteProject(ctx context.Context, id string) ([]CodeRevision, error)
+	// ProjectUsage counts what a project holds, for its quotas. Queued
+	// counts at most queuedCap+1 tasks (0: no cap), so a check against a
+	// limit never reads a long queue whole.
+	ProjectUsage(ctx context.Context, projectID string, queuedCap int64) (Usage, error)
+
+	// AddAudit records a change.
+	AddAudit(ctx context.Context, e AuditEntry) error
+	// ListAudit lists the records of a project, or all when projectID is
+	// "", newest first.
+	ListAudit(ctx context.Context, projectID string, page Page) ([]AuditEntry, error)
 
 	CreateToken(ctx context.Context, t Token) error
 	GetTokenByHash(ctx context.Context, hash string) (Token, error)

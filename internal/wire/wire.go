@@ -27,6 +27,57 @@ type Project struct {
 	Name      string    `json:"name"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// Quotas are the project's own settings (0 = the server's default,
+	// -1 = no limit); Limits what holds (0 = no limit).
+	Quotas *Quotas `json:"quotas,omitempty"`
+	Limits *Quotas `json:"limits,omitempty"`
+}
+
+// Quotas of a project.
+type Quotas struct {
+	QueuedTasks  int64   `json:"queued_tasks"`
+	RunningTasks int64   `json:"running_tasks"`
+	Schedules    int64   `json:"schedules"`
+	CodeBytes    int64   `json:"code_bytes"`
+	RequestRate  float64 `json:"request_rate"`
+}
+
+// QuotaChange is the quotas of POST /2/projects and PATCH
+// /2/projects/{id}: fields left out stay as they are.
+type QuotaChange struct {
+	QueuedTasks  *int64   `json:"queued_tasks,omitempty"`
+	RunningTasks *int64   `json:"running_tasks,omitempty"`
+	Schedules    *int64   `json:"schedules,omitempty"`
+	CodeBytes    *int64   `json:"code_bytes,omitempty"`
+	RequestRate  *float64 `json:"request_rate,omitempty"`
+}
+
+// ProjectChange is the body of POST /2/projects and PATCH
+// /2/projects/{id}.
+type ProjectChange struct {
+	Name   *string      `json:"name,omitempty"`
+	Quotas *QuotaChange `json:"quotas,omitempty"`
+}
+
+type ProjectList struct {
+	Projects []Project `json:"projects"`
+}
+
+// AuditEntry is one record of GET /2/audit.
+type AuditEntry struct {
+	ID        string    `json:"id"`
+	ProjectID string    `json:"project_id,omitempty"`
+	TokenID   string    `json:"token_id,omitempty"`
+	TokenName string    `json:"token_name"`
+	TokenKind string    `json:"token_kind"`
+	Action    string    `json:"action"`
+	Target    string    `json:"target"`
+	Detail    string    `json:"detail,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+type AuditList struct {
+	Audit []AuditEntry `json:"audit"`
 }
 
 // CodeUpload is the JSON in the `data` field of POST codes. Pointer fields
@@ -447,16 +498,19 @@ type NewToken struct {
 	ProjectID string   `json:"project_id,omitempty"`
 	Name      string   `json:"name"`
 	Clusters  []string `json:"clusters,omitempty"` // runner tokens: the clusters it may serve; none = any
+	// ExpiresAt, when set, is when the token stops working.
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 }
 
 // Token is a token as GET /2/tokens shows it: never its secret.
 type Token struct {
-	ID        string    `json:"id"`
-	Kind      string    `json:"kind"`
-	ProjectID string    `json:"project_id,omitempty"`
-	Name      string    `json:"name"`
-	Clusters  []string  `json:"clusters,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
+	ID        string     `json:"id"`
+	Kind      string     `json:"kind"`
+	ProjectID string     `json:"project_id,omitempty"`
+	Name      string     `json:"name"`
+	Clusters  []string   `json:"clusters,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 }
 
 type TokenList struct {

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,27 +12,39 @@ import (
 )
 
 func (s *Store) CreateProject(ctx context.Context, p store.Project) error {
+	q := p.Quotas
 	_, err := s.pool.Exec(ctx,
-		`INSERT INTO projects (id, name, created_at) VALUES ($1, $2, $3)`,
-		p.ID, p.Name, micros(p.CreatedAt))
+		`INSERT INTO projects (id, name, created_at, updated_at, quota_queued, quota_running, quota_schedules,
+			quota_code_bytes, quota_rate) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		p.ID, p.Name, micros(p.CreatedAt), micros(cmp.Or(p.UpdatedAt, p.CreatedAt)),
+		q.QueuedTasks, q.RunningTasks, q.Schedules, q.CodeBytes, q.RequestRate)
 	if err != nil {
 		return fail(err, "create project %s", p.ID)
 	}
 	return nil
 }
 
-func (s *Store) GetProject(ctx context.Context, id string) (store.Project, error) {
+const projectCols = `id, name, created_at, updated_at, quota_queued, quota_running, quota_schedules, quota_code_bytes, quota_rate`
+
+func scanProject(row rowScanner) (store.Project, error) {
 	var (
-		p       store.Project
-		created int64
+		p                store.Project
+		created, updated int64
 	)
-	err := s.pool.QueryRow(ctx,
-		`SELECT id, name, created_at FROM projects WHERE id = $1`, id).
-		Scan(&p.ID, &p.Name, &created)
+	q := &p.Quotas
+	if err := row.Scan(&p.ID, &p.Name, &created, &updated, &q.QueuedTasks, &q.RunningTasks, &q.Schedules,
+		&q.CodeBytes, &q.RequestRate); err != nil {
+		return store.Project{}, err
+	}
+	p.CreatedAt, p.UpdatedAt = fromMicros(created), fromMicros(updated)
+	return p, nil
+}
+
+func (s *Store) GetProject(ctx context.Context, id string) (store.Project, error) {
+	p, err := scanProject(s.pool.QueryRow(ctx, `SELECT `+projectCols+` FROM projects WHERE id = $1`, id))
 	if err != nil {
 		return store.Project{}, fail(err, "get project %s", id)
 	}
-	p.CreatedAt = fromMicros(created)
 	return p, nil
 }
 
@@ -43,12 +56,12 @@ func (s *Store) CountProjects(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-const insertTokenSQL = `INSERT INTO tokens (id, hash, kind, project_id, name, clusters, created_at)
-	VALUES ($1, $2, $3, $4, $5, $6, $7)`
+const insertTokenSQL = `INSERT INTO tokens (id, hash, kind, project_id, name, clusters, created_at, expires_at)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
 
 func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
 	_, err := s.pool.Exec(ctx, insertTokenSQL,
-		t.ID, t.Hash, t.Kind, nullString(t.ProjectID), t.Name, jsonList(t.Clusters), micros(t.CreatedAt))
+		t.ID, t.Hash, t.Kind, nullString(t.ProjectID), t.Name, jsonList(t.Clusters), micros(t.CreatedAt), nullMicros(t.ExpiresAt))
 	if err != nil {
 		return fail(err, "create %s token %s", t.Kind, t.ID)
 	}
@@ -89,7 +102,7 @@ func (s *Store) ReplaceNamedToken(ctx context.Context, t store.Token) (int, erro
 		}
 		removed = tag.RowsAffected()
 		_, err = tx.Exec(ctx, insertTokenSQL,
-			t.ID, t.Hash, t.Kind, nullString(t.ProjectID), t.Name, jsonList(t.Clusters), micros(t.CreatedAt))
+			t.ID, t.Hash, t.Kind, nullString(t.ProjectID), t.Name, jsonList(t.Clusters), micros(t.CreatedAt), nullMicros(t.ExpiresAt))
 		return err
 	})
 	if err != nil {
@@ -102,7 +115,7 @@ func (s *Store) ReplaceNamedToken(ctx context.Context, t store.Token) (int, erro
 // takes, one per kind and name.
 const namedTokenLock int32 = 0x6d66 // "mf"
 
-const tokenCols = `id, hash, kind, project_id, name, clusters, created_at`
+const tokenCols = `id, hash, kind, project_id, name, clusters, created_at, expires_at`
 
 func scanToken(row rowScanner) (store.Token, error) {
 	var (
@@ -110,8 +123,9 @@ func scanToken(row rowScanner) (store.Token, error) {
 		project  *string
 		clusters string
 		created  int64
+		expires  *int64
 	)
-	if err := row.Scan(&t.ID, &t.Hash, &t.Kind, &project, &t.Name, &clusters, &created); err != nil {
+	if err := row.Scan(&t.ID, &t.Hash, &t.Kind, &project, &t.Name, &clusters, &created, &expires); err != nil {
 		return store.Token{}, err
 	}
 	if err := json.Unmarshal([]byte(clusters), &t.Clusters); err != nil {
@@ -124,6 +138,7 @@ func scanToken(row rowScanner) (store.Token, error) {
 		t.ProjectID = *project
 	}
 	t.CreatedAt = fromMicros(created)
+	t.ExpiresAt = ptrTime(expires)
 	return t, nil
 }
 

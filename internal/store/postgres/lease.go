@@ -35,6 +35,10 @@ type candidate struct {
 	prio    int64
 	due     int64
 	maxConc int
+	// project and projMax: the task's project and its running-tasks
+	// quota (0: none).
+	project string
+	projMax int64
 }
 
 // leaseQueueSQL is where both lease paths read the queue: due, queued
@@ -45,6 +49,7 @@ const leaseQueueSQL = `
 	FROM tasks t
 	LEFT JOIN code_revisions r ON r.id = t.code_revision_id
 	LEFT JOIN codes k ON k.id = t.code_id
+	LEFT JOIN projects p ON p.id = t.project_id
 	WHERE t.status = 'queued' AND t.cluster = ANY($1) AND t.due_at <= $2
 		AND NOT COALESCE(k.paused, FALSE)
 		AND (-t.priority, t.due_at, t.id) > (-$3::bigint, $4::bigint, $5::text)
@@ -52,7 +57,14 @@ const leaseQueueSQL = `
 	LIMIT $6
 	FOR UPDATE OF t SKIP LOCKED`
 
-const leaseBatchSQL = `SELECT t.id, t.code_id, t.priority, t.due_at, COALESCE(r.max_concurrency, 0)` + leaseQueueSQL
+var leaseBatchSQL = `SELECT t.id, t.code_id, t.priority, t.due_at, COALESCE(r.max_concurrency, 0), t.project_id, ` +
+	projectQuotaSQL("$7") + leaseQueueSQL
+
+// projectQuotaSQL is a queued task's project's running-tasks quota (0:
+// none), def being the parameter of the server's default.
+func projectQuotaSQL(def string) string {
+	return `CASE WHEN p.quota_running < 0 THEN 0 WHEN p.quota_running = 0 THEN ` + def + `::bigint ELSE p.quota_running END`
+}
 
 // leasePlanSQL makes the lease transaction's queries take their order from
 // an index rather than sort: with statistics from a time the queue was
@@ -64,8 +76,8 @@ const leaseBatchSQL = `SELECT t.id, t.code_id, t.priority, t.due_at, COALESCE(r.
 const leasePlanSQL = `SELECT set_config('enable_sort', 'off', true), set_config('enable_seqscan', 'off', true), set_config('jit', 'off', true)`
 
 // leaseBatch reads the next batch of due tasks after the cursor c.
-func leaseBatch(ctx context.Context, tx pgx.Tx, clusters []string, now int64, c candidate, batch int) ([]candidate, error) {
-	rows, err := tx.Query(ctx, leaseBatchSQL, clusters, now, c.prio, c.due, c.id, batch)
+func leaseBatch(ctx context.Context, tx pgx.Tx, clusters []string, now int64, c candidate, batch int, projMax int64) ([]candidate, error) {
+	rows, err := tx.Query(ctx, leaseBatchSQL, clusters, now, c.prio, c.due, c.id, batch, projMax)
 	if err != nil {
 		return nil, fmt.Errorf("read queue: %w", err)
 	}
@@ -73,7 +85,7 @@ func leaseBatch(ctx context.Context, tx pgx.Tx, clusters []string, now int64, c 
 	var out []candidate
 	for rows.Next() {
 		var cand candidate
-		if err := rows.Scan(&cand.id, &cand.codeID, &cand.prio, &cand.due, &cand.maxConc); err != nil {
+		if err := rows.Scan(&cand.id, &cand.codeID, &cand.prio, &cand.due, &cand.maxConc, &cand.project, &cand.projMax); err != nil {
 			return nil, fmt.Errorf("read queue: %w", err)
 		}
 		out = append(out, cand)
@@ -106,6 +118,25 @@ func codeSlots(ctx context.Context, tx pgx.Tx, codeID string) (active int, ok bo
 	return active, true, nil
 }
 
+// projectSlots locks a project's row and counts its tasks in preparing
+// or running, as codeSlots does for a code; ok is false when another
+// transaction holds the row.
+func projectSlots(ctx context.Context, tx pgx.Tx, projectID string) (active int64, ok bool, err error) {
+	var one int
+	err = tx.QueryRow(ctx, `SELECT 1 FROM projects WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED`, projectID).Scan(&one)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("lock project %s: %w", projectID, err)
+	}
+	if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM tasks WHERE project_id = $1 AND status IN ('preparing', 'running')`,
+		projectID).Scan(&active); err != nil {
+		return 0, false, fmt.Errorf("count running tasks of project %s: %w", projectID, err)
+	}
+	return active, true, nil
+}
+
 func (s *Store) LeaseTasks(ctx context.Context, p store.LeaseParams) ([]store.Task, error) {
 	if p.Max <= 0 {
 		return nil, nil
@@ -115,8 +146,11 @@ func (s *Store) LeaseTasks(ctx context.Context, p store.LeaseParams) ([]store.Ta
 		clusters = []string{""}
 	}
 	asked := time.Now()
+	s.healQueueProjects(ctx)
 	// The first try shares a commit with the finishes and other leases
-	// waiting at the same time (group.go).
+	// waiting at the same time (group.go). It leases nothing when several
+	// projects have queued tasks (fair share) or a task it met has a limit
+	// to count under a lock: the paths below take those.
 	res := s.group.do(ctx, &writeRequest{kind: kindLease, lease: leaseRequest{p: p, clusters: clusters, asked: asked}})
 	if res.err != nil {
 		return nil, fail(res.err, "lease tasks for runner %s", p.RunnerID)
@@ -124,9 +158,14 @@ func (s *Store) LeaseTasks(ctx context.Context, p store.LeaseParams) ([]store.Ta
 	if len(res.tasks) > 0 {
 		return sortLeased(res.tasks), nil
 	}
+	now, expires := micros(p.Now), micros(store.LeaseStart(p.Now, asked, p.LeaseDuration).Add(p.LeaseDuration))
+	if leased, ok, err := s.leaseFair(ctx, p, clusters, now, expires); err != nil {
+		return nil, fail(err, "lease tasks for runner %s", p.RunnerID)
+	} else if ok {
+		return leased, nil
+	}
 	var leased []store.Task
 	err := s.withTx(ctx, func(tx pgx.Tx) error {
-		now, expires := micros(p.Now), micros(store.LeaseStart(p.Now, asked, p.LeaseDuration).Add(p.LeaseDuration))
 		if _, err := tx.Exec(ctx, leasePlanSQL); err != nil {
 			return fmt.Errorf("set lease plan: %w", err)
 		}
@@ -134,6 +173,8 @@ func (s *Store) LeaseTasks(ctx context.Context, p store.LeaseParams) ([]store.Ta
 		// running across all runners plus those chosen so far; -1 marks a
 		// code another leaser holds.
 		active := map[string]int{}
+		// projActive does the same per project with a running-tasks quota.
+		projActive := map[string]int64{}
 		var chosen []string
 		cursor := candidate{prio: math.MaxInt64, due: math.MinInt64}
 		// The first batch asks for just the tasks wanted: every row read is
@@ -143,7 +184,7 @@ func (s *Store) LeaseTasks(ctx context.Context, p store.LeaseParams) ([]store.Ta
 	walk:
 		for round := 0; len(chosen) < p.Max; round++ {
 			batch := min((p.Max-len(chosen))<<min(round, 10), 1000)
-			cands, err := leaseBatch(ctx, tx, clusters, now, cursor, batch)
+			cands, err := leaseBatch(ctx, tx, clusters, now, cursor, batch, p.RunningTasks)
 			if err != nil {
 				return err
 			}
@@ -168,6 +209,26 @@ func (s *Store) LeaseTasks(ctx context.Context, p store.LeaseParams) ([]store.Ta
 						continue
 					}
 					active[c.codeID] = n + 1
+				}
+				if c.projMax > 0 {
+					n, seen := projActive[c.project]
+					if !seen {
+						var ok bool
+						if n, ok, err = projectSlots(ctx, tx, c.project); err != nil {
+							return err
+						}
+						if !ok {
+							n = -1
+						}
+						projActive[c.project] = n
+					}
+					if n < 0 || n >= c.projMax {
+						if c.maxConc > 0 {
+							active[c.codeID]--
+						}
+						continue
+					}
+					projActive[c.project] = n + 1
 				}
 				chosen = append(chosen, c.id)
 			}
@@ -224,13 +285,14 @@ func (s *Store) LeaseTasks(ctx context.Context, p store.LeaseParams) ([]store.Ta
 // hundreds of leases.
 var leaseFastSQL = `
 	WITH c AS (
-		SELECT t.id, COALESCE(r.max_concurrency, 0) AS max_conc` + leaseQueueSQL + `
+		SELECT t.id, COALESCE(r.max_concurrency, 0) AS max_conc, ` + projectQuotaSQL("$10") + ` AS proj_max` + leaseQueueSQL + `
 	), u AS (
 		UPDATE tasks SET status = 'preparing', runner_id = $7, attempt = attempt + 1,
 			lease_expires_at = $8, updated_at = $9
 		FROM c
 		WHERE tasks.id = c.id AND tasks.status = 'queued'
-			AND NOT EXISTS (SELECT 1 FROM c WHERE c.max_conc > 0)
+			AND NOT EXISTS (SELECT 1 FROM c WHERE c.max_conc > 0 OR c.proj_max > 0)
+			AND (SELECT count(*) FROM (SELECT 1 FROM queue_projects LIMIT 2) q) < 2
 		RETURNING tasks.*
 	)
 	SELECT ` + taskCols + ` FROM u`
@@ -243,7 +305,7 @@ var leaseFastSQL = `
 func (s *Store) leaseFast(ctx context.Context, p store.LeaseParams, clusters []string, now, expires int64) (leased []store.Task, ok bool, err error) {
 	b := &pgx.Batch{}
 	b.Queue(leasePlanSQL)
-	b.Queue(leaseFastSQL, clusters, now, int64(math.MaxInt64), int64(math.MinInt64), "", p.Max, p.RunnerID, expires, now)
+	b.Queue(leaseFastSQL, clusters, now, int64(math.MaxInt64), int64(math.MinInt64), "", p.Max, p.RunnerID, expires, now, p.RunningTasks)
 	br := s.pool.SendBatch(ctx, b)
 	if _, err := br.Exec(); err != nil {
 		br.Close()

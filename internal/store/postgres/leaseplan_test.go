@@ -64,7 +64,7 @@ func TestLeaseReadsTheQueueInIndexOrder(t *testing.T) {
 	}
 	var plan []byte
 	err = tx.QueryRow(ctx, `EXPLAIN (ANALYZE, FORMAT JSON) `+leaseBatchSQL,
-		[]string{""}, micros(now.Add(time.Second)), int64(math.MaxInt64), int64(math.MinInt64), "", 4).Scan(&plan)
+		[]string{""}, micros(now.Add(time.Second)), int64(math.MaxInt64), int64(math.MinInt64), "", 4, int64(0)).Scan(&plan)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func TestLeaseReadsTheQueueInIndexOrder(t *testing.T) {
 	// on paper by the disabled sort took longer than hundreds of leases.
 	err = tx.QueryRow(ctx, `EXPLAIN (ANALYZE, FORMAT JSON) `+leaseFastSQL,
 		[]string{""}, micros(now.Add(time.Second)), int64(math.MaxInt64), int64(math.MinInt64), "", 4,
-		"r1", micros(now.Add(time.Minute)), micros(now)).Scan(&plan)
+		"r1", micros(now.Add(time.Minute)), micros(now), int64(0)).Scan(&plan)
 	if err != nil {
 		t.Fatal(err)
 	}

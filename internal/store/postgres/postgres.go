@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -36,6 +37,9 @@ import (
 type Store struct {
 	pool  *pgxpool.Pool
 	group *groupWriter // running marks, finishes and heartbeats (group.go)
+	// healedAt is when leasing last repaired the fair-share list
+	// (lease_fair.go), unix ns.
+	healedAt atomic.Int64
 }
 
 var _ store.Store = (*Store)(nil)

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -10,27 +11,39 @@ import (
 )
 
 func (s *Store) CreateProject(ctx context.Context, p store.Project) error {
+	q := p.Quotas
 	_, err := s.write().ExecContext(ctx,
-		`INSERT INTO projects (id, name, created_at) VALUES (?, ?, ?)`,
-		p.ID, p.Name, micros(p.CreatedAt))
+		`INSERT INTO projects (id, name, created_at, updated_at, quota_queued, quota_running, quota_schedules,
+			quota_code_bytes, quota_rate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		p.ID, p.Name, micros(p.CreatedAt), micros(cmp.Or(p.UpdatedAt, p.CreatedAt)),
+		q.QueuedTasks, q.RunningTasks, q.Schedules, q.CodeBytes, q.RequestRate)
 	if err != nil {
 		return fail(err, "create project %s", p.ID)
 	}
 	return nil
 }
 
-func (s *Store) GetProject(ctx context.Context, id string) (store.Project, error) {
+const projectCols = `id, name, created_at, updated_at, quota_queued, quota_running, quota_schedules, quota_code_bytes, quota_rate`
+
+func scanProject(row rowScanner) (store.Project, error) {
 	var (
-		p       store.Project
-		created int64
+		p                store.Project
+		created, updated int64
 	)
-	err := s.read().QueryRowContext(ctx,
-		`SELECT id, name, created_at FROM projects WHERE id = ?`, id).
-		Scan(&p.ID, &p.Name, &created)
+	q := &p.Quotas
+	if err := row.Scan(&p.ID, &p.Name, &created, &updated, &q.QueuedTasks, &q.RunningTasks, &q.Schedules,
+		&q.CodeBytes, &q.RequestRate); err != nil {
+		return store.Project{}, err
+	}
+	p.CreatedAt, p.UpdatedAt = fromMicros(created), fromMicros(updated)
+	return p, nil
+}
+
+func (s *Store) GetProject(ctx context.Context, id string) (store.Project, error) {
+	p, err := scanProject(s.read().QueryRowContext(ctx, `SELECT `+projectCols+` FROM projects WHERE id = ?`, id))
 	if err != nil {
 		return store.Project{}, fail(err, "get project %s", id)
 	}
-	p.CreatedAt = fromMicros(created)
 	return p, nil
 }
 
@@ -44,8 +57,8 @@ func (s *Store) CountProjects(ctx context.Context) (int, error) {
 
 func (s *Store) CreateToken(ctx context.Context, t store.Token) error {
 	_, err := s.write().ExecContext(ctx,
-		`INSERT INTO tokens (id, hash, kind, project_id, name, clusters, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		t.ID, t.Hash, t.Kind, nullString(t.ProjectID), t.Name, jsonList(t.Clusters), micros(t.CreatedAt))
+		`INSERT INTO tokens (id, hash, kind, project_id, name, clusters, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		t.ID, t.Hash, t.Kind, nullString(t.ProjectID), t.Name, jsonList(t.Clusters), micros(t.CreatedAt), nullMicros(t.ExpiresAt))
 	if err != nil {
 		return fail(err, "create %s token %s", t.Kind, t.ID)
 	}
@@ -94,7 +107,7 @@ func (s *Store) ReplaceNamedToken(ctx context.Context, t store.Token) (int, erro
 	return int(removed), nil
 }
 
-const tokenCols = `id, hash, kind, project_id, name, clusters, created_at`
+const tokenCols = `id, hash, kind, project_id, name, clusters, created_at, expires_at`
 
 func scanToken(row interface{ Scan(...any) error }) (store.Token, error) {
 	var (
@@ -102,8 +115,9 @@ func scanToken(row interface{ Scan(...any) error }) (store.Token, error) {
 		project  sql.NullString
 		clusters string
 		created  int64
+		expires  sql.NullInt64
 	)
-	if err := row.Scan(&t.ID, &t.Hash, &t.Kind, &project, &t.Name, &clusters, &created); err != nil {
+	if err := row.Scan(&t.ID, &t.Hash, &t.Kind, &project, &t.Name, &clusters, &created, &expires); err != nil {
 		return store.Token{}, err
 	}
 	if err := json.Unmarshal([]byte(clusters), &t.Clusters); err != nil {
@@ -114,6 +128,7 @@ func scanToken(row interface{ Scan(...any) error }) (store.Token, error) {
 	}
 	t.ProjectID = project.String
 	t.CreatedAt = fromMicros(created)
+	t.ExpiresAt = ptrTime(expires)
 	return t, nil
 }
 

@@ -11,12 +11,14 @@ import (
 	"github.com/mayfly-run/mayfly/internal/store"
 )
 
-// Leasing reads the queue through the partial index tasks_queue on
-// (cluster, priority DESC, due_at, id). For each cluster asked for, a
+// Leasing reads the queue through the partial index tasks_project_queue
+// on (project_id, cluster, priority DESC, due_at, id). For each project
+// (in fair-share order, see lease_fair.go) and cluster asked for, a
 // queueCursor walks one priority level at a time with a range scan
-// (cluster = ? AND priority = ? AND due_at <= now), so tasks of other
-// clusters and tasks not yet due are never read; the cursors are merged
-// in Go into the global order priority DESC, due_at, id. Rows come in
+// (project_id = ? AND cluster = ? AND priority = ? AND due_at <= now), so
+// tasks of other clusters and tasks not yet due are never read; a
+// project's cursors are merged in Go into the order priority DESC,
+// due_at, id. Rows come in
 // bounded batches and the walk stops as soon as Max tasks are chosen, so a
 // lease costs about the same with a thousand queued tasks as with a
 // million, except when it has to step over tasks of codes that are paused
@@ -29,6 +31,10 @@ type candidate struct {
 	prio    int64
 	due     int64
 	maxConc int
+	// project and projMax: the task's project and its running-tasks
+	// quota (0: none).
+	project string
+	projMax int64
 }
 
 // before reports whether a comes before b in lease order.
@@ -42,12 +48,16 @@ func (a candidate) before(b candidate) bool {
 	return a.id < b.id
 }
 
-// queueCursor yields one cluster's due tasks in lease order.
+// queueCursor yields one cluster's due tasks in lease order, of one
+// project when project is set.
 type queueCursor struct {
 	tx      *querier
+	project string
 	cluster string
 	now     int64
 	batch   int
+	// projMax is the running-tasks quota of projects that set none.
+	projMax int64
 
 	started bool  // a priority level has been entered
 	inLevel bool  // the current level may still hold rows past the cursor
@@ -82,14 +92,7 @@ func (c *queueCursor) pop() { c.buf = c.buf[1:] }
 
 // nextLevel seeks the next lower priority that has queued tasks.
 func (c *queueCursor) nextLevel(ctx context.Context) error {
-	query := `SELECT priority FROM tasks WHERE status = 'queued' AND cluster = ?
-		ORDER BY priority DESC LIMIT 1`
-	args := []any{c.cluster}
-	if c.started {
-		query = `SELECT priority FROM tasks WHERE status = 'queued' AND cluster = ? AND priority < ?
-			ORDER BY priority DESC LIMIT 1`
-		args = append(args, c.prio)
-	}
+	query, args := projectLevelSQL(c.started), []any{c.project, c.cluster, c.prio}
 	var p int64
 	err := c.tx.QueryRowContext(ctx, query, args...).Scan(&p)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -108,17 +111,8 @@ func (c *queueCursor) nextLevel(ctx context.Context) error {
 // filtered out here; concurrency limits are left to the caller, which also
 // counts what it chose in this call.
 func (c *queueCursor) fill(ctx context.Context) error {
-	rows, err := c.tx.QueryContext(ctx, `
-		SELECT t.id, t.code_id, t.priority, t.due_at, COALESCE(r.max_concurrency, 0)
-		FROM tasks t
-		LEFT JOIN code_revisions r ON r.id = t.code_revision_id
-		LEFT JOIN codes k ON k.id = t.code_id
-		WHERE t.status = 'queued' AND t.cluster = ? AND t.priority = ?
-			AND t.due_at <= ? AND (t.due_at, t.id) > (?, ?)
-			AND COALESCE(k.paused, 0) = 0
-		ORDER BY t.due_at, t.id
-		LIMIT ?`,
-		c.cluster, c.prio, c.now, c.due, c.id, c.batch)
+	query, args := projectFillSQL, []any{c.projMax, c.project, c.cluster, c.prio, c.now, c.due, c.id, c.batch}
+	rows, err := c.tx.QueryContext(ctx, query, args...)
 	if err != nil {
 		return fmt.Errorf("read queue of cluster %q: %w", c.cluster, err)
 	}
@@ -126,7 +120,7 @@ func (c *queueCursor) fill(ctx context.Context) error {
 	n := 0
 	for rows.Next() {
 		var cand candidate
-		if err := rows.Scan(&cand.id, &cand.codeID, &cand.prio, &cand.due, &cand.maxConc); err != nil {
+		if err := rows.Scan(&cand.id, &cand.codeID, &cand.prio, &cand.due, &cand.maxConc, &cand.project, &cand.projMax); err != nil {
 			return fmt.Errorf("read queue of cluster %q: %w", c.cluster, err)
 		}
 		c.buf = append(c.buf, cand)
@@ -156,54 +150,9 @@ func (s *Store) LeaseTasks(ctx context.Context, p store.LeaseParams) ([]store.Ta
 	var leased []store.Task
 	err := s.withTx(ctx, func(tx *querier) error {
 		now, expires := micros(p.Now), micros(store.LeaseStart(p.Now, asked, p.LeaseDuration).Add(p.LeaseDuration))
-		var cursors []*queueCursor
-		seen := map[string]bool{}
-		for _, cl := range clusters {
-			if seen[cl] {
-				continue
-			}
-			seen[cl] = true
-			cursors = append(cursors, &queueCursor{tx: tx, cluster: cl, now: now, batch: batch})
-		}
-
-		// active counts, per code with a limit, its tasks in preparing or
-		// running across all runners plus those chosen so far.
-		active := map[string]int{}
-		var chosen []string
-		for len(chosen) < p.Max {
-			var (
-				best     *queueCursor
-				bestCand candidate
-			)
-			for _, c := range cursors {
-				cand, ok, err := c.head(ctx)
-				if err != nil {
-					return err
-				}
-				if ok && (best == nil || cand.before(bestCand)) {
-					best, bestCand = c, cand
-				}
-			}
-			if best == nil {
-				break
-			}
-			best.pop()
-			if bestCand.maxConc > 0 {
-				n, ok := active[bestCand.codeID]
-				if !ok {
-					if err := tx.QueryRowContext(ctx,
-						`SELECT COUNT(*) FROM tasks WHERE code_id = ? AND status IN ('preparing', 'running')`,
-						bestCand.codeID).Scan(&n); err != nil {
-						return fmt.Errorf("count active tasks of code %s: %w", bestCand.codeID, err)
-					}
-				}
-				if n >= bestCand.maxConc {
-					active[bestCand.codeID] = n
-					continue
-				}
-				active[bestCand.codeID] = n + 1
-			}
-			chosen = append(chosen, bestCand.id)
+		chosen, err := chooseFair(ctx, tx, p, clusters, now, batch)
+		if err != nil {
+			return err
 		}
 
 		leased = make([]store.Task, 0, len(chosen))

@@ -83,6 +83,7 @@ func Run(t *testing.T, h Harness) {
 	}
 	tests = append(tests, scheduleTests...)
 	tests = append(tests, tokenLogTests...)
+	tests = append(tests, tenantTests...)
 	tests = append(tests, maintenanceTests...)
 	tests = append(tests, runnerTests...)
 	tests = append(tests, concurrencyTests...)
