@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/client"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sync/singleflight"
 	"golang.org/x/sys/unix"
 
@@ -46,6 +47,9 @@ type Options struct {
 	// Runtime is the OCI runtime binary; "" = runc on PATH.
 	Runtime string
 	Log     *slog.Logger
+	// Trace, when set, receives each container's phases once it has been
+	// destroyed (for benchmarks).
+	Trace func(containerID string, p Phases)
 }
 
 // Driver starts task containers with an OCI runtime. It is safe for
@@ -56,6 +60,11 @@ type Driver struct {
 	log     *slog.Logger
 	cli     *client.Client // the engine the stacks' root file systems come from
 	cgroup2 bool
+	trace   func(string, Phases)
+
+	seccompOnce sync.Once
+	seccomp     *specs.LinuxSeccomp
+	seccompErr  error
 
 	exports singleflight.Group
 	ids     sync.Map // image ref -> cachedID
@@ -123,7 +132,7 @@ func New(ctx context.Context, opts Options) (*Driver, error) {
 	var st unix.Statfs_t
 	cg2 := unix.Statfs("/sys/fs/cgroup", &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC
 	opts.Log.Debug("oci driver ready", "runtime", path, "version", ver, "dir", dir, "cgroup2", cg2)
-	return &Driver{dir: dir, runtime: path, log: opts.Log, cli: cli, cgroup2: cg2}, nil
+	return &Driver{dir: dir, runtime: path, log: opts.Log, cli: cli, cgroup2: cg2, trace: opts.Trace}, nil
 }
 
 // Close releases the engine client. Containers keep running.

@@ -125,12 +125,35 @@ func (d *Driver) ociSpec(spec driver.Spec, img image, id, rootfs string) (*specs
 		}
 		s.Mounts = append(s.Mounts, specs.Mount{Destination: m.Target, Type: "bind", Source: m.Source, Options: opts})
 	}
-	prof, err := seccomp.GetDefaultProfile(s)
+	prof, err := d.seccompProfile()
 	if err != nil {
-		return nil, fmt.Errorf("seccomp profile: %w", err)
+		return nil, err
 	}
 	s.Linux.Seccomp = prof
 	return s, nil
+}
+
+// seccompProfile is Docker's default profile for a process without
+// capabilities, made once (every task's is the same), for the native
+// architecture only. Docker's also allows the 32-bit x86 and x32 system
+// call tables; the runtime compiles the filter for each table at every
+// start (a third of a trivial task's start went there), and a task has no
+// use for them that a 64-bit stack does not cover. With them left out a
+// 32-bit system call gets the profile's default answer (EPERM): less of
+// the kernel within reach, not more.
+func (d *Driver) seccompProfile() (*specs.LinuxSeccomp, error) {
+	d.seccompOnce.Do(func() {
+		prof, err := seccomp.GetDefaultProfile(&specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{}}})
+		if err != nil {
+			d.seccompErr = fmt.Errorf("seccomp profile: %w", err)
+			return
+		}
+		if len(prof.Architectures) > 0 {
+			prof.Architectures = prof.Architectures[:1]
+		}
+		d.seccomp = prof
+	})
+	return d.seccomp, d.seccompErr
 }
 
 // baseMounts are the file systems every container has, as runc's own
