@@ -357,3 +357,14 @@ func (d *Driver) layerInUse(rootfs string) (bool, error) {
 	}
 	return strings.Contains(string(data), rootfs), nil
 }
+
+// StackRootFS returns the directory of ref's stack root file system (the
+// bottom layer of its tasks), exporting it from the engine the first time.
+// The benchmark runs the bare runtime on it.
+func (d *Driver) StackRootFS(ctx context.Context, ref string) (string, error) {
+	img, err := d.resolve(ctx, ref)
+	if err != nil {
+		return "", err
+	}
+	return img.lowers[len(img.lowers)-1], nil
+}

@@ -47,9 +47,9 @@ type Options struct {
 	// Runtime is the OCI runtime binary; "" = runc on PATH.
 	Runtime string
 	Log     *slog.Logger
-	// Trace, when set, receives each container's phases once it has been
-	// destroyed (for benchmarks).
-	Trace func(containerID string, p Phases)
+	// Trace, when set, receives the phases of each task's container once
+	// it has been destroyed (for benchmarks).
+	Trace func(taskID string, p Phases)
 }
 
 // Driver starts task containers with an OCI runtime. It is safe for
@@ -320,3 +320,9 @@ func unmountBundle(bdir string) error {
 	}
 	return nil
 }
+
+// Runtime is the path of the OCI runtime the driver starts containers with.
+func (d *Driver) Runtime() string { return d.runtime }
+
+// StateDir is the runtime's state directory (its --root).
+func (d *Driver) StateDir() string { return filepath.Join(d.dir, "state") }

@@ -167,7 +167,7 @@ func (d *Driver) run(ctx context.Context, id, bdir string, spec driver.Spec, tr 
 		"run", "--detach", "--pid-file", pidPath, "--bundle", bdir, id)
 	cmd.Stdout, cmd.Stderr = outW, errW
 	h := newHandle(d, id, outR, errR, spec.Output, spec.Stderr)
-	h.tr = tr
+	h.tr, h.taskID = tr, spec.TaskID
 	runErr := cmd.Run()
 	// The container holds its own copies; the output ends when the last
 	// of its processes closes them.
@@ -258,6 +258,7 @@ type handle struct {
 
 	destroyMu sync.Mutex
 	tr        *tracer // marks written before done is closed, read after
+	taskID    string
 }
 
 func newHandle(d *Driver, id string, outR, errR *os.File, output, stderr io.Writer) *handle {
@@ -407,7 +408,7 @@ func (h *handle) Destroy(ctx context.Context) error {
 	if gone && err == nil && h.d.trace != nil {
 		select {
 		case <-h.done:
-			h.d.trace(h.id, h.tr.phases(time.Since(t0)))
+			h.d.trace(h.taskID, h.tr.phases(time.Since(t0)))
 		default:
 		}
 	}
