@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -148,4 +150,43 @@ func BenchmarkPhases(b *testing.B) {
 	b.ReportMetric(per(sum.Run), "run-ms")
 	b.ReportMetric(per(sum.Drain), "drain-ms")
 	b.ReportMetric(per(sum.Delete), "delete-ms")
+}
+
+// TestDriverEachRuntime runs the contract suite on runc and on crun, each
+// forced, where its trial container works on this host (crun does not on
+// a hybrid cgroup v1/v2 host with controllers on the v2 side).
+func TestDriverEachRuntime(t *testing.T) {
+	image := testenv.StackImage(t, "busybox")
+	chosen := testenv.OCI(t).Runtime() // skips, or fails under MAYFLY_REQUIRE_INTEGRATION=1, where no runtime can work
+	for _, rt := range []string{"runc", "crun"} {
+		t.Run(rt, func(t *testing.T) {
+			path, err := exec.LookPath(rt)
+			if err != nil {
+				t.Skipf("SKIP: %s is not installed (scripts/setup.sh installs it)", rt)
+			}
+			if path == chosen {
+				t.Skipf("%s is the runtime chosen here: TestDriver runs the suite on it", rt)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			d, err := oci.New(ctx, oci.Options{Dir: testenv.OCIDir(t), Runtime: rt, Log: testenv.Logger(t)})
+			cancel()
+			if err != nil {
+				if strings.Contains(err.Error(), "trial container") {
+					t.Skipf("SKIP: %s does not work on this host: %v", rt, err)
+				}
+				t.Fatal(err)
+			}
+			d.Close()
+			drivertest.Run(t, func(t *testing.T) driver.Driver {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				d, err := oci.New(ctx, oci.Options{Dir: testenv.OCIDir(t), Runtime: rt, Log: testenv.Logger(t)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { d.Close() })
+				return d
+			}, image)
+		})
+	}
 }

@@ -43,7 +43,7 @@ func (d *Driver) ociSpec(spec driver.Spec, img image, id, rootfs string) (*specs
 	}
 
 	s := &specs.Spec{
-		Version: specs.Version,
+		Version: specVersion,
 		Root:    &specs.Root{Path: rootfs, Readonly: spec.ReadOnlyRoot},
 		Process: &specs.Process{
 			User:            specs.User{UID: uint32(uid), GID: uint32(gid)},
