@@ -64,6 +64,8 @@ type Driver struct {
 	cgroup2 bool
 	trace   func(string, Phases)
 
+	bg sync.WaitGroup // layer collections after a rebuild
+
 	seccompOnce sync.Once
 	seccomp     *specs.LinuxSeccomp
 	seccompErr  error
@@ -130,11 +132,17 @@ func New(ctx context.Context, opts Options) (*Driver, error) {
 	var st unix.Statfs_t
 	cg2 := unix.Statfs("/sys/fs/cgroup", &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC
 	opts.Log.Debug("oci driver ready", "runtime", path, "version", ver, "dir", dir, "cgroup2", cg2)
-	return &Driver{dir: dir, runtime: path, log: opts.Log, cli: cli, cgroup2: cg2, trace: opts.Trace}, nil
+	d := &Driver{dir: dir, runtime: path, log: opts.Log, cli: cli, cgroup2: cg2, trace: opts.Trace}
+	d.sweep(ctx)
+	return d, nil
 }
 
-// Close releases the engine client. Containers keep running.
-func (d *Driver) Close() error { return d.cli.Close() }
+// Close waits for a layer collection under way and releases the engine
+// client. Containers keep running.
+func (d *Driver) Close() error {
+	d.bg.Wait()
+	return d.cli.Close()
+}
 
 // Ping reports whether the engine the stacks come from answers; tasks of
 // layers already there start without it, but no new stack can.
@@ -307,8 +315,16 @@ func (d *Driver) removeContainer(ctx context.Context, id string) (bool, error) {
 	if err := unmountBundle(bdir); err != nil {
 		return false, fmt.Errorf("remove container %s: %w", id, err)
 	}
-	// Renamed first so that a listing never sees a half-removed bundle
-	// with its labels.
+	// Locked against another driver's sweep, and renamed first so that
+	// a listing never sees a half-removed bundle with its labels.
+	lock, err := lockDir(bdir, true)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("remove bundle of %s: %w", id, err)
+	}
+	defer lock.Close()
 	trash := filepath.Join(d.dir, "tmp", "rm-"+id+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
 	if err := os.Rename(bdir, trash); err != nil {
 		if errors.Is(err, os.ErrNotExist) {

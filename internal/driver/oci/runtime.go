@@ -66,6 +66,12 @@ func probeRuntime(ctx context.Context, path, dir string) (err error) {
 	if err != nil {
 		return fmt.Errorf("probe %s: %w", path, err)
 	}
+	lock, err := lockDir(bdir, true)
+	if err != nil {
+		os.RemoveAll(bdir)
+		return fmt.Errorf("probe %s: %w", path, err)
+	}
+	defer lock.Close()
 	defer os.RemoveAll(bdir)
 	if err := os.MkdirAll(filepath.Join(bdir, "rootfs", "proc"), 0o755); err != nil {
 		return fmt.Errorf("probe %s: %w", path, err)
