@@ -245,7 +245,8 @@ func TestOCITiny(t *testing.T) {
 	if sum > r.MayflyOCI.Max+1 {
 		t.Errorf("phases add up to more than the whole: %.1f ms > %.1f ms", sum, r.MayflyOCI.Max)
 	}
-	if r.OCIRate <= 0 || r.RuntimeRate <= 0 || r.StartsPerCore <= 0 || r.ThroughputM != 4 || r.ThroughputC != 2 {
+	if r.OCIRate <= 0 || r.RuntimeRate <= 0 || r.StartsPerCore <= 0 || r.StartsPerCPUSec <= 0 || r.RuntimePerCPUSec <= 0 ||
+		r.OCICPUSecs <= 0 || r.ThroughputM != 4 || r.ThroughputC != 2 {
 		t.Errorf("throughput not sane: %+v", r)
 	}
 	if len(r.Targets) != 3 {

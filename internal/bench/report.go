@@ -114,8 +114,9 @@ func WriteMarkdown(w io.Writer, r *Results) error {
 			o.N, o.MayflyOCI.P50, o.DockerRun.P50, o.Targets[0].Ratio, o.Targets[0].Op, o.Targets[0].Bound, yes(o.Targets[0]))
 		fmt.Fprintf(&b, "| oci: latency, same run (p50 ms) | oci %.0f | bare %s run %.0f | %.2f | %s %g | %s |\n",
 			o.MayflyOCI.P50, filepath.Base(strings.Fields(o.Runtime)[0]), o.RuntimeRun.P50, o.Targets[1].Ratio, o.Targets[1].Op, o.Targets[1].Bound, yes(o.Targets[1]))
-		fmt.Fprintf(&b, "| oci: %d tasks at capacity %d on %d CPUs (starts per core per second) | %.2f/s (%.1f s) | bare runtime x%d: %.2f/s | %.2f | %s %g | %s |\n",
-			o.ThroughputM, o.ThroughputC, o.CPUs, o.OCIRate, o.OCISecs, o.ThroughputC, o.RuntimeRate, o.Targets[2].Ratio, o.Targets[2].Op, o.Targets[2].Bound, yes(o.Targets[2]))
+		fmt.Fprintf(&b, "| oci: %d tasks at capacity %d (starts per CPU-second: tasks over the CPU time of Mayfly, the runtime and the containers) | %.1f (%.2f tasks/s, %.1f s wall, %.1f s CPU; %.1f per core by the wall clock) | bare runtime x%d: %.1f (%.2f/s) | %.2f | %s %g | %s |\n",
+			o.ThroughputM, o.ThroughputC, o.StartsPerCPUSec, o.OCIRate, o.OCISecs, o.OCICPUSecs, o.StartsPerCore,
+			o.ThroughputC, o.RuntimePerCPUSec, o.RuntimeRate, o.Targets[2].Ratio, o.Targets[2].Op, o.Targets[2].Bound, yes(o.Targets[2]))
 	}
 	for _, sk := range r.Skipped {
 		fmt.Fprintf(&b, "\nSkipped %s: %s.\n", sk.Scenario, sk.Reason)
