@@ -44,8 +44,9 @@ this machine, and reports each result as a ratio to its baseline:
               runners in this process, as two "mayfly server" would run)
   depth       lease+finish latency with a small and a large queue
   oci         N trivial tasks on the oci driver, N on the docker driver, N
-              "docker run --rm" and N bare runs of the OCI runtime on the
-              stack's root file system, interleaved one for one; where an
+              "docker run --rm", N bare runs of the OCI runtime on the
+              stack's root file system with its default spec and N with
+              the driver's sandbox config, interleaved one for one; where an
               oci task's time goes, phase by phase; then M tasks queued at
               once on an oci runner of capacity C, beside M bare runtime
               runs at parallelism C. Needs root, overlayfs and runc or

@@ -225,7 +225,8 @@ func TestOCITiny(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, s := range map[string]bench.Stats{"oci": r.MayflyOCI, "docker": r.MayflyDocker, "docker run": r.DockerRun, "runtime run": r.RuntimeRun} {
+	for name, s := range map[string]bench.Stats{"oci": r.MayflyOCI, "docker": r.MayflyDocker, "docker run": r.DockerRun,
+		"runtime run": r.RuntimeRun, "sandbox run": r.SandboxRun} {
 		checkStats(t, name, s, 2)
 	}
 	if len(r.Breakdown) < 10 {

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/mayfly-run/mayfly/internal/driver"
 	"github.com/mayfly-run/mayfly/internal/driver/docker"
 	"github.com/mayfly-run/mayfly/internal/driver/oci"
 	"github.com/mayfly-run/mayfly/internal/stack"
@@ -24,8 +25,8 @@ import (
 
 // OCIResult is the oci scenario: one trivial task queue to observed
 // complete on the oci driver, on the docker driver, a bare `docker run
-// --rm` and a bare run of the OCI runtime on the same root file system,
-// the four interleaved; the oci path split into its phases; and the oci
+// --rm`, a bare run of the OCI runtime on the same root file system and
+// one with the driver's sandbox config, the five interleaved; the oci path split into its phases; and the oci
 // driver's throughput at capacity C with M tasks queued.
 type OCIResult struct {
 	N       int    `json:"n"`
@@ -40,6 +41,10 @@ type OCIResult struct {
 	// system with the runtime's own default spec (`<runtime> spec`),
 	// running true: what the runtime costs without Mayfly.
 	RuntimeRun Stats `json:"runtime_run"`
+	// SandboxRun is the same with the config the oci driver gives a
+	// runner's task (seccomp, limits, mounts, user), without overlay,
+	// driver or runner: what the sandbox itself costs.
+	SandboxRun Stats `json:"sandbox_run"`
 	// Breakdown splits the oci tasks' latency, in order along a task's
 	// path; the last rows are off the path.
 	Breakdown []PhaseStats `json:"breakdown"`
@@ -151,6 +156,10 @@ func RunOCI(ctx context.Context, cfg Config) (*OCIResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	sandbox, err := newSandboxBundle(ctx, od, image, filepath.Join(cfg.WorkDir, "oci-sandbox"))
+	if err != nil {
+		return nil, err
+	}
 	res := &OCIResult{N: cfg.LatencyN, Image: image, Runtime: od.Runtime(), Cgroup: cgroupMode(),
 		ThroughputM: cfg.ThroughputM, ThroughputC: cfg.ThroughputC, CPUs: runtime.NumCPU()}
 	if out, err := exec.CommandContext(ctx, od.Runtime(), "--version").Output(); err == nil {
@@ -168,18 +177,20 @@ func RunOCI(ctx context.Context, cfg Config) (*OCIResult, error) {
 	if _, err := dockerRun(ctx, cli, image); err != nil {
 		return nil, fmt.Errorf("warm-up: %w", err)
 	}
-	if _, err := raw.run(ctx, "warm"); err != nil {
-		return nil, fmt.Errorf("warm-up: %w", err)
+	for _, b := range []*runtimeBundle{raw, sandbox} {
+		if _, err := b.run(ctx, "warm"); err != nil {
+			return nil, fmt.Errorf("warm-up: %w", err)
+		}
 	}
 
-	var mOCI, mDocker, dRun, rRun []time.Duration
+	var mOCI, mDocker, dRun, rRun, sRun []time.Duration
 	type ociSample struct {
 		task             wire.Task
 		t0, queued, seen time.Time
 		taskID           string
 	}
 	var samples []ociSample
-	const ways = 4
+	const ways = 5
 	for i := range cfg.LatencyN {
 		// Rotate which goes first, so that none always runs right after
 		// another's container removal.
@@ -210,12 +221,19 @@ func RunOCI(ctx context.Context, cfg Config) (*OCIResult, error) {
 					return nil, err
 				}
 				rRun = append(rRun, d)
+			case 4:
+				d, err := sandbox.run(ctx, fmt.Sprint("s", i))
+				if err != nil {
+					return nil, err
+				}
+				sRun = append(sRun, d)
 			}
 		}
 		cfg.Log.Debug("oci latency sample", "i", i, "oci_ms", ms(mOCI[i]), "docker_ms", ms(mDocker[i]),
-			"docker_run_ms", ms(dRun[i]), "runtime_run_ms", ms(rRun[i]))
+			"docker_run_ms", ms(dRun[i]), "runtime_run_ms", ms(rRun[i]), "sandbox_run_ms", ms(sRun[i]))
 	}
 	res.MayflyOCI, res.MayflyDocker, res.DockerRun, res.RuntimeRun = Summarize(mOCI), Summarize(mDocker), Summarize(dRun), Summarize(rRun)
+	res.SandboxRun = Summarize(sRun)
 
 	// The breakdown, from the API's timestamps, the runner's timings
 	// (wire.Task.Timings) and the driver's trace, all on one clock.
@@ -400,6 +418,42 @@ func newRuntimeBundle(ctx context.Context, od *oci.Driver, image, dir string) (*
 	}
 	if err := os.WriteFile(p, data, 0o600); err != nil {
 		return nil, fmt.Errorf("bare runtime bundle: %w", err)
+	}
+	return b, nil
+}
+
+// newSandboxBundle is a bundle for the bare runtime with the config the
+// oci driver gives a runner's task (user, read-only root, tmpfs, the task
+// files' bind mount, limits, seccomp, masked paths), on the stack's root
+// file system without an overlay, running true: the sandbox's own cost.
+func newSandboxBundle(ctx context.Context, od *oci.Driver, image, dir string) (*runtimeBundle, error) {
+	rootfs, err := od.StackRootFS(ctx, image)
+	if err != nil {
+		return nil, fmt.Errorf("stack root file system: %w", err)
+	}
+	b := &runtimeBundle{runtime: od.Runtime(), dir: filepath.Join(dir, "bundle"), state: filepath.Join(dir, "state")}
+	files := filepath.Join(dir, "files")
+	for _, d := range []string{b.dir, b.state, files} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("sandbox bundle: %w", err)
+		}
+	}
+	spec, err := od.SandboxConfig(ctx, driver.Spec{
+		TaskID: "bench-sandbox", Image: image, Entrypoint: []string{}, Cmd: []string{"true"},
+		User: "65534:65534", MemoryBytes: 512 << 20, PidsLimit: 512, ReadOnlyRoot: true,
+		Mounts: []driver.Mount{{Source: files, Target: "/mnt/mayfly", ReadOnly: true}},
+		Tmpfs:  []driver.Tmpfs{{Path: "/tmp", SizeBytes: 64 << 20}, {Path: "/mnt/task", SizeBytes: 256 << 20, Owned: true}},
+	}, rootfs)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox bundle: %w", err)
+	}
+	spec.Linux.CgroupsPath = "" // the runtime's own, one per container
+	data, err := json.Marshal(spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(b.dir, "config.json"), data, 0o600); err != nil {
+		return nil, fmt.Errorf("sandbox bundle: %w", err)
 	}
 	return b, nil
 }

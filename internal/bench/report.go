@@ -154,7 +154,8 @@ func WriteMarkdown(w io.Writer, r *Results) error {
 		for _, row := range []struct {
 			name string
 			s    Stats
-		}{{"Mayfly, oci driver", o.MayflyOCI}, {"Mayfly, docker driver", o.MayflyDocker}, {"docker run --rm", o.DockerRun}, {"bare runtime run", o.RuntimeRun}} {
+		}{{"Mayfly, oci driver", o.MayflyOCI}, {"Mayfly, docker driver", o.MayflyDocker}, {"docker run --rm", o.DockerRun}, {"bare runtime run, the runtime's default spec", o.RuntimeRun},
+			{"bare runtime run, the driver's sandbox config (no overlay, driver or runner)", o.SandboxRun}} {
 			fmt.Fprintf(&b, "| %s | %.1f | %.1f | %.2f |\n", row.name, row.s.P50, row.s.P90, ratio(row.s.P50, o.DockerRun.P50))
 		}
 		b.WriteString("\nWhere an oci task's time goes (ms):\n\n| phase | p50 | p90 | mean |\n|---|---|---|---|\n")

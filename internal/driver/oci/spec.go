@@ -2,6 +2,7 @@ package oci
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -337,4 +338,16 @@ func readDB(lowers []string, name string) [][]string {
 		return out
 	}
 	return nil
+}
+
+// SandboxConfig is the runtime config the driver would start spec's
+// container with, on rootfs instead of a bundle's overlay mount. The
+// benchmark runs the bare runtime on it, to tell the sandbox's cost from
+// the driver's and the runner's.
+func (d *Driver) SandboxConfig(ctx context.Context, spec driver.Spec, rootfs string) (*specs.Spec, error) {
+	img, err := d.resolve(ctx, spec.Image)
+	if err != nil {
+		return nil, err
+	}
+	return d.ociSpec(spec, img, driver.ContainerName(spec.TaskID), rootfs)
 }
