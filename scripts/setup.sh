@@ -11,6 +11,9 @@ command -v curl >/dev/null 2>&1 || need_pkgs+=(curl ca-certificates)
 # The oci driver starts task containers with runc itself (docker.io pulls it
 # in too, but a host with another engine may lack it).
 command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ] || need_pkgs+=(runc)
+# crun starts containers faster; the driver takes it where it works on the
+# host's cgroup set-up (not on a hybrid v1/v2 one), else runc.
+command -v crun >/dev/null 2>&1 || need_pkgs+=(crun)
 # The busybox stack copies Debian's static busybox into a FROM-scratch image.
 dpkg -s busybox-static >/dev/null 2>&1 || need_pkgs+=(busybox-static)
 # The other stacks start from a Debian system that debootstrap installs from

@@ -22,7 +22,7 @@ func newBenchCmd() *cobra.Command {
 		timeout time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "bench [latency|throughput|queue|queue-pg|scale-pg|depth]...",
+		Use:   "bench [latency|throughput|queue|queue-pg|scale-pg|depth|oci]...",
 		Short: "Measure Mayfly against docker run and River, in the same run",
 		Long: `Runs benchmarks of Mayfly against baselines measured in the same run on
 this machine, and reports each result as a ratio to its baseline:
@@ -43,6 +43,15 @@ this machine, and reports each result as a ratio to its baseline:
               two sharing one database (two stores, services and embedded
               runners in this process, as two "mayfly server" would run)
   depth       lease+finish latency with a small and a large queue
+  oci         N trivial tasks on the oci driver, N on the docker driver, N
+              "docker run --rm", N bare runs of the OCI runtime on the
+              stack's root file system with its default spec and N with
+              the driver's sandbox config, interleaved one for one; where an
+              oci task's time goes, phase by phase; then M tasks queued at
+              once on an oci runner of capacity C, beside M bare runtime
+              runs at parallelism C. Needs root, overlayfs and runc or
+              crun; skipped, and the report says why, where the oci driver
+              cannot start
 
 With no scenario named, all run. The PostgreSQL scenarios need an admin URL
 of a server where they may create and drop databases (--postgres-url or
@@ -107,6 +116,7 @@ results.md.`,
 	f.StringVar(&cfg.RiverDir, "river-dir", cfg.RiverDir, "directory of the River baseline's Go module")
 	f.StringVar(&cfg.Image, "image", "", "image the container scenarios run (default: the busybox stack's)")
 	f.StringVar(&cfg.Driver, "driver", "docker", "driver Mayfly's runner uses in the container scenarios: docker or oci (the baseline is docker run either way)")
+	f.StringVar(&cfg.OCIRuntime, "oci-runtime", "", "oci scenario: OCI runtime binary (default: crun where it works, else runc)")
 	f.StringVar(&cfg.DockerCLI, "docker", "", "docker command of the baselines (default: docker on PATH)")
 	f.StringVar(&cfg.WorkDir, "work-dir", "", "where the scenarios' databases go (default: a temporary directory, removed after)")
 	f.DurationVar(&timeout, "timeout", time.Hour, "give up after this long")

@@ -148,7 +148,7 @@ help.`,
 	f.StringVar(&c.DataDir, "data-dir", envStr("MAYFLY_RUNNER_DATA_DIR", "runner-data"), "runner id, package cache and task sockets (MAYFLY_RUNNER_DATA_DIR)")
 	f.StringVar(&c.Driver, "driver", envStr("MAYFLY_RUNNER_DRIVER", "docker"), "container driver: docker, or oci to start containers with runc directly (root, overlayfs; stacks still come from the Docker engine) (MAYFLY_RUNNER_DRIVER)")
 	f.StringVar(&c.OCIDir, "oci-dir", envStr("MAYFLY_RUNNER_OCI_DIR", ""), "with --driver oci: root file system layers and container bundles; default DATA-DIR/oci (MAYFLY_RUNNER_OCI_DIR)")
-	f.StringVar(&c.OCIRuntime, "oci-runtime", envStr("MAYFLY_OCI_RUNTIME", "runc"), "with --driver oci: the OCI runtime binary (MAYFLY_OCI_RUNTIME)")
+	f.StringVar(&c.OCIRuntime, "oci-runtime", envStr("MAYFLY_OCI_RUNTIME", ""), "with --driver oci: the OCI runtime binary; empty takes crun where a trial container works on this host's cgroup set-up, else runc (MAYFLY_OCI_RUNTIME)")
 	f.DurationVar(&c.CacheTTL, "cache-ttl", envDuration("MAYFLY_RUNNER_CACHE_TTL", 7*24*time.Hour), "remove code packages and code images unused this long, 0 = keep forever (MAYFLY_RUNNER_CACHE_TTL)")
 	f.StringVar(&c.MetricsListen, "metrics-listen", envStr("MAYFLY_RUNNER_METRICS_LISTEN", ""), "address to serve Prometheus metrics at /metrics, without authentication (keep it on loopback or a private network); \"\" = none (MAYFLY_RUNNER_METRICS_LISTEN)")
 	c.taskLimits.register(f)

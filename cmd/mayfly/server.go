@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -109,7 +108,7 @@ SIGTERM or SIGINT drains: no new tasks are taken, running ones get
 	f.DurationVar(&c.MinRunEvery, "min-run-every", envDuration("MAYFLY_MIN_RUN_EVERY", time.Minute), "shortest run_every a schedule may have (MAYFLY_MIN_RUN_EVERY)")
 	f.Int64Var(&c.MinFreeBytes, "min-free-bytes", envInt64("MAYFLY_MIN_FREE_BYTES", 64<<20), "/readyz fails while the data directory has less space free; 0 = no check (MAYFLY_MIN_FREE_BYTES)")
 	f.DurationVar(&c.Retention, "retention", envDuration("MAYFLY_RETENTION", d.Retention), "finished tasks and their logs are deleted this long after they ended, 0 = keep forever (MAYFLY_RETENTION)")
-	f.StringVar(&c.RunnerDriver, "runner-driver", envStr("MAYFLY_RUNNER_DRIVER", "docker"), "container driver of the embedded runner: docker, or oci (runc directly; see docs/operations.md) (MAYFLY_RUNNER_DRIVER)")
+	f.StringVar(&c.RunnerDriver, "runner-driver", envStr("MAYFLY_RUNNER_DRIVER", "docker"), "container driver of the embedded runner: docker, or oci (crun or runc directly, MAYFLY_OCI_RUNTIME forces one; see docs/operations.md) (MAYFLY_RUNNER_DRIVER)")
 	f.DurationVar(&c.RunnerCacheTTL, "runner-cache-ttl", envDuration("MAYFLY_RUNNER_CACHE_TTL", 7*24*time.Hour), "the embedded runner removes code packages and code images unused this long, 0 = keep forever (MAYFLY_RUNNER_CACHE_TTL)")
 	l := api.DefaultLimits()
 	f.IntVar(&c.Limits.MaxConns, "max-conns", envInt("MAYFLY_MAX_CONNS", l.MaxConns), "open HTTP connections in all; more are closed at once, 0 = no cap; default half the open-file limit, at most 10000 (MAYFLY_MAX_CONNS)")
@@ -188,7 +187,7 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 		DrainGrace: c.DrainGrace, Log: log, Out: out,
 	}
 	if c.Runner {
-		drv, closeDrv, err := openDriver(ctx, c.RunnerDriver, filepath.Join(c.DataDir, "oci"), cmp.Or(os.Getenv("MAYFLY_OCI_RUNTIME"), "runc"), log)
+		drv, closeDrv, err := openDriver(ctx, c.RunnerDriver, filepath.Join(c.DataDir, "oci"), os.Getenv("MAYFLY_OCI_RUNTIME"), log)
 		if err != nil {
 			return fmt.Errorf("embedded runner (or start with --runner=false): %w", err)
 		}

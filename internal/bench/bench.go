@@ -15,7 +15,10 @@
 //   - scale-pg: the same no-op tasks worked by one server on PostgreSQL and
 //     by two sharing one database;
 //   - depth: the cost of a lease with a thousand tasks queued against the
-//     cost with a million.
+//     cost with a million;
+//   - oci: a trivial task on the oci driver, on the docker driver, a bare
+//     `docker run --rm` and a bare run of the OCI runtime, interleaved; the
+//     oci path's phases; its throughput at capacity C.
 //
 // Benchmarks are never pass/fail on timing: the harness reports ratios and
 // whether each meets its target, and the tests only check that each
@@ -24,6 +27,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -43,10 +47,11 @@ const (
 	QueuePG    = "queue-pg"
 	ScalePG    = "scale-pg"
 	Depth      = "depth"
+	OCI        = "oci"
 )
 
 // Scenarios lists every scenario in the order a full run takes them.
-var Scenarios = []string{Latency, Throughput, Queue, QueuePG, ScalePG, Depth}
+var Scenarios = []string{Latency, Throughput, Queue, QueuePG, ScalePG, Depth, OCI}
 
 // postgresScenarios need Config.PostgresURL; without one they are skipped,
 // and the report says so.
@@ -79,6 +84,9 @@ type Config struct {
 	// container scenarios: "docker" (default) or "oci". The baseline is
 	// `docker run --rm` either way.
 	Driver string
+	// OCIRuntime is the runtime the oci scenario's driver uses; empty
+	// lets the driver choose (crun where it works, else runc).
+	OCIRuntime string
 	// DockerCLI is the docker command for the baselines; empty means
 	// whichever docker is on PATH.
 	DockerCLI string
@@ -150,6 +158,7 @@ type Results struct {
 	QueuePG    *QueueResult      `json:"queue_pg,omitempty"`
 	ScalePG    *ScaleResult      `json:"scale_pg,omitempty"`
 	Depth      *DepthResult      `json:"depth,omitempty"`
+	OCI        *OCIResult        `json:"oci,omitempty"`
 	// Skipped names the scenarios asked for that could not run here, and
 	// why, so a report without them says so.
 	Skipped []Skip `json:"skipped,omitempty"`
@@ -202,6 +211,9 @@ func (r *Results) Targets() []Target {
 	if r.Depth != nil {
 		ts = append(ts, r.Depth.Target)
 	}
+	if r.OCI != nil {
+		ts = append(ts, r.OCI.Targets...)
+	}
 	return ts
 }
 
@@ -252,6 +264,14 @@ func Run(ctx context.Context, cfg Config, scenarios ...string) (*Results, error)
 			res.ScalePG, err = RunScalePG(ctx, cfg)
 		case Depth:
 			res.Depth, err = RunDepth(ctx, cfg)
+		case OCI:
+			res.OCI, err = RunOCI(ctx, cfg)
+		}
+		var skip *skipError
+		if errors.As(err, &skip) {
+			cfg.Log.Warn("scenario skipped", "scenario", s, "reason", skip.reason)
+			res.Skipped = append(res.Skipped, Skip{Scenario: s, Reason: skip.reason})
+			continue
 		}
 		if err != nil {
 			return res, fmt.Errorf("scenario %s: %w", s, err)

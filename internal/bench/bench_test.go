@@ -216,3 +216,53 @@ func TestWriteAll(t *testing.T) {
 		}
 	}
 }
+
+func TestOCITiny(t *testing.T) {
+	cfg := tiny(t)
+	docker(t, &cfg)
+	testenv.OCI(t) // skips, or fails under MAYFLY_REQUIRE_INTEGRATION=1, where the driver cannot start
+	r, err := bench.RunOCI(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, s := range map[string]bench.Stats{"oci": r.MayflyOCI, "docker": r.MayflyDocker, "docker run": r.DockerRun,
+		"runtime run": r.RuntimeRun, "sandbox run": r.SandboxRun} {
+		checkStats(t, name, s, 2)
+	}
+	if len(r.Breakdown) < 10 {
+		t.Fatalf("breakdown has %d phases", len(r.Breakdown))
+	}
+	var sum float64
+	for _, p := range r.Breakdown {
+		if p.Stats.N != 2 {
+			t.Errorf("phase %q: N = %d, want 2", p.Phase, p.Stats.N)
+		}
+		if strings.HasPrefix(p.Phase, "whole") {
+			break
+		}
+		sum += p.Stats.Min
+	}
+	// The phases are parts of the whole, measured on one clock.
+	if sum > r.MayflyOCI.Max+1 {
+		t.Errorf("phases add up to more than the whole: %.1f ms > %.1f ms", sum, r.MayflyOCI.Max)
+	}
+	if r.OCIRate <= 0 || r.RuntimeRate <= 0 || r.StartsPerCore <= 0 || r.StartsPerCPUSec <= 0 || r.RuntimePerCPUSec <= 0 ||
+		r.OCICPUSecs <= 0 || r.ThroughputM != 4 || r.ThroughputC != 2 {
+		t.Errorf("throughput not sane: %+v", r)
+	}
+	if len(r.Targets) != 3 {
+		t.Fatalf("targets: %+v", r.Targets)
+	}
+	for _, tg := range r.Targets {
+		checkTarget(t, tg)
+	}
+	var md bytes.Buffer
+	if err := bench.WriteMarkdown(&md, &bench.Results{OCI: r}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"| oci: latency", "bare runtime run", "runtime run --detach"} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("results.md lacks %q:\n%s", want, md.String())
+		}
+	}
+}

@@ -170,39 +170,49 @@ func RunLatency(ctx context.Context, cfg Config) (*LatencyResult, error) {
 // returns the whole latency and the phases Enqueue, ToStart, Run, Observe.
 func (s *server) runOne(ctx context.Context) (time.Duration, [4]time.Duration, error) {
 	var ph [4]time.Duration
-	t0 := time.Now()
-	ids, err := s.client.QueueTasks(ctx, []wire.NewTask{{CodeName: codeName}})
+	task, t0, queued, seen, err := s.runOneTask(ctx)
 	if err != nil {
 		return 0, ph, err
-	}
-	queued := time.Now()
-	var task wire.Task
-	for {
-		task, err = s.client.GetTask(ctx, ids[0])
-		if err != nil {
-			return 0, ph, err
-		}
-		if client.Terminal(task.Status) {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return 0, ph, fmt.Errorf("wait for task %s: %w", ids[0], ctx.Err())
-		case <-time.After(pollEvery):
-		}
-	}
-	seen := time.Now()
-	if task.Status != "complete" {
-		return 0, ph, fmt.Errorf("task %s ended %s: %s", task.ID, task.Status, task.Msg)
-	}
-	if task.StartTime == nil || task.EndTime == nil {
-		return 0, ph, fmt.Errorf("task %s is complete but has no start_time or end_time", task.ID)
 	}
 	ph[0] = queued.Sub(t0)
 	ph[1] = task.StartTime.Sub(task.CreatedAt)
 	ph[2] = task.EndTime.Sub(*task.StartTime)
 	ph[3] = seen.Sub(*task.EndTime)
 	return seen.Sub(t0), ph, nil
+}
+
+// runOneTask queues one task through the API and polls until it has
+// ended; it returns the task as last read, when the POST was sent, when it
+// was answered and when the end was seen.
+func (s *server) runOneTask(ctx context.Context) (task wire.Task, t0, queued, seen time.Time, err error) {
+	t0 = time.Now()
+	ids, err := s.client.QueueTasks(ctx, []wire.NewTask{{CodeName: codeName}})
+	if err != nil {
+		return task, t0, queued, seen, err
+	}
+	queued = time.Now()
+	for {
+		task, err = s.client.GetTask(ctx, ids[0])
+		if err != nil {
+			return task, t0, queued, seen, err
+		}
+		if client.Terminal(task.Status) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return task, t0, queued, seen, fmt.Errorf("wait for task %s: %w", ids[0], ctx.Err())
+		case <-time.After(pollEvery):
+		}
+	}
+	seen = time.Now()
+	if task.Status != "complete" {
+		return task, t0, queued, seen, fmt.Errorf("task %s ended %s: %s", task.ID, task.Status, task.Msg)
+	}
+	if task.StartTime == nil || task.EndTime == nil {
+		return task, t0, queued, seen, fmt.Errorf("task %s is complete but has no start_time or end_time", task.ID)
+	}
+	return task, t0, queued, seen, nil
 }
 
 func driverPhases(ph [3][]time.Duration) DriverPhases {

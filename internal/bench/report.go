@@ -109,6 +109,15 @@ func WriteMarkdown(w io.Writer, r *Results) error {
 			count(d.Large.Queued), d.Large.Total.P50, d.Large.Total.P99, count(d.Small.Queued), d.Small.Total.P50, d.Small.Total.P99,
 			d.Target.Ratio, d.Target.Op, d.Target.Bound, yes(d.Target))
 	}
+	if o := r.OCI; o != nil {
+		fmt.Fprintf(&b, "| oci: latency, %d sequential tasks each way, interleaved (p50 ms) | oci %.0f | docker run --rm %.0f | %.2f | %s %g | %s |\n",
+			o.N, o.MayflyOCI.P50, o.DockerRun.P50, o.Targets[0].Ratio, o.Targets[0].Op, o.Targets[0].Bound, yes(o.Targets[0]))
+		fmt.Fprintf(&b, "| oci: latency, same run (p50 ms) | oci %.0f | bare %s run %.0f | %.2f | %s %g | %s |\n",
+			o.MayflyOCI.P50, filepath.Base(strings.Fields(o.Runtime)[0]), o.RuntimeRun.P50, o.Targets[1].Ratio, o.Targets[1].Op, o.Targets[1].Bound, yes(o.Targets[1]))
+		fmt.Fprintf(&b, "| oci: %d tasks at capacity %d (starts per CPU-second: tasks over the CPU time of Mayfly, the runtime and the containers) | %.1f (%.2f tasks/s, %.1f s wall, %.1f s CPU; %.1f per core by the wall clock) | bare runtime x%d: %.1f (%.2f/s) | %.2f | %s %g | %s |\n",
+			o.ThroughputM, o.ThroughputC, o.StartsPerCPUSec, o.OCIRate, o.OCISecs, o.OCICPUSecs, o.StartsPerCore,
+			o.ThroughputC, o.RuntimePerCPUSec, o.RuntimeRate, o.Targets[2].Ratio, o.Targets[2].Op, o.Targets[2].Bound, yes(o.Targets[2]))
+	}
 	for _, sk := range r.Skipped {
 		fmt.Fprintf(&b, "\nSkipped %s: %s.\n", sk.Scenario, sk.Reason)
 	}
@@ -137,6 +146,21 @@ func WriteMarkdown(w io.Writer, r *Results) error {
 			{drv + " driver alone, no files: all three", l.DriverBare.Total},
 		} {
 			fmt.Fprintf(&b, "| %s | %.1f | %.1f | %.1f |\n", row.name, row.s.P50, row.s.P90, row.s.P99)
+		}
+	}
+	if o := r.OCI; o != nil {
+		fmt.Fprintf(&b, "\nThe oci scenario, interleaved (runtime %s, cgroup %s), p50 / p90 ms:\n\n", o.Runtime, o.Cgroup)
+		b.WriteString("| way | p50 | p90 | ratio of p50 to docker run --rm |\n|---|---|---|---|\n")
+		for _, row := range []struct {
+			name string
+			s    Stats
+		}{{"Mayfly, oci driver", o.MayflyOCI}, {"Mayfly, docker driver", o.MayflyDocker}, {"docker run --rm", o.DockerRun}, {"bare runtime run, the runtime's default spec", o.RuntimeRun},
+			{"bare runtime run, the driver's sandbox config (no overlay, driver or runner)", o.SandboxRun}} {
+			fmt.Fprintf(&b, "| %s | %.1f | %.1f | %.2f |\n", row.name, row.s.P50, row.s.P90, ratio(row.s.P50, o.DockerRun.P50))
+		}
+		b.WriteString("\nWhere an oci task's time goes (ms):\n\n| phase | p50 | p90 | mean |\n|---|---|---|---|\n")
+		for _, p := range o.Breakdown {
+			fmt.Fprintf(&b, "| %s | %.1f | %.1f | %.1f |\n", p.Phase, p.Stats.P50, p.Stats.P90, p.Stats.Mean)
 		}
 	}
 	if d := r.Depth; d != nil {

@@ -163,7 +163,20 @@ func (d *Driver) base(ctx context.Context, ref string) (layerMeta, error) {
 		if _, err := os.Stat(filepath.Join(dir, "meta.json")); err == nil {
 			return nil, nil
 		}
-		return nil, d.export(ctx, ref, id, cfg, dir)
+		if err := d.export(ctx, ref, id, cfg, dir); err != nil {
+			return nil, err
+		}
+		// A new id of a stack already exported is a rebuild: the old
+		// layer goes (unless a task still has it mounted), off this
+		// task's path.
+		d.bg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			if _, _, err := d.collectLayers(ctx); err != nil {
+				d.log.Warn("could not remove stale stack layers", "err", err)
+			}
+		})
+		return nil, nil
 	})
 	if err != nil {
 		return layerMeta{}, err
@@ -206,6 +219,14 @@ func (d *Driver) writeLayer(dir string, meta layerMeta, fill func(rootfs string)
 	if err != nil {
 		return fmt.Errorf("make layer: %w", err)
 	}
+	// Locked while written: the start-up sweep of another driver on this
+	// directory takes only what nobody holds.
+	lock, err := lockDir(tmp, true)
+	if err != nil {
+		os.RemoveAll(tmp)
+		return fmt.Errorf("make layer: %w", err)
+	}
+	defer lock.Close()
 	defer os.RemoveAll(tmp)
 	rootfs := filepath.Join(tmp, "rootfs")
 	if err := os.Mkdir(rootfs, 0o755); err != nil {
@@ -334,15 +355,8 @@ func (d *Driver) RemoveImage(ctx context.Context, ref string) (bool, error) {
 	if err != nil || inUse {
 		return false, err
 	}
-	trash := filepath.Join(d.dir, "tmp", "rm-layer-"+codeKey(ref)+"-"+fmt.Sprint(time.Now().UnixNano()))
-	if err := os.Rename(dir, trash); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return false, nil
-		}
+	if err := d.removeLayerDir(dir, "rm-layer-"+codeKey(ref)); err != nil {
 		return false, fmt.Errorf("remove image %s: %w", ref, err)
-	}
-	if err := os.RemoveAll(trash); err != nil {
-		return true, fmt.Errorf("remove image %s: %w", ref, err)
 	}
 	return true, nil
 }
@@ -356,4 +370,15 @@ func (d *Driver) layerInUse(rootfs string) (bool, error) {
 		return false, fmt.Errorf("read mounts: %w", err)
 	}
 	return strings.Contains(string(data), rootfs), nil
+}
+
+// StackRootFS returns the directory of ref's stack root file system (the
+// bottom layer of its tasks), exporting it from the engine the first time.
+// The benchmark runs the bare runtime on it.
+func (d *Driver) StackRootFS(ctx context.Context, ref string) (string, error) {
+	img, err := d.resolve(ctx, ref)
+	if err != nil {
+		return "", err
+	}
+	return img.lowers[len(img.lowers)-1], nil
 }

@@ -25,12 +25,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/docker/docker/client"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sync/singleflight"
 	"golang.org/x/sys/unix"
 
@@ -43,9 +45,13 @@ type Options struct {
 	// file system overlayfs can use as upper layer (not overlayfs, not
 	// tmpfs on old kernels).
 	Dir string
-	// Runtime is the OCI runtime binary; "" = runc on PATH.
+	// Runtime is the OCI runtime binary; "" = crun when it is on PATH and
+	// starts a container on this host's cgroup set-up, else runc.
 	Runtime string
 	Log     *slog.Logger
+	// Trace, when set, receives the phases of each task's container once
+	// it has been destroyed (for benchmarks).
+	Trace func(taskID string, p Phases)
 }
 
 // Driver starts task containers with an OCI runtime. It is safe for
@@ -56,6 +62,13 @@ type Driver struct {
 	log     *slog.Logger
 	cli     *client.Client // the engine the stacks' root file systems come from
 	cgroup2 bool
+	trace   func(string, Phases)
+
+	bg sync.WaitGroup // layer collections after a rebuild
+
+	seccompOnce sync.Once
+	seccomp     *specs.LinuxSeccomp
+	seccompErr  error
 
 	exports singleflight.Group
 	ids     sync.Map // image ref -> cachedID
@@ -78,14 +91,6 @@ func New(ctx context.Context, opts Options) (*Driver, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("oci driver: no directory for layers and bundles")
 	}
-	rt := opts.Runtime
-	if rt == "" {
-		rt = "runc"
-	}
-	path, err := exec.LookPath(rt)
-	if err != nil {
-		return nil, fmt.Errorf("oci driver: runtime %s: %w", rt, err)
-	}
 	if os.Geteuid() != 0 {
 		return nil, errors.New("oci driver: needs root (mounts overlayfs and creates cgroups)")
 	}
@@ -100,6 +105,10 @@ func New(ctx context.Context, opts Options) (*Driver, error) {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
 			return nil, fmt.Errorf("oci driver: %w", err)
 		}
+	}
+	path, err := chooseRuntime(ctx, opts.Runtime, dir, opts.Log)
+	if err != nil {
+		return nil, fmt.Errorf("oci driver: %w", err)
 	}
 	ver, err := runtimeVersion(ctx, path)
 	if err != nil {
@@ -123,11 +132,17 @@ func New(ctx context.Context, opts Options) (*Driver, error) {
 	var st unix.Statfs_t
 	cg2 := unix.Statfs("/sys/fs/cgroup", &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC
 	opts.Log.Debug("oci driver ready", "runtime", path, "version", ver, "dir", dir, "cgroup2", cg2)
-	return &Driver{dir: dir, runtime: path, log: opts.Log, cli: cli, cgroup2: cg2}, nil
+	d := &Driver{dir: dir, runtime: path, log: opts.Log, cli: cli, cgroup2: cg2, trace: opts.Trace}
+	d.sweep(ctx)
+	return d, nil
 }
 
-// Close releases the engine client. Containers keep running.
-func (d *Driver) Close() error { return d.cli.Close() }
+// Close waits for a layer collection under way and releases the engine
+// client. Containers keep running.
+func (d *Driver) Close() error {
+	d.bg.Wait()
+	return d.cli.Close()
+}
 
 // Ping reports whether the engine the stacks come from answers; tasks of
 // layers already there start without it, but no new stack can.
@@ -164,19 +179,48 @@ func runtimeVersion(ctx context.Context, path string) (string, error) {
 	return strings.TrimSpace(line), nil
 }
 
-// tooOld tells whether a runc version predates 1.1.12, the release that
-// fixed CVE-2024-21626 (a working directory leaking a host descriptor).
+// fixedIn lists, per runtime, known container escapes and the first
+// fixed release of each minor line that got the fix. A version is exposed
+// when the first fix at or after its minor line is newer than it (a line
+// that never got the fix, as runc 1.1 for the 2025 escapes, is exposed).
+var fixedIn = map[string][]struct {
+	cve   string
+	fixes [][3]int // ascending
+}{
+	"runc": {
+		{"CVE-2024-21626", [][3]int{{1, 1, 12}}},
+		{"CVE-2025-31133, CVE-2025-52565, CVE-2025-52881", [][3]int{{1, 2, 8}, {1, 3, 3}, {1, 4, 0}}},
+	},
+	"crun": {
+		{"CVE-2022-27650", [][3]int{{1, 4, 4}}},
+	},
+}
+
+// tooOld tells whether a runc or crun version (a `--version` line)
+// predates the releases that fixed known container escapes, and which.
 // Distributions backport such fixes without changing the upstream
 // version, so this is a warning, not a refusal.
 func tooOld(ver string) (bool, string) {
 	m := versionRE.FindStringSubmatch(ver)
-	if m == nil || !strings.HasPrefix(ver, "runc") {
+	if m == nil {
 		return false, ""
 	}
+	name, _, _ := strings.Cut(ver, " ")
 	n := func(s string) int { v, _ := strconv.Atoi(s); return v }
-	major, minor, patch := n(m[1]), n(m[2]), n(m[3])
-	old := major < 1 || (major == 1 && (minor < 1 || (minor == 1 && patch < 12)))
-	return old, "1.1.12 (CVE-2024-21626)"
+	v := [3]int{n(m[1]), n(m[2]), n(m[3])}
+	var why []string
+	for _, c := range fixedIn[name] {
+		for _, f := range c.fixes {
+			if f[0] < v[0] || (f[0] == v[0] && f[1] < v[1]) {
+				continue // an older line's fix
+			}
+			if slices.Compare(v[:], f[:]) < 0 {
+				why = append(why, fmt.Sprintf("%d.%d.%d (%s)", f[0], f[1], f[2], c.cve))
+			}
+			break
+		}
+	}
+	return len(why) > 0, strings.Join(why, ", ")
 }
 
 // labelsFile holds a container's labels in its bundle.
@@ -271,8 +315,16 @@ func (d *Driver) removeContainer(ctx context.Context, id string) (bool, error) {
 	if err := unmountBundle(bdir); err != nil {
 		return false, fmt.Errorf("remove container %s: %w", id, err)
 	}
-	// Renamed first so that a listing never sees a half-removed bundle
-	// with its labels.
+	// Locked against another driver's sweep, and renamed first so that
+	// a listing never sees a half-removed bundle with its labels.
+	lock, err := lockDir(bdir, true)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("remove bundle of %s: %w", id, err)
+	}
+	defer lock.Close()
 	trash := filepath.Join(d.dir, "tmp", "rm-"+id+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
 	if err := os.Rename(bdir, trash); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -311,3 +363,9 @@ func unmountBundle(bdir string) error {
 	}
 	return nil
 }
+
+// Runtime is the path of the OCI runtime the driver starts containers with.
+func (d *Driver) Runtime() string { return d.runtime }
+
+// StateDir is the runtime's state directory (its --root).
+func (d *Driver) StateDir() string { return filepath.Join(d.dir, "state") }

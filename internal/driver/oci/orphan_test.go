@@ -26,6 +26,9 @@ func TestMain(m *testing.M) {
 	if runnerID := os.Getenv(orphanEnv); runnerID != "" {
 		os.Exit(orphanRunner(runnerID))
 	}
+	if dir := os.Getenv(halfBakeEnv); dir != "" {
+		os.Exit(halfBaker(dir))
+	}
 	os.Exit(m.Run())
 }
 

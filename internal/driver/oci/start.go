@@ -34,10 +34,12 @@ const (
 // Start prepares the container's bundle and root file system, unpacks
 // spec's archive and files into it and starts it. On error nothing is left.
 func (d *Driver) Start(ctx context.Context, spec driver.Spec) (_ driver.Handle, err error) {
+	tr := &tracer{t0: time.Now()}
 	img, err := d.resolve(ctx, spec.Image)
 	if err != nil {
 		return nil, fmt.Errorf("start task %s: %w", spec.TaskID, err)
 	}
+	tr.resolved = time.Now()
 	id := driver.ContainerName(spec.TaskID)
 	bdir := filepath.Join(d.dir, "bundles", id)
 	if err := os.Mkdir(bdir, 0o700); err != nil {
@@ -78,6 +80,7 @@ func (d *Driver) Start(ctx context.Context, spec driver.Spec) (_ driver.Handle, 
 	if err := fillRoot(rootfs, spec); err != nil {
 		return nil, fmt.Errorf("start task %s: %w", spec.TaskID, err)
 	}
+	tr.prepared = time.Now()
 
 	s, err := d.ociSpec(spec, img, id, rootfs)
 	if err != nil {
@@ -93,8 +96,9 @@ func (d *Driver) Start(ctx context.Context, spec driver.Spec) (_ driver.Handle, 
 	if err := writeJSON(filepath.Join(bdir, "config.json"), s); err != nil {
 		return nil, fmt.Errorf("start task %s: %w", spec.TaskID, err)
 	}
+	tr.specced = time.Now()
 
-	h, err := d.run(ctx, id, bdir, spec)
+	h, err := d.run(ctx, id, bdir, spec, tr)
 	if err != nil {
 		return nil, fmt.Errorf("start container %s of task %s: %w", id, spec.TaskID, err)
 	}
@@ -146,7 +150,7 @@ func writeJSON(p string, v any) error {
 // ours. The runtime hands its own stdio to the container's init and exits;
 // the init is then our child (we are the subreaper), so its exit status is
 // ours to collect.
-func (d *Driver) run(ctx context.Context, id, bdir string, spec driver.Spec) (*handle, error) {
+func (d *Driver) run(ctx context.Context, id, bdir string, spec driver.Spec, tr *tracer) (*handle, error) {
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -163,6 +167,7 @@ func (d *Driver) run(ctx context.Context, id, bdir string, spec driver.Spec) (*h
 		"run", "--detach", "--pid-file", pidPath, "--bundle", bdir, id)
 	cmd.Stdout, cmd.Stderr = outW, errW
 	h := newHandle(d, id, outR, errR, spec.Output, spec.Stderr)
+	h.tr, h.taskID = tr, spec.TaskID
 	runErr := cmd.Run()
 	// The container holds its own copies; the output ends when the last
 	// of its processes closes them.
@@ -187,6 +192,7 @@ func (d *Driver) run(ctx context.Context, id, bdir string, spec driver.Spec) (*h
 		h.abandon()
 		return nil, fmt.Errorf("find its init %d: %w", pid, err)
 	}
+	tr.started = time.Now()
 	go h.collect(proc, d.oomFile(id))
 	return h, nil
 }
@@ -251,6 +257,8 @@ type handle struct {
 	err    error
 
 	destroyMu sync.Mutex
+	tr        *tracer // marks written before done is closed, read after
+	taskID    string
 }
 
 func newHandle(d *Driver, id string, outR, errR *os.File, output, stderr io.Writer) *handle {
@@ -304,6 +312,7 @@ func (h *handle) abandon() {
 func (h *handle) collect(proc *os.Process, oomFile string) {
 	defer close(h.done)
 	st, err := proc.Wait()
+	h.tr.exited = time.Now()
 	if err != nil {
 		h.err = fmt.Errorf("wait for container %s: %w", h.id, err)
 		h.abandon()
@@ -316,6 +325,7 @@ func (h *handle) collect(proc *os.Process, oomFile string) {
 		h.abandon()
 	}
 	timer.Stop()
+	h.tr.drained = time.Now()
 	var res driver.Result
 	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		// As a shell reports it, and as Docker does.
@@ -393,6 +403,14 @@ func (h *handle) kill(ctx context.Context, sig string) error {
 func (h *handle) Destroy(ctx context.Context) error {
 	h.destroyMu.Lock()
 	defer h.destroyMu.Unlock()
-	_, err := h.d.removeContainer(ctx, h.id)
+	t0 := time.Now()
+	gone, err := h.d.removeContainer(ctx, h.id)
+	if gone && err == nil && h.d.trace != nil {
+		select {
+		case <-h.done:
+			h.d.trace(h.taskID, h.tr.phases(time.Since(t0)))
+		default:
+		}
+	}
 	return err
 }
