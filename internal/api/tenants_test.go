@@ -331,8 +331,8 @@ func TestProjectQuotas(t *testing.T) {
 	st, out := b.queue(`{"tasks":[{"code_name":"hello"}]}`)
 	wantErr(t, st, out, 403, "queued tasks")
 	st, out = b.do("GET", b.url("/tasks?queued=1"), nil)
-	if l := decode[wire.TaskList](t, out); len(l.Tasks) != 3 {
-		t.Fatalf("queued after a refused enqueue: %d", len(l.Tasks))
+	if l := decode[wire.TaskList](t, out); st != 200 || len(l.Tasks) != 3 {
+		t.Fatalf("queued after a refused enqueue: %d, %d tasks", st, len(l.Tasks))
 	}
 	// The project's own quota overrides the server's.
 	if st, out := b.do("PATCH", b.srv.URL+"/2/projects/"+b.project, strings.NewReader(`{"quotas":{"queued_tasks":-1}}`)); st != 200 {
