@@ -149,9 +149,15 @@ func (h *chaosHarness) proc(name string, env []string, args ...string) *chaosPro
 // the thread) kills it only when the test binary dies.
 func (p *chaosProc) start() {
 	p.h.t.Helper()
+	if err := p.run(); err != nil {
+		p.h.t.Fatal(err)
+	}
+}
+
+func (p *chaosProc) run() error {
 	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		p.h.t.Fatal(err)
+		return err
 	}
 	cmd := exec.Command(p.args[0], p.args[1:]...)
 	cmd.Env = append(append(os.Environ(), "TMPDIR="+p.h.tmp), p.env...)
@@ -175,11 +181,12 @@ func (p *chaosProc) start() {
 		close(done)
 	}()
 	if err := <-started; err != nil {
-		p.h.t.Fatalf("start %s: %v", p.name, err)
+		return fmt.Errorf("start %s: %w", p.name, err)
 	}
 	p.mu.Lock()
 	p.cmd, p.done = cmd, done
 	p.mu.Unlock()
+	return nil
 }
 
 func (p *chaosProc) pid() int {
@@ -304,6 +311,12 @@ func (h *chaosHarness) engineCli() *dockerclient.Client {
 }
 
 func (h *chaosHarness) waitEngine(within time.Duration) {
+	if err := h.engineUp(within); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *chaosHarness) engineUp(within time.Duration) error {
 	cli := h.engineCli()
 	defer cli.Close()
 	for deadline := time.Now().Add(within); ; time.Sleep(100 * time.Millisecond) {
@@ -311,10 +324,10 @@ func (h *chaosHarness) waitEngine(within time.Duration) {
 		_, err := cli.Ping(ctx)
 		cancel()
 		if err == nil {
-			return
+			return nil
 		}
 		if time.Now().After(deadline) || !h.engine.alive() {
-			h.t.Fatalf("the private engine does not answer: %v\n%s", err, h.engine.tail())
+			return fmt.Errorf("the private engine does not answer: %v\n%s", err, h.engine.tail())
 		}
 	}
 }
@@ -488,14 +501,20 @@ func (h *chaosHarness) startServers() {
 }
 
 func (h *chaosHarness) waitHealthy(i int, within time.Duration) {
+	if err := h.serverUp(i, within); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func (h *chaosHarness) serverUp(i int, within time.Duration) error {
 	for deadline := time.Now().Add(within); ; time.Sleep(50 * time.Millisecond) {
 		resp, err := http.Get("http://" + h.addrs[i] + "/healthz")
 		if err == nil {
 			resp.Body.Close()
-			return
+			return nil
 		}
 		if time.Now().After(deadline) || !h.servers[i].alive() {
-			h.t.Fatalf("server %d does not answer: %v\n%s", i, err, h.servers[i].tail())
+			return fmt.Errorf("server %d does not answer: %v\n%s", i, err, h.servers[i].tail())
 		}
 	}
 }
@@ -690,14 +709,14 @@ func (h *chaosHarness) fault(kind string) {
 }
 
 // injectFaults kills something every few seconds until ctx ends, and
-// brings it back.
-func (h *chaosHarness) injectFaults(ctx context.Context, every [2]time.Duration) {
-	t := h.t
+// brings it back. It runs beside the test, so it returns what went wrong
+// rather than failing the test itself.
+func (h *chaosHarness) injectFaults(ctx context.Context, every [2]time.Duration) error {
 	pause := func(lo, hi time.Duration) time.Duration { return lo + rand.N(hi-lo) }
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-time.After(pause(every[0], every[1])):
 		}
 		switch k := rand.N(8); {
@@ -710,24 +729,30 @@ func (h *chaosHarness) injectFaults(ctx context.Context, every [2]time.Duration)
 			} else {
 				h.fault("runner SIGTERM")
 				if !p.stop(syscall.SIGTERM, 60*time.Second) {
-					t.Errorf("%s did not stop within 60 s of SIGTERM\n%s", p.name, p.tail())
 					p.stop(syscall.SIGKILL, 30*time.Second)
+					return fmt.Errorf("%s did not stop within 60 s of SIGTERM\n%s", p.name, p.tail())
 				}
 			}
 			time.Sleep(pause(200*time.Millisecond, 2*time.Second))
-			p.start()
+			if err := p.run(); err != nil {
+				return err
+			}
 		case k < 5: // the server that is not the witness
 			h.fault("server SIGKILL")
 			h.servers[0].stop(syscall.SIGKILL, 30*time.Second)
 			time.Sleep(pause(500*time.Millisecond, 3*time.Second))
-			h.servers[0].start()
-			h.waitHealthy(0, time.Minute)
+			if err := h.servers[0].run(); err != nil {
+				return err
+			}
+			if err := h.serverUp(0, time.Minute); err != nil {
+				return err
+			}
 		case k < 6:
 			h.fault("PostgreSQL SIGKILL")
 			h.pg.Kill()
 			time.Sleep(pause(500*time.Millisecond, 3*time.Second))
 			if err := h.pg.Restart(); err != nil {
-				t.Fatalf("restart PostgreSQL: %v", err)
+				return fmt.Errorf("restart PostgreSQL: %w", err)
 			}
 		default:
 			h.fault("engine SIGKILL")
@@ -735,8 +760,12 @@ func (h *chaosHarness) injectFaults(ctx context.Context, every [2]time.Duration)
 			// Dead and reaped: its pid file would stop the restart.
 			os.Remove(h.enginePid)
 			time.Sleep(pause(500*time.Millisecond, 3*time.Second))
-			h.engine.start()
-			h.waitEngine(2 * time.Minute)
+			if err := h.engine.run(); err != nil {
+				return err
+			}
+			if err := h.engineUp(2 * time.Minute); err != nil {
+				return err
+			}
 		}
 	}
 }
@@ -822,7 +851,12 @@ func (h *chaosHarness) run() {
 			samplesMu.Unlock()
 		}
 	})
-	wg.Go(func() { h.injectFaults(runCtx, [2]time.Duration{2 * time.Second, 5 * time.Second}) })
+	var faultErr error
+	wg.Go(func() {
+		if faultErr = h.injectFaults(runCtx, [2]time.Duration{2 * time.Second, 5 * time.Second}); faultErr != nil {
+			stopRun()
+		}
+	})
 
 	// The enqueuer: batches of 20 fake tasks every half second and a real
 	// one every other second, through either server; only answered
@@ -855,6 +889,9 @@ func (h *chaosHarness) run() {
 		}
 	})
 	wg.Wait()
+	if faultErr != nil {
+		t.Fatalf("injecting faults: %v", faultErr)
+	}
 	if !h.servers[0].alive() || !h.engine.alive() {
 		t.Fatal("a victim was not brought back")
 	}

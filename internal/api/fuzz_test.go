@@ -177,6 +177,35 @@ func FuzzUploadCode(f *testing.F) {
 	})
 }
 
+// FuzzUploadParts builds a well-formed upload around any data field and
+// any file, so that the code JSON and the zip checks behind the multipart
+// reader are reached on every input.
+func FuzzUploadParts(f *testing.F) {
+	f.Add(`{"name":"a","runtime":"sh","file_name":"hello.sh"}`, fuzzZip())
+	f.Add(`{"name":"b","stack":"busybox","command":"true","env_vars":{"":"x"},"config":"{}"}`, fuzzZip())
+	f.Add(`{"name":"c","runtime":"binary","file_name":"../x"}`, []byte("PK\x03\x04"))
+	f.Add(`{"name":"d","image":"mayfly/stack:busybox","retries":11,"retries_delay":-1}`, []byte{})
+	f.Add(`{"name":"","runtime":"sh"}`, fuzzZip())
+	fa := newFuzzAPI(f)
+	f.Fuzz(func(t *testing.T, data string, file []byte) {
+		ct, body := seedMultipart(map[string]string{"data": data}, file)
+		st, out := fa.do("POST", fa.path("/codes"), ct, body)
+		check(t, "upload", st, out)
+		if st != 200 {
+			return
+		}
+		var up wire.UploadResponse
+		if err := json.Unmarshal(out, &up); err != nil || up.ID == "" {
+			t.Fatalf("upload answered %s", out)
+		}
+		for _, p := range []string{"/codes/" + up.ID, "/codes/" + up.ID + "/revisions", "/codes?per_page=100"} {
+			if st, out := fa.do("GET", fa.path(p), "", nil); st != 200 || !json.Valid(out) {
+				t.Fatalf("upload of %q accepted, but GET %s answers %d %q", data, p, st, out)
+			}
+		}
+	})
+}
+
 // FuzzJSONBodies posts any body to the routes that read task, code and
 // schedule JSON; what a route accepted must show again.
 func FuzzJSONBodies(f *testing.F) {
