@@ -117,7 +117,14 @@ func (d *Driver) Stats() Stats {
 	return Stats{Starts: d.starts, Live: len(d.live), Running: d.running, MaxRunning: d.maxRun}
 }
 
-// Specs returns the specs of every container started, in order.
+// keptSpecs is how many of the latest specs Specs returns. A runner
+// process on the fake driver runs tens of thousands of tasks in a soak;
+// keeping every spec (and the task's log writers it points to) would grow
+// without end.
+const keptSpecs = 100
+
+// Specs returns the specs of the latest containers started (at most
+// keptSpecs), in order, without their archive and output writers.
 func (d *Driver) Specs() []driver.Spec {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -174,7 +181,12 @@ func (d *Driver) Start(ctx context.Context, spec driver.Spec) (driver.Handle, er
 	d.starts++
 	d.running++
 	d.maxRun = max(d.maxRun, d.running)
-	d.specs = append(d.specs, spec)
+	kept := spec
+	kept.Archive, kept.Output, kept.Stderr = nil, nil, nil
+	if len(d.specs) == keptSpecs {
+		d.specs = append(d.specs[:0], d.specs[1:]...)
+	}
+	d.specs = append(d.specs, kept)
 	d.mu.Unlock()
 	go c.run()
 	return c, nil
