@@ -8,7 +8,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: help setup build stacks run test test-unit lint bench fuzz clean
+.PHONY: help setup build stacks run test test-unit lint bench fuzz chaos clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -56,6 +56,11 @@ fuzz: ## run every fuzz target for FUZZTIME each (make test runs their seeds); c
 		echo "== $$t ($$pkg) for $(FUZZTIME)"; \
 		$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./$$pkg || exit 1; \
 	done
+
+CHAOS_DURATION ?= 1h
+chaos: setup stacks ## the soak: tasks under random kills of runners, servers, PostgreSQL and the engine for CHAOS_DURATION (make test runs 60 s); see docs/chaos.md
+	MAYFLY_REQUIRE_INTEGRATION=1 MAYFLY_CHAOS_DURATION=$(CHAOS_DURATION) $(GO) test -count=1 -timeout 0 -run '^TestChaos$$' -v ./cmd/mayfly/ 2>&1 | tee chaos.log
+	@grep -q '^ok' chaos.log
 
 bench: setup build ## measure Mayfly against docker run and River (SQLite and PostgreSQL) in one run; writes bench-results/ (see BENCHMARKS.md)
 	$(BIN) stack build busybox

@@ -192,12 +192,14 @@ func parseTime(name, v string) (*time.Time, error) {
 		}
 		return t, nil
 	}
-	t, err := time.Parse(time.RFC3339, v)
-	if err != nil {
+	t, isTime, err := wire.RFC3339Time(name, v)
+	switch {
+	case !isTime:
 		return nil, errStatus(http.StatusBadRequest, name+" must be unix seconds or an RFC 3339 time")
+	case err != nil:
+		return nil, errStatus(http.StatusBadRequest, err.Error())
 	}
-	t = t.UTC()
-	return &t, nil
+	return t, nil
 }
 
 // taskFilter reads GET tasks' query. A status flag counts when present,

@@ -110,6 +110,22 @@ func UnixTime(field string, s string) (t *time.Time, isNum bool, err error) {
 	return &u, true, nil
 }
 
+// RFC3339Time reads an RFC 3339 time as UTC, refusing what falls outside
+// the years 0001 to 9999 once in UTC (an offset can carry 9999-12-31 into
+// the year 10000): such a time could be stored but never written back out
+// as JSON. isTime is false when s is not RFC 3339 at all.
+func RFC3339Time(field, s string) (t *time.Time, isTime bool, err error) {
+	p, perr := time.Parse(time.RFC3339, strings.TrimSpace(s))
+	if perr != nil {
+		return nil, false, nil
+	}
+	u := p.UTC()
+	if u.Year() < 1 || u.Year() > 9999 {
+		return nil, true, &FieldError{Field: field, Msg: "is out of range: give a time in the years 0001 to 9999"}
+	}
+	return &u, true, nil
+}
+
 // intFields decodes the raw number fields of a request into their
 // destinations.
 type intField struct {

@@ -125,12 +125,10 @@ func parseTimeArg(field string, raw json.RawMessage) (*time.Time, error) {
 	if t, isNum, err := UnixTime(field, s); isNum {
 		return t, err
 	}
-	t, err := time.Parse(time.RFC3339, s)
-	if err != nil {
-		return nil, &FieldError{Field: field, Msg: fmt.Sprintf("%q must be an RFC 3339 time (e.g. 2026-03-29T02:30:00Z) or unix seconds", truncate(s))}
+	if t, isTime, err := RFC3339Time(field, s); isTime {
+		return t, err
 	}
-	t = t.UTC()
-	return &t, nil
+	return nil, &FieldError{Field: field, Msg: fmt.Sprintf("%q must be an RFC 3339 time (e.g. 2026-03-29T02:30:00Z) or unix seconds", truncate(s))}
 }
 
 type ScheduleRequest struct {

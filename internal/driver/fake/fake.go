@@ -43,6 +43,13 @@ type Behavior struct {
 	StartErr string `json:"start_err,omitempty"`
 	// LogBytes writes this many bytes of filler output, to test log caps.
 	LogBytes int `json:"log_bytes,omitempty"`
+	// Stamps names a host directory: the container appends a line
+	// "start|end PID-CONTAINER UNIXNANO" to the file named after its task
+	// when it starts and when it ends, as a real task would write its own
+	// clock readings, so that a test can prove from them that no task ran
+	// twice at once. A container whose process is killed writes no end:
+	// it ended with the process (PID).
+	Stamps string `json:"stamps,omitempty"`
 }
 
 // PayloadFile is where the runner puts the payload on the host side: the
@@ -110,7 +117,14 @@ func (d *Driver) Stats() Stats {
 	return Stats{Starts: d.starts, Live: len(d.live), Running: d.running, MaxRunning: d.maxRun}
 }
 
-// Specs returns the specs of every container started, in order.
+// keptSpecs is how many of the latest specs Specs returns. A runner
+// process on the fake driver runs tens of thousands of tasks in a soak;
+// keeping every spec (and the task's log writers it points to) would grow
+// without end.
+const keptSpecs = 100
+
+// Specs returns the specs of the latest containers started (at most
+// keptSpecs), in order, without their archive and output writers.
 func (d *Driver) Specs() []driver.Spec {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -167,7 +181,12 @@ func (d *Driver) Start(ctx context.Context, spec driver.Spec) (driver.Handle, er
 	d.starts++
 	d.running++
 	d.maxRun = max(d.maxRun, d.running)
-	d.specs = append(d.specs, spec)
+	kept := spec
+	kept.Archive, kept.Output, kept.Stderr = nil, nil, nil
+	if len(d.specs) == keptSpecs {
+		d.specs = append(d.specs[:0], d.specs[1:]...)
+	}
+	d.specs = append(d.specs, kept)
 	d.mu.Unlock()
 	go c.run()
 	return c, nil
@@ -229,7 +248,9 @@ func (c *container) ID() string { return c.id }
 // run plays the behaviour: output first, then the run time, cut short by
 // a stop.
 func (c *container) run() {
+	c.stamp("start")
 	defer func() {
+		c.stamp("end")
 		c.d.mu.Lock()
 		c.d.running--
 		c.d.mu.Unlock()
@@ -275,6 +296,21 @@ func (c *container) run() {
 		}
 		c.res = driver.Result{ExitCode: 143}
 	}
+}
+
+// stamp appends one line to the task's stamp file: one write of a short
+// line to a file opened for appending, which concurrent writers (other
+// runner processes) cannot interleave.
+func (c *container) stamp(what string) {
+	if c.b.Stamps == "" || c.spec.TaskID == "" || filepath.Base(c.spec.TaskID) != c.spec.TaskID {
+		return
+	}
+	f, err := os.OpenFile(filepath.Join(c.b.Stamps, c.spec.TaskID), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_, _ = fmt.Fprintf(f, "%s %d-%s %d\n", what, os.Getpid(), c.id, time.Now().UnixNano())
 }
 
 func (c *container) Wait(ctx context.Context) (driver.Result, error) {
