@@ -342,7 +342,9 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	s.waitText("main", "Save as a new revision", 10*time.Second)
+	// The page is drawn again for the new revision once it is saved: a
+	// form filled before that would be replaced by an empty one.
+	s.waitText("main dl.fields", "revision2", 10*time.Second)
 	s.screenshot("code")
 
 	// Queue a task from the page; its log streams while it runs.
