@@ -239,37 +239,44 @@ func (s *Store) LeaseTasks(ctx context.Context, p store.LeaseParams) ([]store.Ta
 		if len(chosen) == 0 {
 			return nil
 		}
-
-		rows, err := tx.Query(ctx, `UPDATE tasks
-			SET status = 'preparing', runner_id = $1, attempt = attempt + 1,
-				lease_expires_at = $2, updated_at = $3
-			WHERE id = ANY($4) AND status = 'queued'
-			RETURNING `+taskCols,
-			p.RunnerID, expires, now, chosen)
-		if err != nil {
-			return fmt.Errorf("mark tasks preparing: %w", err)
-		}
-		got, err := scanTasks(rows)
-		if err != nil {
-			return fmt.Errorf("mark tasks preparing: %w", err)
-		}
-		if len(got) != len(chosen) {
-			// Cannot happen while the rows are locked; refuse rather than
-			// hand out a partial, misordered set.
-			return fmt.Errorf("mark tasks preparing: %d of %d tasks were still queued", len(got), len(chosen))
-		}
-		byID := make(map[string]store.Task, len(got))
-		for _, t := range got {
-			byID[t.ID] = t
-		}
-		leased = make([]store.Task, len(chosen))
-		for i, id := range chosen {
-			leased[i] = byID[id]
-		}
-		return nil
+		var err error
+		leased, err = markLeased(ctx, tx, p.RunnerID, expires, now, chosen)
+		return err
 	})
 	if err != nil {
 		return nil, fail(err, "lease tasks for runner %s", p.RunnerID)
+	}
+	return leased, nil
+}
+
+// markLeased marks the chosen tasks, locked by the caller's transaction,
+// leased to runner, and returns them in the order chosen.
+func markLeased(ctx context.Context, tx pgx.Tx, runner string, expires, now int64, chosen []string) ([]store.Task, error) {
+	rows, err := tx.Query(ctx, `UPDATE tasks
+		SET status = 'preparing', runner_id = $1, attempt = attempt + 1,
+			lease_expires_at = $2, updated_at = $3
+		WHERE id = ANY($4) AND status = 'queued'
+		RETURNING `+taskCols,
+		runner, expires, now, chosen)
+	if err != nil {
+		return nil, fmt.Errorf("mark tasks preparing: %w", err)
+	}
+	got, err := scanTasks(rows)
+	if err != nil {
+		return nil, fmt.Errorf("mark tasks preparing: %w", err)
+	}
+	if len(got) != len(chosen) {
+		// Cannot happen while the rows are locked; refuse rather than
+		// hand out a partial, misordered set.
+		return nil, fmt.Errorf("mark tasks preparing: %d of %d tasks were still queued", len(got), len(chosen))
+	}
+	byID := make(map[string]store.Task, len(got))
+	for _, t := range got {
+		byID[t.ID] = t
+	}
+	leased := make([]store.Task, len(chosen))
+	for i, id := range chosen {
+		leased[i] = byID[id]
 	}
 	return leased, nil
 }

@@ -150,31 +150,8 @@ func (s *Store) leaseFair(ctx context.Context, p store.LeaseParams, clusters []s
 		if len(chosen) == 0 {
 			return nil
 		}
-		rows, err := tx.Query(ctx, `UPDATE tasks
-			SET status = 'preparing', runner_id = $1, attempt = attempt + 1,
-				lease_expires_at = $2, updated_at = $3
-			WHERE id = ANY($4) AND status = 'queued'
-			RETURNING `+taskCols,
-			p.RunnerID, expires, now, chosen)
-		if err != nil {
-			return fmt.Errorf("mark tasks preparing: %w", err)
-		}
-		got, err := scanTasks(rows)
-		if err != nil {
-			return fmt.Errorf("mark tasks preparing: %w", err)
-		}
-		if len(got) != len(chosen) {
-			return fmt.Errorf("mark tasks preparing: %d of %d tasks were still queued", len(got), len(chosen))
-		}
-		byID := make(map[string]store.Task, len(got))
-		for _, t := range got {
-			byID[t.ID] = t
-		}
-		leased = make([]store.Task, len(chosen))
-		for i, id := range chosen {
-			leased[i] = byID[id]
-		}
-		return nil
+		leased, err = markLeased(ctx, tx, p.RunnerID, expires, now, chosen)
+		return err
 	})
 	if err != nil {
 		return nil, false, err
