@@ -3,6 +3,7 @@
 # images.
 
 GO       ?= go
+BENCH_REPEAT ?= 1
 BIN      := bin/mayfly
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
@@ -62,7 +63,7 @@ chaos: setup stacks ## the soak: tasks under random kills of runners, servers, P
 	MAYFLY_REQUIRE_INTEGRATION=1 MAYFLY_CHAOS_DURATION=$(CHAOS_DURATION) $(GO) test -count=1 -timeout 0 -run '^TestChaos$$' -v ./cmd/mayfly/ 2>&1 | tee chaos.log
 	@grep -q '^ok' chaos.log
 
-bench: setup build ## measure Mayfly against docker run and River (SQLite and PostgreSQL) in one run; writes bench-results/ (see BENCHMARKS.md)
+bench: setup build ## measure Mayfly against docker run and River (SQLite and PostgreSQL) in one run (BENCH_REPEAT=N: N runs and a repeatability table); writes bench-results/ (see BENCHMARKS.md)
 	$(BIN) stack build busybox
 	@# The PostgreSQL scenarios get a throw-away server of their own, unless
 	@# MAYFLY_BENCH_POSTGRES_URL names one; without either they are skipped.
@@ -75,8 +76,8 @@ bench: setup build ## measure Mayfly against docker run and River (SQLite and Po
 			echo "no PostgreSQL server could be started: the PostgreSQL scenarios will be skipped" >&2; rm -rf $$dir; \
 		fi; \
 	fi; \
-	echo "$(BIN) bench --out bench-results"; \
-	$(BIN) bench --out bench-results
+	echo "$(BIN) bench --repeat $(BENCH_REPEAT) --out bench-results"; \
+	$(BIN) bench --repeat $(BENCH_REPEAT) --out bench-results
 
 clean: ## remove the build output
 	rm -rf bin

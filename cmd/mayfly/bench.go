@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -18,6 +20,7 @@ func newBenchCmd() *cobra.Command {
 	cfg := bench.DefaultConfig()
 	var (
 		out     string
+		repeat  int
 		verbose bool
 		timeout time.Duration
 	)
@@ -67,6 +70,7 @@ results.md.`,
 		Example: `  mayfly bench
   mayfly bench latency --latency-n 20
   mayfly bench queue depth --depth-large 100000 --out /tmp/bench
+  mayfly bench queue queue-pg --repeat 5 --postgres-url postgres://mayfly@127.0.0.1:5432/postgres
   mayfly bench queue-pg scale-pg --postgres-url postgres://mayfly@127.0.0.1:5432/postgres`,
 		ValidArgs: bench.Scenarios,
 		Args:      cobra.OnlyValidArgs,
@@ -83,25 +87,48 @@ results.md.`,
 				ctx, cancel = context.WithTimeout(ctx, timeout)
 				defer cancel()
 			}
-			res, err := bench.Run(ctx, cfg, args...)
-			if err != nil {
-				return err
-			}
-			res.Command = commandLine(cmd, args)
-			paths, err := bench.WriteAll(out, res)
-			if err != nil {
-				return err
-			}
 			w := cmd.OutOrStdout()
-			if err := bench.WriteMarkdown(w, res); err != nil {
+			var runs []*bench.Results
+			for i := range max(repeat, 1) {
+				res, err := bench.Run(ctx, cfg, args...)
+				if err != nil {
+					return err
+				}
+				res.Command = commandLine(cmd, args)
+				dir := out
+				if repeat > 1 {
+					// Each run whole in a directory of its own, so any one
+					// of them can be read as a single run.
+					dir = filepath.Join(out, fmt.Sprintf("run-%d", i+1))
+				}
+				paths, err := bench.WriteAll(dir, res)
+				if err != nil {
+					return err
+				}
+				if err := bench.WriteMarkdown(w, res); err != nil {
+					return err
+				}
+				fmt.Fprintf(w, "\nWrote %s\n\n", strings.Join(paths, ", "))
+				runs = append(runs, res)
+			}
+			if len(runs) < 2 {
+				return nil
+			}
+			var table strings.Builder
+			if err := bench.WriteRepeatability(&table, runs); err != nil {
 				return err
 			}
-			fmt.Fprintf(w, "\nWrote %s\n", strings.Join(paths, ", "))
+			p := filepath.Join(out, "repeatability.md")
+			if err := os.WriteFile(p, []byte(table.String()), 0o644); err != nil {
+				return fmt.Errorf("write %s: %w", p, err)
+			}
+			fmt.Fprintf(w, "%s\nWrote %s\n", table.String(), p)
 			return nil
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&out, "out", "bench-results", "directory for results.json, bench.png and results.md")
+	f.IntVar(&repeat, "repeat", 1, "run the scenarios this many times, one after another, each run's results in OUT/run-N, and write a table of every ratio's median and spread to OUT/repeatability.md")
 	f.IntVar(&cfg.LatencyN, "latency-n", cfg.LatencyN, "latency: tasks, and as many docker runs")
 	f.IntVar(&cfg.ThroughputM, "throughput-m", cfg.ThroughputM, "throughput: tasks queued at once, and as many docker runs")
 	f.IntVar(&cfg.ThroughputC, "throughput-c", cfg.ThroughputC, "throughput: runner capacity and docker run parallelism")
