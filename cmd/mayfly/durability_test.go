@@ -11,12 +11,13 @@ import (
 	"github.com/mayfly-run/mayfly/internal/wire"
 )
 
-// The fault: the server is killed with SIGKILL while clients queue and
-// cancel tasks and a runner reports tasks' ends, all as fast as they can.
-// After a restart on the same store, every write the server had answered
-// with success is there: each acknowledged task exists, each acknowledged
-// cancel and each acknowledged end shows. With SQLite (group commit) and
-// with PostgreSQL.
+// The fault: the server is killed with SIGKILL while clients queue tasks,
+// cancel queued and running ones, and a runner reports tasks' ends, all as
+// fast as they can. After a restart on the same store, every write the
+// server had answered with success is there: each acknowledged task
+// exists, each acknowledged cancel and each acknowledged end shows (a
+// running task's cancel as the cancel its runner's next heartbeat is
+// told of). With SQLite (group commit) and with PostgreSQL.
 func TestAcknowledgedWritesSurviveSIGKILL(t *testing.T) {
 	t.Parallel()
 	testenv.StackImage(t, "busybox")
@@ -35,9 +36,9 @@ func TestAcknowledgedWritesSurviveSIGKILL(t *testing.T) {
 				acked := killMidWrites(t, srv, c, token)
 				srv = restartServer(t, srv, env...)
 				c = client.New("http://"+srv.addr, token, project)
-				checkAcked(t, c, acked)
-				t.Logf("round %d: %d enqueues, %d cancels and %d ends acknowledged before SIGKILL; all there after the restart",
-					round, len(acked.queued), len(acked.cancelled), len(acked.ended))
+				checkAcked(t, c, client.NewRunnerQueue("http://"+srv.addr, token), acked)
+				t.Logf("round %d: %d enqueues, %d cancels of queued and %d of running tasks, and %d ends acknowledged before SIGKILL; all there after the restart",
+					round, len(acked.queued), len(acked.cancelled), len(acked.cancelledRunning), len(acked.ended))
 			}
 		})
 	}
@@ -47,7 +48,10 @@ type ackedWrites struct {
 	mu        sync.Mutex
 	queued    []string
 	cancelled []string
-	ended     map[string]string // task id -> status reported
+	// cancelledRunning are the leases of running tasks whose cancel was
+	// acknowledged.
+	cancelledRunning []wire.LeaseRef
+	ended            map[string]string // task id -> status reported
 }
 
 // killMidWrites runs an enqueuer, a canceller and a runner against srv and
@@ -58,8 +62,10 @@ func killMidWrites(t *testing.T, srv *serverProc, c *client.Client, token string
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	var wg sync.WaitGroup
-	// Tasks in a cluster no runner serves, for the canceller.
+	// Tasks in a cluster no runner serves, for the canceller; and running
+	// tasks the runner leaves running, for the other canceller.
 	parked := make(chan string, 10000)
+	running := make(chan wire.LeaseRef, 10000)
 	wg.Go(func() {
 		for i := 0; ctx.Err() == nil; i++ {
 			tasks := []wire.NewTask{{CodeName: "work"}, {CodeName: "work"}, {CodeName: "work", Cluster: "parked"}}
@@ -90,6 +96,22 @@ func killMidWrites(t *testing.T, srv *serverProc, c *client.Client, token string
 		}
 	})
 	wg.Go(func() {
+		for ctx.Err() == nil {
+			var lease wire.LeaseRef
+			select {
+			case lease = <-running:
+			case <-ctx.Done():
+				return
+			}
+			if err := c.CancelTask(ctx, lease.TaskID); err != nil {
+				return
+			}
+			a.mu.Lock()
+			a.cancelledRunning = append(a.cancelledRunning, lease)
+			a.mu.Unlock()
+		}
+	})
+	wg.Go(func() {
 		q := client.NewRunnerQueue("http://"+srv.addr, token)
 		statuses := []string{"complete", "error", "complete"}
 		for n := 0; ctx.Err() == nil; {
@@ -103,6 +125,11 @@ func killMidWrites(t *testing.T, srv *serverProc, c *client.Client, token string
 				lease := j.Lease("6b0c0f3678b97ac0ae3d1a99")
 				if err := q.Started(ctx, lease); err != nil {
 					return
+				}
+				if n%4 == 0 {
+					// Left running, to be cancelled while it runs.
+					running <- lease
+					continue
 				}
 				code := 0
 				if status == "error" {
@@ -122,13 +149,14 @@ func killMidWrites(t *testing.T, srv *serverProc, c *client.Client, token string
 	deadline := time.Now().Add(time.Minute)
 	for {
 		a.mu.Lock()
-		busy := len(a.queued) > 300 && len(a.cancelled) > 50 && len(a.ended) > 100
+		busy := len(a.queued) > 300 && len(a.cancelled) > 50 && len(a.ended) > 100 && len(a.cancelledRunning) > 20
 		a.mu.Unlock()
 		if busy {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("writers did not get going: %d queued, %d cancelled, %d ended", len(a.queued), len(a.cancelled), len(a.ended))
+			t.Fatalf("writers did not get going: %d queued, %d cancelled, %d running cancelled, %d ended",
+				len(a.queued), len(a.cancelled), len(a.cancelledRunning), len(a.ended))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -139,7 +167,7 @@ func killMidWrites(t *testing.T, srv *serverProc, c *client.Client, token string
 	return a
 }
 
-func checkAcked(t *testing.T, c *client.Client, a *ackedWrites) {
+func checkAcked(t *testing.T, c *client.Client, q *client.RunnerQueue, a *ackedWrites) {
 	t.Helper()
 	ctx := context.Background()
 	cancelled := map[string]bool{}
@@ -165,6 +193,20 @@ func checkAcked(t *testing.T, c *client.Client, a *ackedWrites) {
 	}
 	if lost > 0 {
 		t.Fatalf("%d of %d acknowledged tasks lost", lost, len(a.queued))
+	}
+	// A running task's acknowledged cancel: its runner's next heartbeat is
+	// told to stop it, or, had its lease run out meanwhile, the rescue
+	// ended it cancelled.
+	for _, lease := range a.cancelledRunning {
+		cancel, err := q.Heartbeat(ctx, lease)
+		if err == nil && !cancel {
+			t.Errorf("acknowledged cancel of running task %s: the heartbeat is not told to stop", lease.TaskID)
+		}
+		if err != nil {
+			if tk, gerr := c.GetTask(ctx, lease.TaskID); gerr != nil || tk.Status != "cancelled" {
+				t.Errorf("acknowledged cancel of running task %s: heartbeat %v, status %s, %v", lease.TaskID, err, tk.Status, gerr)
+			}
+		}
 	}
 	// Ends of tasks queued before this round, too.
 	for id, want := range a.ended {
