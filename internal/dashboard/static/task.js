@@ -90,6 +90,9 @@ export async function task(page, id) {
           text += piece;
           log.textContent = text;
           log.scrollTop = log.scrollHeight;
+          // Output means the task has started: a page still showing it
+          // queued is brought up to date now, not at the next poll.
+          if ((t.phase || t.status) === "queued") refresh();
         }, page.signal);
         logNote.textContent = text ? "(complete)" : "(no output)";
         return;
@@ -102,11 +105,19 @@ export async function task(page, id) {
     }
   }
 
+  let refreshing = null;
+  function refresh() {
+    refreshing ??= api("GET", path, undefined, page.signal)
+      .then((got) => { t = got; draw(); })
+      .catch(() => {})
+      .finally(() => { refreshing = null; });
+    return refreshing;
+  }
+
   draw();
   follow();
   page.every(1000, async () => {
     if (!unfinished.has(t.phase || t.status)) return;
-    t = await api("GET", path, undefined, page.signal);
-    draw();
+    await refresh();
   });
 }
