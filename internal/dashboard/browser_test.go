@@ -206,8 +206,11 @@ func history(t *testing.T, st store.Store, code store.Code) int {
 	complete := 0
 	for i, tk := range tasks {
 		wait := time.Duration(200+(i*137)%900) * time.Millisecond
+		// Leased in the past, with a lease that outlasts the backdating: one
+		// already run out would be rescued by the server's maintenance
+		// before the task is marked running.
 		leased, err := st.LeaseTasks(ctx, store.LeaseParams{RunnerID: "history", Max: 1, Clusters: []string{"history"},
-			LeaseDuration: time.Minute, Now: tk.DueAt.Add(wait)})
+			LeaseDuration: 2 * time.Hour, Now: tk.DueAt.Add(wait)})
 		if err != nil || len(leased) != 1 || leased[0].ID != tk.ID {
 			t.Fatalf("lease history task %d: %v, %v", i, len(leased), err)
 		}
