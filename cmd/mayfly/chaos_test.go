@@ -960,7 +960,7 @@ func (h *chaosHarness) run() {
 	t.Logf("after: server %+v, runner %+v, %+v", serverAfter, runnerAfter, heldAfter)
 	if heldAfter.Containers != 0 || heldAfter.Mounts > heldBefore.Mounts ||
 		heldAfter.TempEntries > heldBefore.TempEntries || heldAfter.TaskDirs > heldBefore.TaskDirs {
-		t.Errorf("left behind: before %+v, after %+v", heldBefore, heldAfter)
+		t.Errorf("left behind: before %+v, after %+v; mounts now: %q", heldBefore, heldAfter, mountsUnder(h.root))
 	}
 	// A goroutine or descriptor lost per task or per fault would be
 	// thousands or dozens; what a run legitimately changes once the
