@@ -1140,13 +1140,13 @@ func (h *chaosHarness) checkRealStamps(c *client.Client, fig *chaosFigures) (dou
 	h.events.mu.Lock()
 	engineRuns := map[string][]stampRun{}
 	for id, start := range h.events.started {
-		end, ok := h.events.ended[id]
-		if !ok {
-			end = time.Now().Add(time.Hour) // still there: overlaps anything after it
-		}
 		// A killed engine reports the exits it missed once it is back:
-		// the report is a bound, seconds late. The script bounds it too.
-		end = minTime(end, start.Add(realRunBound))
+		// its report is a bound, seconds late, and one it never made
+		// none. The script bounds every run by realRunBound.
+		end := start.Add(realRunBound)
+		if died, ok := h.events.ended[id]; ok {
+			end = minTime(end, died)
+		}
 		engineRuns[h.events.task[id]] = append(engineRuns[h.events.task[id]], stampRun{nonce: id[:12], start: start, end: end})
 	}
 	h.events.mu.Unlock()
