@@ -83,26 +83,21 @@ func (s *Store) InsertTasks(ctx context.Context, tasks []store.Task) error {
 		return nil
 	}
 	err := s.withTx(ctx, func(tx pgx.Tx) error {
-		// Few round trips, in batches of bounded size: pgx holds a batch's
-		// encoded arguments whole, and a POST may carry a thousand
-		// payloads of a MiB.
+		// One statement per chunk of bounded size: a row-by-row insert
+		// costs the server a statement (and a run of the fair-share
+		// trigger, and a foreign-key check) per task, which made a burst
+		// of enqueues the largest share of the queue's database time; pgx
+		// holds a statement's encoded arguments whole, and a POST may
+		// carry a thousand payloads of a MiB.
 		for start := 0; start < len(tasks); {
-			b := &pgx.Batch{}
 			end, size := start, 0
 			for end < len(tasks) && (end == start || size+len(tasks[end].Payload) <= insertBatchBytes) {
-				queueInsertTask(b, tasks[end])
 				size += len(tasks[end].Payload)
 				end++
 			}
-			br := tx.SendBatch(ctx, b)
-			for _, t := range tasks[start:end] {
-				if _, err := br.Exec(); err != nil {
-					br.Close()
-					return fmt.Errorf("task %s: %w", t.ID, mapErr(err))
-				}
-			}
-			if err := br.Close(); err != nil {
-				return err
+			chunk := tasks[start:end]
+			if _, err := tx.Exec(ctx, insertTasksSQL, taskColumns(chunk)...); err != nil {
+				return fmt.Errorf("tasks %s to %s: %w", chunk[0].ID, chunk[len(chunk)-1].ID, mapErr(err))
 			}
 			start = end
 		}
@@ -112,6 +107,38 @@ func (s *Store) InsertTasks(ctx context.Context, tasks []store.Task) error {
 		return fail(err, "insert %d tasks", len(tasks))
 	}
 	return nil
+}
+
+// insertTasksSQL inserts one row per element of its 31 arrays, in
+// taskCols' order.
+const insertTasksSQL = `INSERT INTO tasks (` + taskCols + `) SELECT * FROM unnest(
+	$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int4[], $7::text[],
+	$8::int4[], $9::bytea[], $10::int4[], $11::int4[], $12::text[], $13::text[], $14::text[], $15::int4[], $16::int4[], $17::int4[],
+	$18::text[], $19::int8[], $20::bool[], $21::text[], $22::text[], $23::int4[],
+	$24::text[], $25::int8[], $26::int8[], $27::int8[], $28::int8[], $29::int8[], $30::int8[], $31::text[])`
+
+// taskColumns turns tasks into the arrays of insertTasksSQL.
+func taskColumns(tasks []store.Task) []any {
+	n := len(tasks)
+	var (
+		id, project, codeID, codeName, revID, status, cluster, label, msg = make([]string, n), make([]string, n), make([]string, n),
+			make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		runner, retryOf, retryAt, schedule, timings           = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		rev, priority, timeout, delay, percent, attempt, rcnt = make([]int, n), make([]int, n), make([]int, n), make([]int, n), make([]int, n), make([]int, n), make([]int, n)
+		exitCode, lease, start, end                           = make([]*int64, n), make([]*int64, n), make([]*int64, n), make([]*int64, n)
+		logSize, created, updated, due                        = make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+		payload                                               = make([][]byte, n)
+		cancel                                                = make([]bool, n)
+	)
+	for i, t := range tasks {
+		id[i], project[i], codeID[i], codeName[i], revID[i], rev[i], status[i] = t.ID, t.ProjectID, t.CodeID, t.CodeName, t.CodeRevisionID, t.CodeRev, string(t.Status)
+		priority[i], payload[i], timeout[i], delay[i], cluster[i], label[i], msg[i] = t.Priority, []byte(t.Payload), t.Timeout, t.Delay, t.Cluster, t.Label, t.Msg
+		exitCode[i], percent[i], attempt[i], runner[i], lease[i], cancel[i] = nullInt(t.ExitCode), t.Percent, t.Attempt, t.RunnerID, nullMicros(t.LeaseExpiresAt), t.CancelRequest
+		retryOf[i], retryAt[i], rcnt[i], schedule[i], logSize[i] = t.RetryOf, t.RetryAt, t.RetryCount, t.ScheduleID, t.LogSize
+		created[i], updated[i], due[i], start[i], end[i], timings[i] = micros(t.CreatedAt), micros(t.UpdatedAt), micros(t.DueAt), nullMicros(t.StartTime), nullMicros(t.EndTime), encodeTimings(t.Timings)
+	}
+	return []any{id, project, codeID, codeName, revID, rev, status, priority, payload, timeout, delay, cluster, label, msg,
+		exitCode, percent, attempt, runner, lease, cancel, retryOf, retryAt, rcnt, schedule, logSize, created, updated, due, start, end, timings}
 }
 
 // insertBatchBytes bounds the payload bytes one insert batch carries.
@@ -126,10 +153,6 @@ func insertTaskArgs(t store.Task) []any {
 		t.RunnerID, nullMicros(t.LeaseExpiresAt), t.CancelRequest, t.RetryOf, t.RetryAt, t.RetryCount,
 		t.ScheduleID, t.LogSize, micros(t.CreatedAt), micros(t.UpdatedAt), micros(t.DueAt),
 		nullMicros(t.StartTime), nullMicros(t.EndTime), encodeTimings(t.Timings)}
-}
-
-func queueInsertTask(b *pgx.Batch, t store.Task) {
-	b.Queue(insertTaskSQL, insertTaskArgs(t)...)
 }
 
 func insertTask(ctx context.Context, q querier, t store.Task) error {
