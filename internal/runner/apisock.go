@@ -3,8 +3,10 @@ package runner
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -64,12 +66,16 @@ type apiSocket struct {
 
 func (r *Runner) openAPISocket(job wire.Job) (*apiSocket, error) {
 	dir := filepath.Join(r.cfg.RunDir, job.TaskID)
-	// A socket left by an earlier attempt of this task on this runner (a
-	// crash leaves them) would make the listen fail.
-	if err := os.RemoveAll(dir); err != nil {
-		return nil, fmt.Errorf("clear task socket directory: %w", err)
+	err := os.Mkdir(dir, 0o755)
+	if errors.Is(err, fs.ErrExist) {
+		// A socket left by an earlier attempt of this task on this
+		// runner (a crash leaves them) would make the listen fail.
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, fmt.Errorf("clear task socket directory: %w", err)
+		}
+		err = os.Mkdir(dir, 0o755)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err != nil {
 		return nil, fmt.Errorf("create task socket directory: %w", err)
 	}
 	// The task user must reach the socket, whatever the umask.
@@ -94,9 +100,15 @@ func (r *Runner) openAPISocket(job wire.Job) (*apiSocket, error) {
 		send: func(ctx context.Context, p wire.Progress) error {
 			return r.queue.ReportProgress(ctx, job.TaskToken, job.TaskID, p)
 		}}
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /2/projects/{project}/tasks/{id}/progress", func(w http.ResponseWriter, req *http.Request) {
-		if req.PathValue("id") != job.TaskID || req.PathValue("project") != job.ProjectID {
+	// One route, matched by hand: a ServeMux per task cost more to build
+	// than the rest of the socket.
+	route := "/2/projects/" + job.ProjectID + "/tasks/" + job.TaskID + "/progress"
+	handler := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Method != http.MethodPost || !progressPath(req.URL.Path) {
+			sockError(w, http.StatusNotFound, "From inside a task only POST /2/projects/{project}/tasks/{id}/progress is served")
+			return
+		}
+		if req.URL.Path != route {
 			sockError(w, http.StatusForbidden, "From inside a task only that task's own progress can be reported")
 			return
 		}
@@ -125,14 +137,23 @@ func (r *Runner) openAPISocket(job wire.Job) (*apiSocket, error) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"msg":"Progress set"}`+"\n")
 	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, req *http.Request) {
-		sockError(w, http.StatusNotFound, "From inside a task only POST /2/projects/{project}/tasks/{id}/progress is served")
-	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: lim.ReadHeaderTimeout, ReadTimeout: lim.ReadTimeout,
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: lim.ReadHeaderTimeout, ReadTimeout: lim.ReadTimeout,
 		WriteTimeout: lim.WriteTimeout, IdleTimeout: lim.IdleTimeout, MaxHeaderBytes: 64 << 10}
 	go srv.Serve(ln)
 	return &apiSocket{dir: dir, srv: srv, ln: ln, progress: gate}, nil
 }
+
+// progressPath reports whether path has the shape
+// /2/projects/{project}/tasks/{id}/progress, whatever the two names.
+func progressPath(path string) bool {
+	parts := strings.Split(path, "/")
+	return len(parts) == 7 && parts[0] == "" && parts[1] == "2" && parts[2] == "projects" && parts[3] != "" &&
+		parts[4] == "tasks" && parts[5] != "" && parts[6] == "progress"
+}
+
+// taskDirFiles are what a task directory holds; Close removes them by
+// name, which costs less than walking the directory.
+var taskDirFiles = []string{"api.sock", "payload.json", "config.json"}
 
 // Close stops serving the task and writes the last progress it reported,
 // so the task's final word is in before its end is.
@@ -147,7 +168,12 @@ func (a *apiSocket) Close() {
 		a.progress.log.Warn("could not write the task's last progress", "err", err)
 	}
 	fcancel()
-	os.RemoveAll(a.dir)
+	for _, name := range taskDirFiles {
+		os.Remove(filepath.Join(a.dir, name))
+	}
+	if err := os.Remove(a.dir); err != nil {
+		os.RemoveAll(a.dir)
+	}
 }
 
 // progressGate lets one progress write through per interval; reports in

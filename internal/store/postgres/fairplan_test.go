@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mayfly-run/mayfly/internal/testenv"
 )
 
 // The fair-share read takes each visited project's head through an index
@@ -16,21 +15,10 @@ import (
 func TestFairHeadsReadsIndexAndStopsEarly(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s, err := Open(ctx, testenv.Postgres(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, leasePlanSQL); err != nil {
-		t.Fatal(err)
-	}
+	s := planStore(t)
+	tx := planTx(t, s, leasePlanSQL)
 	var plan []byte
-	err = tx.QueryRow(ctx, `EXPLAIN (FORMAT JSON) `+fairHeadsSQL,
+	err := tx.QueryRow(ctx, `EXPLAIN (FORMAT JSON) `+fairHeadsSQL,
 		[]string{""}, int64(math.MaxInt64/2), []string{}, 1, []string{"a", "b", "c"}, int64(0)).Scan(&plan)
 	if err != nil {
 		t.Fatal(err)

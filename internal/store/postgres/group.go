@@ -137,9 +137,29 @@ func takeGroup(pending []*writeRequest) (group, rest []*writeRequest) {
 // close stops the writers once the groups in flight are answered.
 func (g *groupWriter) close() { g.q.Close() }
 
+// groupPlanSQL fixes the plan of the group's updates, until the leases
+// (groupLeasePlanSQL) or the commit: each row found by its id in the
+// primary key, the plan made once per connection. Left to itself the
+// server plans them anew on most calls (a custom plan for each array
+// length looks cheaper than a generic one, and weighing the table's
+// partial indexes made the planning cost more than the update: a fifth of
+// the queue's database time), and its plans scanned the active tasks
+// (tasks_project_active) to join them, which grows with the tasks
+// running. The updates test the status as (status || ”), which no
+// partial index's predicate matches, so the primary key is the only
+// index they can use.
+const groupPlanSQL = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true),
+	set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true),
+	set_config('enable_seqscan', 'off', true)`
+
+// groupLeasePlanSQL gives the leases after the updates the planner's
+// defaults back (leasePlanSQL then sets what leases change).
+const groupLeasePlanSQL = `SELECT set_config('plan_cache_mode', 'auto', true),
+	set_config('enable_hashjoin', 'on', true), set_config('enable_mergejoin', 'on', true)`
+
 const groupStartSQL = `UPDATE tasks t SET status = 'running', start_time = u.now, updated_at = u.now
 	FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[]) AS u(id, runner_id, attempt, now)
-	WHERE t.id = u.id AND t.runner_id = u.runner_id AND t.attempt = u.attempt AND t.status = 'preparing'
+	WHERE t.id = u.id AND t.runner_id = u.runner_id AND t.attempt = u.attempt AND (t.status || '') = 'preparing'
 	RETURNING t.id, FALSE`
 
 // runner_id stays: it records who ran the task.
@@ -148,12 +168,12 @@ const groupFinishSQL = `UPDATE tasks t SET status = u.status, msg = CASE WHEN u.
 		retry_at = '', timings = u.timings, start_time = COALESCE(t.start_time, u.started)
 	FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::int[], $7::bigint[], $8::text[], $9::bigint[])
 		AS u(id, runner_id, attempt, status, msg, exit_code, now, timings, started)
-	WHERE t.id = u.id AND t.runner_id = u.runner_id AND t.attempt = u.attempt AND t.status IN ('preparing', 'running')
+	WHERE t.id = u.id AND t.runner_id = u.runner_id AND t.attempt = u.attempt AND (t.status || '') IN ('preparing', 'running')
 	RETURNING t.id, FALSE`
 
 const groupHeartbeatSQL = `UPDATE tasks t SET lease_expires_at = u.expires
 	FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[]) AS u(id, runner_id, attempt, expires)
-	WHERE t.id = u.id AND t.runner_id = u.runner_id AND t.attempt = u.attempt AND t.status IN ('preparing', 'running')
+	WHERE t.id = u.id AND t.runner_id = u.runner_id AND t.attempt = u.attempt AND (t.status || '') IN ('preparing', 'running')
 	RETURNING t.id, t.cancel_request`
 
 // write runs one group in one implicit transaction and answers each of its
@@ -177,6 +197,7 @@ func (g *groupWriter) write(group []*writeRequest) {
 		}
 	}
 	b := &pgx.Batch{}
+	b.Queue(groupPlanSQL)
 	var kinds [][]*writeRequest
 	if len(starts) > 0 {
 		ids, runners, attempts, nows := make([]string, len(starts)), make([]string, len(starts)), make([]int32, len(starts)), make([]int64, len(starts))
@@ -213,6 +234,7 @@ func (g *groupWriter) write(group []*writeRequest) {
 	// Each lease sees the rows the ones before it took as no longer
 	// queued, so no task goes to two of them.
 	if len(leases) > 0 {
+		b.Queue(groupLeasePlanSQL)
 		b.Queue(leasePlanSQL)
 		for _, r := range leases {
 			l := r.lease
@@ -227,6 +249,10 @@ func (g *groupWriter) write(group []*writeRequest) {
 	leased := make(map[*writeRequest][]store.Task, len(leases))
 	err := func() error {
 		br := g.s.pool.SendBatch(ctx, b)
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return err
+		}
 		for range kinds {
 			rows, err := br.Query()
 			if err != nil {
@@ -250,9 +276,11 @@ func (g *groupWriter) write(group []*writeRequest) {
 			}
 		}
 		if len(leases) > 0 {
-			if _, err := br.Exec(); err != nil {
-				br.Close()
-				return err
+			for range 2 { // groupLeasePlanSQL, leasePlanSQL
+				if _, err := br.Exec(); err != nil {
+					br.Close()
+					return err
+				}
 			}
 			for _, r := range leases {
 				rows, err := br.Query()

@@ -10,7 +10,6 @@ import (
 
 	"github.com/mayfly-run/mayfly/internal/store"
 	"github.com/mayfly-run/mayfly/internal/store/storetest"
-	"github.com/mayfly-run/mayfly/internal/testenv"
 )
 
 // The fault a benchmark found: statistics taken while the queue was empty
@@ -22,11 +21,7 @@ import (
 func TestLeaseReadsTheQueueInIndexOrder(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s, err := Open(ctx, testenv.Postgres(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := planStore(t)
 	// Statistics of an empty queue.
 	if _, err := s.pool.Exec(ctx, `ANALYZE tasks`); err != nil {
 		t.Fatal(err)
@@ -54,14 +49,7 @@ func TestLeaseReadsTheQueueInIndexOrder(t *testing.T) {
 		}
 	}
 
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, leasePlanSQL); err != nil {
-		t.Fatal(err)
-	}
+	tx := planTx(t, s, leasePlanSQL)
 	var plan []byte
 	err = tx.QueryRow(ctx, `EXPLAIN (ANALYZE, FORMAT JSON) `+leaseBatchSQL,
 		[]string{""}, micros(now.Add(time.Second)), int64(math.MaxInt64), int64(math.MinInt64), "", 4, int64(0)).Scan(&plan)

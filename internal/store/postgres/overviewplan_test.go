@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mayfly-run/mayfly/internal/testenv"
 )
 
 // The dashboard's overview on PostgreSQL, with 200,000 tasks of one
@@ -17,11 +16,7 @@ import (
 func TestOverviewUsesIndexes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s, err := Open(ctx, testenv.Postgres(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := planStore(t)
 	const project, n = "0123456789abcdef01234567", 200_000
 	now := time.Now()
 	span := int64(30 * 24 * time.Hour / time.Microsecond)
@@ -35,7 +30,7 @@ func TestOverviewUsesIndexes(t *testing.T) {
 		}
 	}
 	// Every 1000th task queued, every 1000th+1 running, every 50th an error.
-	_, err = s.pool.Exec(ctx, `INSERT INTO tasks (id, project_id, code_id, code_name, code_revision_id, code_rev, status, priority, payload,
+	_, err := s.pool.Exec(ctx, `INSERT INTO tasks (id, project_id, code_id, code_name, code_revision_id, code_rev, status, priority, payload,
 			timeout, delay, cluster, label, msg, percent, attempt, runner_id, cancel_request, retry_of, retry_at,
 			retry_count, schedule_id, log_size, created_at, updated_at, due_at, start_time, end_time)
 		SELECT lpad(to_hex(x), 24, '0'), $1, 'c' || lpad((x % 10)::text, 23, '0'), 'code-' || (x % 10), '', 1,

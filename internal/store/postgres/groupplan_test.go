@@ -1,0 +1,108 @@
+package postgres
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/mayfly-run/mayfly/internal/testenv"
+)
+
+// planStore opens a store on a database of its own, for the tests that
+// read the server's plans.
+func planStore(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), testenv.Postgres(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// planTx is a transaction rolled back at the test's end, with setup (the
+// plan settings of the statements under test) run first.
+func planTx(t *testing.T, s *Store, setup string) pgx.Tx {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Rollback(ctx) })
+	if _, err := tx.Exec(ctx, setup); err != nil {
+		t.Fatal(err)
+	}
+	return tx
+}
+
+// The fault a benchmark found: the server planned the grouped finishes
+// anew on most calls (a custom plan per array length), the planning
+// costing more than the update, and its plans read the active tasks
+// through tasks_project_active to join them, a read that grows with the
+// tasks running. Under groupPlanSQL each grouped update has one plan,
+// made once, that finds its rows by id in the primary key.
+func TestGroupedUpdatesFindRowsByPrimaryKey(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := planStore(t)
+	// A few active tasks among many ended ones, with fresh statistics:
+	// the shape in which the active index looked cheapest.
+	const project = "0123456789abcdef01234567"
+	for _, q := range []string{
+		`INSERT INTO projects (id, name, created_at) VALUES ('` + project + `', 'p', 0)`,
+		`INSERT INTO tasks (id, project_id, code_id, code_name, code_revision_id, code_rev, status, priority, payload,
+			timeout, delay, cluster, label, msg, percent, attempt, runner_id, cancel_request, retry_of, retry_at,
+			retry_count, schedule_id, log_size, created_at, updated_at, due_at, end_time)
+		SELECT lpad(i::text, 24, '0'), '` + project + `', 'c', 'c', 'r', 1,
+			CASE WHEN i % 1000 = 0 THEN 'running' ELSE 'complete' END, 0, '', 60, 0, '', '', '', 0, 1, 'runner', false, '', '',
+			0, '', 0, i, i, i, CASE WHEN i % 1000 = 0 THEN NULL ELSE i END
+		FROM generate_series(1, 20000) i`,
+		`ANALYZE tasks`,
+	} {
+		if _, err := s.pool.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tx := planTx(t, s, groupPlanSQL)
+	var mode string
+	if err := tx.QueryRow(ctx, `SHOW plan_cache_mode`).Scan(&mode); err != nil || mode != "force_generic_plan" {
+		t.Fatalf("plan_cache_mode under groupPlanSQL = %q (%v): each group's updates would be planned anew", mode, err)
+	}
+	for name, stmt := range map[string]struct {
+		sql  string
+		args string
+	}{
+		"start":     {groupStartSQL, `'{a}', '{r}', '{1}', '{1}'`},
+		"finish":    {groupFinishSQL, `'{a}', '{r}', '{1}', '{complete}', '{""}', '{0}', '{1}', '{""}', '{1}'`},
+		"heartbeat": {groupHeartbeatSQL, `'{a}', '{r}', '{1}', '{1}'`},
+	} {
+		if _, err := tx.Exec(ctx, `PREPARE g_`+name+` AS `+stmt.sql); err != nil {
+			t.Fatalf("prepare %s: %v", name, err)
+		}
+		rows, err := tx.Query(ctx, `EXPLAIN EXECUTE g_`+name+`(`+stmt.args+`)`)
+		if err != nil {
+			t.Fatalf("explain %s: %v", name, err)
+		}
+		var lines []string
+		for rows.Next() {
+			var l string
+			if err := rows.Scan(&l); err != nil {
+				t.Fatal(err)
+			}
+			lines = append(lines, l)
+		}
+		rows.Close()
+		text := strings.Join(lines, "\n")
+		if !strings.Contains(text, "tasks_pkey") {
+			t.Errorf("the grouped %s does not find its rows by primary key:\n%s", name, text)
+		}
+		for _, bad := range []string{"Seq Scan", "Hash Join", "tasks_project_active", "tasks_revision_runner", "Bitmap"} {
+			if strings.Contains(text, bad) {
+				t.Errorf("the grouped %s's plan has %s:\n%s", name, bad, text)
+			}
+		}
+	}
+}
