@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
 )
 
 // The dashboard's overview on PostgreSQL, with 200,000 tasks of one
