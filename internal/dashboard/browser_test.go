@@ -364,7 +364,19 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 		return strings.TrimPrefix(s.path(), "/tasks/")
 	}
+	// The page's poll of the task is stretched to 10 minutes, so only
+	// what it does on output and at the log's end can change the status
+	// it shows; and the code's queue is paused, so the page opens with the
+	// task still queued whatever the runner's speed.
+	s.eval(`localStorage.setItem("mayfly.pollMs", "600000"); 1`)
+	if err := admin.PauseCode(bg, codeID); err != nil {
+		t.Fatal(err)
+	}
 	streamed := queue("stream")
+	s.waitText("#status", "queued", 10*time.Second)
+	if err := admin.ResumeCode(bg, codeID); err != nil {
+		t.Fatal(err)
+	}
 	s.waitText("#log", "line 2", 30*time.Second)
 	// The page brings the task's status up to date as its output arrives
 	// (one GET): it shows it running, not ended and not still queued.
@@ -373,7 +385,10 @@ func TestDashboardInBrowser(t *testing.T) {
 		if st == "running" || st == "preparing" {
 			break
 		}
-		if st != "queued" || time.Now().After(deadline) {
+		if st == "queued" && time.Now().After(deadline) {
+			t.Fatalf("log lines showed, but 3 s later the page still shows the task queued: output did not refresh its status")
+		}
+		if st != "queued" {
 			t.Fatalf("log lines showed, but the task is %q: the log did not stream", st)
 		}
 	}
@@ -388,6 +403,8 @@ func TestDashboardInBrowser(t *testing.T) {
 	s.waitText("#log-state", "complete", 10*time.Second)
 	s.waitText("#timeline", "run", 10*time.Second)
 	s.screenshot("task")
+	// The rest relies on the page's own poll: back to its 1 s.
+	s.eval(`localStorage.removeItem("mayfly.pollMs"); 1`)
 
 	// Cancel a long task.
 	s.open("/codes/" + codeID)

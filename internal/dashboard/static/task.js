@@ -4,6 +4,17 @@ import { h, link, badge, fmtTime, fmtDur, message, navigate } from "./ui.js";
 const unfinished = new Set(["queued", "preparing", "running"]);
 const phases = ["queue", "prepare", "start", "run", "logs"];
 
+// pollMs is how often the page looks at an unfinished task: 1 s, or what
+// localStorage "mayfly.pollMs" says (200 ms to 10 min), read as the page
+// opens. A long one leaves the status to what the page does on the task's
+// first output and at the end of its log, which is how the browser test
+// proves those bring it up to date.
+function pollMs() {
+  let v = NaN;
+  try { v = Number(localStorage.getItem("mayfly.pollMs")); } catch { /* storage refused: the default */ }
+  return Number.isInteger(v) && v >= 200 && v <= 600000 ? v : 1000;
+}
+
 export async function task(page, id) {
   const { main } = page;
   const path = "/tasks/" + encodeURIComponent(id);
@@ -95,6 +106,11 @@ export async function task(page, id) {
           if ((t.phase || t.status) === "queued") refresh();
         }, page.signal);
         logNote.textContent = text ? "(complete)" : "(no output)";
+        // The stream ends once the task has ended: show how it ended now,
+        // not at the next poll. A refresh already under way may have read
+        // the task before its end, so this one comes after it.
+        await refreshing;
+        await refresh();
         return;
       } catch (e) {
         if (page.signal.aborted) return;
@@ -116,7 +132,7 @@ export async function task(page, id) {
 
   draw();
   follow();
-  page.every(1000, async () => {
+  page.every(pollMs(), async () => {
     if (!unfinished.has(t.phase || t.status)) return;
     await refresh();
   });
