@@ -106,3 +106,53 @@ func TestGroupedUpdatesFindRowsByPrimaryKey(t *testing.T) {
 		}
 	}
 }
+
+// Only tasks made by a schedule are in tasks_schedule_active, so that the
+// others pay for it neither when queued nor when leased; a schedule's
+// max_active count must still read it, not the table.
+func TestScheduleActiveCountReadsItsIndex(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := planStore(t)
+	const project = "0123456789abcdef01234568"
+	for _, q := range []string{
+		`INSERT INTO projects (id, name, created_at) VALUES ('` + project + `', 'p', 0)`,
+		`INSERT INTO tasks (id, project_id, code_id, code_name, code_revision_id, code_rev, status, priority, payload,
+			timeout, delay, cluster, label, msg, percent, attempt, runner_id, cancel_request, retry_of, retry_at,
+			retry_count, schedule_id, log_size, created_at, updated_at, due_at)
+		SELECT lpad(i::text, 24, '0'), '` + project + `', 'c', 'c', 'r', 1, 'queued', 0, '', 60, 0, '', '', '', 0, 0, '',
+			false, '', '', 0, CASE WHEN i % 100 = 0 THEN 's' || (i % 7) ELSE '' END, 0, i, i, i
+		FROM generate_series(1, 20000) i`,
+		`ANALYZE tasks`,
+	} {
+		if _, err := s.pool.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var indexed int64
+	if err := s.pool.QueryRow(ctx, `SELECT pg_relation_size('tasks_schedule_active') / 8192`).Scan(&indexed); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := s.pool.Query(ctx, `EXPLAIN `+scheduleActiveSQL, "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for rows.Next() {
+		var l string
+		if err := rows.Scan(&l); err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, l)
+	}
+	rows.Close()
+	text := strings.Join(lines, "\n")
+	if !strings.Contains(text, "tasks_schedule_active") || strings.Contains(text, "Seq Scan") {
+		t.Errorf("counting a schedule's unfinished tasks does not read tasks_schedule_active:\n%s", text)
+	}
+	// 200 scheduled tasks of 20,000: a handful of pages, where an index
+	// of every unfinished task takes some 20 times more.
+	if indexed > 4 {
+		t.Errorf("tasks_schedule_active takes %d pages for 200 scheduled tasks: it holds unscheduled tasks too", indexed)
+	}
+}

@@ -209,10 +209,7 @@ func (s *Store) FireSchedule(ctx context.Context, p store.FireParams) (bool, err
 		fired = p.Task != nil
 		if fired && p.MaxActive > 0 {
 			var active int
-			if err := tx.QueryRow(ctx,
-				`SELECT COUNT(*) FROM tasks
-				 WHERE schedule_id = $1 AND status IN ('queued', 'preparing', 'running')`,
-				p.ScheduleID).Scan(&active); err != nil {
+			if err := tx.QueryRow(ctx, scheduleActiveSQL, p.ScheduleID).Scan(&active); err != nil {
 				return err
 			}
 			fired = active < p.MaxActive
@@ -240,3 +237,9 @@ func (s *Store) FireSchedule(ctx context.Context, p store.FireParams) (bool, err
 	}
 	return fired, nil
 }
+
+// scheduleActiveSQL counts a schedule's unfinished tasks; schedule_id <>
+// ” lets tasks_schedule_active (which holds only scheduled tasks) serve
+// it.
+const scheduleActiveSQL = `SELECT COUNT(*) FROM tasks
+	WHERE schedule_id = $1 AND schedule_id <> '' AND status IN ('queued', 'preparing', 'running')`
