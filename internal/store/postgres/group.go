@@ -239,7 +239,7 @@ func (g *groupWriter) write(group []*writeRequest) {
 		for _, r := range leases {
 			l := r.lease
 			now, expires := l.times()
-			b.Queue(leaseFastSQL, l.clusters, now, int64(math.MaxInt64), int64(math.MinInt64), "", l.p.Max, l.p.RunnerID, expires, now, l.p.RunningTasks)
+			b.Queue(leaseSQL(l.clusters).fast, l.clusters, now, int64(math.MaxInt64), int64(math.MinInt64), "", l.p.Max, l.p.RunnerID, expires, now, l.p.RunningTasks)
 		}
 	}
 
