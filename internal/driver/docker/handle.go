@@ -32,6 +32,9 @@ type handle struct {
 	d   *Driver
 	cli *client.Client
 	id  string
+	// warm is the pool's record of a warm container, nil for one created
+	// for its task.
+	warm *warmCtr
 
 	// bg carries the requests that outlive Start's context: the wait
 	// registered before start, the inspect after the exit.
@@ -189,5 +192,8 @@ func (h *handle) Stop(ctx context.Context, grace time.Duration) error {
 // Destroy force-removes the container and its anonymous volumes.
 func (h *handle) Destroy(ctx context.Context) error {
 	_, err := h.d.remove(ctx, h.id)
+	if err == nil && h.warm != nil {
+		h.d.warm.forget(h.warm)
+	}
 	return err
 }

@@ -1,0 +1,780 @@
+package docker
+
+// Warm containers: a container is created ahead of demand, so a task that
+// comes pays only for the start (the engine's create is a tenth to a
+// seventh of create + start).
+//
+// What a create fixes and many tasks share (image, user, working
+// directory, network, limits, tmpfs, mount targets) is the container's
+// shape; a pool keeps up to Options.WarmContainers idle containers per
+// shape for the few shapes used last. The per-task parts come in at start:
+//
+//   - command and environment: the container's entrypoint is the launcher
+//     (a static binary bind-mounted from the host, so images need no shell)
+//     reading a launch file the driver writes just before the start;
+//   - mounts: each mount's source is a symlink in the container's own host
+//     directory, re-pointed at the task's directory before the start (the
+//     runtime resolves a bind mount's source at start, not at create).
+//
+// A task whose shape has no idle container is created as without the pool
+// (and its shape warmed for the next); so is one the warm path fails for.
+
+import (
+	"context"
+	"crypto/rand"
+	"debug/elf"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/mount"
+
+	"github.com/mayfly-run/mayfly/internal/driver"
+	"github.com/mayfly-run/mayfly/internal/launch"
+)
+
+// LabelWarm marks a container created ahead of its task, with the id of the
+// pool that made it. It carries no task label: a warm container's task is
+// known to the driver that took it.
+const LabelWarm = "io.mayfly.warm"
+
+const (
+	// launcherTarget and launchFileTarget are where a warm container sees
+	// the launcher and its launch file (both read-only).
+	launcherTarget   = "/.mayfly-launch"
+	launchFileTarget = "/.mayfly-task"
+	// maxWarmShapes bounds the shapes kept warm; the one used least
+	// recently goes first.
+	maxWarmShapes = 4
+	// warmCreates bounds the creates of warm containers at once, so
+	// refilling never crowds out the tasks' own engine calls.
+	warmCreates = 2
+	// warmRetry is how long a shape whose warm create failed is not
+	// tried again (an image that went, a launcher that cannot run).
+	warmRetry = 30 * time.Second
+	// imageTTL is how long an image's id and command are taken as known: a
+	// tag moved to another image is noticed within it, and warm
+	// containers of the old one are then dropped.
+	imageTTL = 10 * time.Second
+	// DefaultWarmIdle is how long a warm container may wait for a task.
+	DefaultWarmIdle = 5 * time.Minute
+)
+
+// Options configure a Driver.
+type Options struct {
+	// WarmContainers is how many containers of each shape are kept
+	// created ahead of demand; 0 creates every container when its task
+	// comes.
+	WarmContainers int
+	// Launcher is the host path of the static launcher binary
+	// (mayfly-launch); required with WarmContainers.
+	Launcher string
+	// WarmDir is where the warm containers' own host directories are
+	// made (a new directory under it, removed at Close); it must be on
+	// the engine's host. Empty = the system's temporary directory.
+	WarmDir string
+	// WarmIdle is how long an idle warm container is kept; 0 =
+	// DefaultWarmIdle.
+	WarmIdle time.Duration
+	Log      *slog.Logger
+}
+
+// WarmStats counts how tasks' containers were had.
+type WarmStats struct {
+	Hits   int64 // started in a warm container
+	Misses int64 // created when the task came
+	Idle   int   // warm containers waiting now
+}
+
+// CheckLauncher reports whether path is a launcher a warm container can
+// run: an executable, statically linked ELF file.
+func CheckLauncher(path string) error {
+	if !filepath.IsAbs(path) {
+		return fmt.Errorf("launcher %s: path is not absolute", path)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("launcher: %w", err)
+	}
+	if !st.Mode().IsRegular() || st.Mode()&0o111 == 0 {
+		return fmt.Errorf("launcher %s is not an executable file", path)
+	}
+	f, err := elf.Open(path)
+	if err != nil {
+		return fmt.Errorf("launcher %s: %w", path, err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("launcher %s is dynamically linked; build it with CGO_ENABLED=0 (make build does)", path)
+		}
+	}
+	return nil
+}
+
+// FindLauncher returns the launcher installed beside the running program
+// (bin/mayfly-launch next to bin/mayfly, as make build puts it).
+func FindLauncher() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find the launcher: %w", err)
+	}
+	if exe, err = filepath.EvalSymlinks(exe); err != nil {
+		return "", fmt.Errorf("find the launcher: %w", err)
+	}
+	p := filepath.Join(filepath.Dir(exe), "mayfly-launch")
+	if err := CheckLauncher(p); err != nil {
+		return "", fmt.Errorf("warm containers need the static launcher beside %s (make build makes it, or pass its path): %w", exe, err)
+	}
+	return p, nil
+}
+
+// warmPool is the driver's stock of warm containers.
+type warmPool struct {
+	// instance is this pool's LabelWarm value: a container of this pool
+	// is known by it even while its create is under way.
+	instance string
+	d        *Driver
+	n        int
+	launcher string
+	dir      string
+	idleMax  time.Duration
+	log      *slog.Logger
+
+	mu     sync.Mutex
+	shapes map[string]*warmShape
+	// owned are the warm containers made and not yet removed, idle or
+	// running a task: never an orphan while this driver lives.
+	owned  map[string]*warmCtr
+	images map[string]imageInfo
+	closed bool
+
+	wg   sync.WaitGroup
+	sem  chan struct{}
+	done chan struct{}
+
+	hits, misses atomic.Int64
+}
+
+type warmShape struct {
+	key      string
+	tmpl     driver.Spec // the per-task parts cleared
+	mountDir []bool      // whether each mount's source is a directory
+	idle     []*warmCtr
+	pending  int
+	used     time.Time
+	failed   time.Time
+}
+
+type warmCtr struct {
+	id      string
+	dir     string // its host directory: launch file and mount symlinks
+	imageID string
+	made    time.Time
+	taskID  string // set once taken
+}
+
+type imageInfo struct {
+	id         string
+	entrypoint []string
+	cmd        []string
+	at         time.Time
+}
+
+func newWarmPool(d *Driver, opts Options) (*warmPool, error) {
+	if err := CheckLauncher(opts.Launcher); err != nil {
+		return nil, err
+	}
+	parent := opts.WarmDir
+	if parent == "" {
+		parent = os.TempDir()
+	} else {
+		if err := os.MkdirAll(parent, 0o755); err != nil {
+			return nil, fmt.Errorf("warm containers: %w", err)
+		}
+		// A directory of its own, so warm directories an earlier,
+		// killed driver left here are ours to remove.
+		if old, _ := filepath.Glob(filepath.Join(parent, "warm-*")); len(old) > 0 {
+			for _, o := range old {
+				os.RemoveAll(o)
+			}
+		}
+	}
+	dir, err := os.MkdirTemp(parent, "warm-")
+	if err != nil {
+		return nil, fmt.Errorf("warm containers: %w", err)
+	}
+	// Task users must pass through to their launch file; the names in it
+	// are nobody's business.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("warm containers: %w", err)
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	p := &warmPool{instance: hex.EncodeToString(b[:]), d: d, n: opts.WarmContainers, launcher: opts.Launcher, dir: dir,
+		idleMax: opts.WarmIdle, log: opts.Log,
+		shapes: map[string]*warmShape{}, owned: map[string]*warmCtr{}, images: map[string]imageInfo{},
+		sem: make(chan struct{}, warmCreates), done: make(chan struct{})}
+	if p.idleMax <= 0 {
+		p.idleMax = DefaultWarmIdle
+	}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	p.wg.Add(1)
+	go p.expireLoop()
+	return p, nil
+}
+
+// shapeKey is the key of spec's shape, or "" when spec cannot run warm.
+func shapeKey(spec driver.Spec) string {
+	for _, m := range spec.Mounts {
+		if !filepath.IsAbs(m.Source) {
+			return "" // the engine's error, please
+		}
+	}
+	type mnt struct {
+		Target   string
+		ReadOnly bool
+	}
+	k := struct {
+		Image, RunnerID, User, WorkDir string
+		Network, ReadOnlyRoot          bool
+		Memory, Pids, CPUs, NoFile     int64
+		Tmpfs                          []driver.Tmpfs
+		Mounts                         []mnt
+	}{spec.Image, spec.RunnerID, spec.User, spec.WorkDir,
+		spec.Network, spec.ReadOnlyRoot,
+		spec.MemoryBytes, spec.PidsLimit, spec.NanoCPUs, spec.NoFile, spec.Tmpfs, nil}
+	for _, m := range spec.Mounts {
+		k.Mounts = append(k.Mounts, mnt{m.Target, m.ReadOnly})
+	}
+	b, _ := json.Marshal(k)
+	return string(b)
+}
+
+// start runs spec in a warm container of its shape. ok false means it did
+// not (none idle, or the warm path failed before anything ran): create one.
+func (p *warmPool) start(ctx context.Context, spec driver.Spec) (_ driver.Handle, ok bool, _ error) {
+	key := shapeKey(spec)
+	if key == "" {
+		return nil, false, nil
+	}
+	w, sh := p.take(key, spec)
+	if sh != nil {
+		p.fill(sh)
+	}
+	if w == nil {
+		p.misses.Add(1)
+		return nil, false, nil
+	}
+	img, err := p.image(ctx, spec.Image)
+	if err != nil || img.id != w.imageID {
+		// The image went or its tag moved: this container runs what the
+		// task must not.
+		p.discard(w)
+		p.misses.Add(1)
+		return nil, false, nil
+	}
+	argv := resolveArgv(spec, img)
+	if len(argv) == 0 {
+		p.discard(w)
+		p.misses.Add(1)
+		return nil, false, nil // the engine says what is missing
+	}
+	h, err := p.startIn(ctx, w, spec, argv)
+	if err != nil {
+		p.discard(w)
+		if ctx.Err() != nil {
+			return nil, true, err
+		}
+		p.log.Warn("warm container failed to start; creating one", "task_id", spec.TaskID, "container", shortID(w.id), "err", err)
+		p.misses.Add(1)
+		return nil, false, nil
+	}
+	p.hits.Add(1)
+	return h, true, nil
+}
+
+// take removes an idle container of key's shape from the pool, registering
+// the shape when it is new. It returns the shape to refill (nil when the
+// pool is closed).
+func (p *warmPool) take(key string, spec driver.Spec) (*warmCtr, *warmShape) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, nil
+	}
+	sh := p.registerLocked(key, spec)
+	sh.used = time.Now()
+	if n := len(sh.idle); n > 0 {
+		// The newest: the older ones expire first when tasks thin out.
+		w := sh.idle[n-1]
+		sh.idle = sh.idle[:n-1]
+		w.taskID = spec.TaskID
+		return w, sh
+	}
+	return nil, sh
+}
+
+// registerLocked returns the shape of key, registered anew from spec when
+// the pool has none; p.mu is held.
+func (p *warmPool) registerLocked(key string, spec driver.Spec) *warmShape {
+	sh := p.shapes[key]
+	if sh != nil {
+		return sh
+	}
+	sh = &warmShape{key: key, tmpl: shapeTemplate(spec), used: time.Now()}
+	for _, m := range spec.Mounts {
+		st, err := os.Stat(m.Source)
+		sh.mountDir = append(sh.mountDir, err != nil || st.IsDir())
+	}
+	p.shapes[key] = sh
+	p.evictLocked()
+	return sh
+}
+
+// evictLocked drops the shapes used least recently beyond maxWarmShapes.
+func (p *warmPool) evictLocked() {
+	for len(p.shapes) > maxWarmShapes {
+		var oldest *warmShape
+		for _, sh := range p.shapes {
+			if oldest == nil || sh.used.Before(oldest.used) {
+				oldest = sh
+			}
+		}
+		delete(p.shapes, oldest.key)
+		for _, w := range oldest.idle {
+			p.removeLater(w)
+		}
+		oldest.idle = nil
+	}
+}
+
+// shapeTemplate is spec without its per-task parts.
+func shapeTemplate(spec driver.Spec) driver.Spec {
+	t := spec
+	t.TaskID, t.Entrypoint, t.Cmd, t.Env, t.Labels = "", nil, nil, nil, nil
+	t.Archive, t.Files, t.Output, t.Stderr = nil, nil, nil, nil
+	t.Mounts = append([]driver.Mount(nil), spec.Mounts...)
+	t.Tmpfs = append([]driver.Tmpfs(nil), spec.Tmpfs...)
+	return t
+}
+
+// fill creates, in the background, what sh lacks of its warm containers.
+func (p *warmPool) fill(sh *warmShape) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.shapes[sh.key] != sh || time.Since(sh.failed) < warmRetry {
+		return
+	}
+	want := p.n - len(sh.idle) - sh.pending
+	for range want {
+		sh.pending++
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			select {
+			case p.sem <- struct{}{}:
+			case <-p.done:
+				p.mu.Lock()
+				sh.pending--
+				p.mu.Unlock()
+				return
+			}
+			w, err := p.create(sh)
+			<-p.sem
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			sh.pending--
+			if err != nil {
+				sh.failed = time.Now()
+				p.log.Warn("could not create a warm container", "image", sh.tmpl.Image, "err", err)
+				return
+			}
+			if p.closed || p.shapes[sh.key] != sh {
+				p.removeLater(w)
+				return
+			}
+			sh.idle = append(sh.idle, w)
+		}()
+	}
+}
+
+// create makes one warm container of sh's shape.
+func (p *warmPool) create(sh *warmShape) (_ *warmCtr, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-p.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	img, err := p.image(ctx, sh.tmpl.Image)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp(p.dir, "c-")
+	if err != nil {
+		return nil, fmt.Errorf("make a warm container's directory: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(dir)
+		}
+	}()
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return nil, fmt.Errorf("open a warm container's directory: %w", err)
+	}
+	// Placeholders for the mounts' sources until a task's are known: the
+	// engine checks at create that a bind source is there.
+	if err := os.Mkdir(filepath.Join(dir, "empty"), 0o555); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "task"), nil, 0o600); err != nil {
+		return nil, err
+	}
+	spec := sh.tmpl
+	spec.Mounts = append([]driver.Mount(nil), sh.tmpl.Mounts...)
+	for i := range spec.Mounts {
+		link := filepath.Join(dir, "mount-"+strconv.Itoa(i))
+		target := filepath.Join(dir, "empty")
+		if !sh.mountDir[i] {
+			target = filepath.Join(dir, "task")
+		}
+		if err := os.Symlink(target, link); err != nil {
+			return nil, fmt.Errorf("link a warm container's mount: %w", err)
+		}
+		spec.Mounts[i].Source = link
+	}
+	// Created from the image's id, so that what runs is the image checked.
+	spec.Image = img.id
+	cfg, hostCfg := containerConfig(spec)
+	cfg.Entrypoint = []string{launcherTarget, launchFileTarget}
+	cfg.Cmd, cfg.Env = nil, nil
+	// What is read of the output is the attach's to say, per task.
+	cfg.AttachStdout, cfg.AttachStderr = true, true
+	delete(cfg.Labels, driver.LabelTask)
+	cfg.Labels[LabelWarm] = p.instance
+	hostCfg.Mounts = append(hostCfg.Mounts,
+		mount.Mount{Type: mount.TypeBind, Source: p.launcher, Target: launcherTarget, ReadOnly: true},
+		mount.Mount{Type: mount.TypeBind, Source: filepath.Join(dir, "task"), Target: launchFileTarget, ReadOnly: true})
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	created, err := p.d.cli.ContainerCreate(ctx, cfg, hostCfg, nil, nil, "mayfly-warm-"+hex.EncodeToString(b[:]))
+	if err != nil {
+		return nil, fmt.Errorf("create a warm container from %s: %w", sh.tmpl.Image, err)
+	}
+	w := &warmCtr{id: created.ID, dir: dir, imageID: img.id, made: time.Now()}
+	p.mu.Lock()
+	p.owned[w.id] = w
+	p.mu.Unlock()
+	return w, nil
+}
+
+// image returns what the engine says of ref, asking at most once per
+// imageTTL.
+func (p *warmPool) image(ctx context.Context, ref string) (imageInfo, error) {
+	p.mu.Lock()
+	info, ok := p.images[ref]
+	p.mu.Unlock()
+	if ok && time.Since(info.at) < imageTTL {
+		return info, nil
+	}
+	img, err := p.d.cli.ImageInspect(ctx, ref)
+	if err != nil {
+		return imageInfo{}, fmt.Errorf("inspect image %s: %w", ref, err)
+	}
+	info = imageInfo{id: img.ID, at: time.Now()}
+	if img.Config != nil {
+		info.entrypoint, info.cmd = img.Config.Entrypoint, img.Config.Cmd
+	}
+	p.mu.Lock()
+	p.images[ref] = info
+	p.mu.Unlock()
+	return info, nil
+}
+
+// resolveArgv is the command line the engine would run for spec: an
+// entrypoint that is nil takes the image's, an empty one clears it, and
+// the image's command applies only when neither spec's entrypoint nor its
+// command says otherwise.
+func resolveArgv(spec driver.Spec, img imageInfo) []string {
+	ep, cmd := spec.Entrypoint, spec.Cmd
+	if len(ep) == 0 {
+		if len(cmd) == 0 {
+			cmd = img.cmd
+		}
+		if ep == nil {
+			ep = img.entrypoint
+		}
+	}
+	return append(append([]string(nil), ep...), cmd...)
+}
+
+// startIn hands the task's parts to w and starts it.
+func (p *warmPool) startIn(ctx context.Context, w *warmCtr, spec driver.Spec, argv []string) (_ driver.Handle, err error) {
+	if err := p.writeLaunch(w, spec, argv); err != nil {
+		return nil, err
+	}
+	for i, m := range spec.Mounts {
+		if err := repoint(filepath.Join(w.dir, "mount-"+strconv.Itoa(i)), m.Source); err != nil {
+			return nil, err
+		}
+	}
+	h := newHandle(p.d, w.id)
+	h.warm = w
+	defer func() {
+		if err != nil {
+			h.abandon()
+		}
+	}()
+	copyErr := make(chan error, 1)
+	go func() { copyErr <- p.d.copyIn(ctx, w.id, spec) }()
+	prepErr := h.prepare(ctx, spec.Output, spec.Stderr)
+	if err := errors.Join(<-copyErr, prepErr); err != nil {
+		return nil, fmt.Errorf("prepare warm container %s of task %s: %w", shortID(w.id), spec.TaskID, err)
+	}
+	if err := p.d.cli.ContainerStart(ctx, w.id, container.StartOptions{}); err != nil {
+		return nil, fmt.Errorf("start warm container %s of task %s: %w", shortID(w.id), spec.TaskID, err)
+	}
+	go h.collect()
+	return h, nil
+}
+
+// writeLaunch writes the task's command line and environment where w's
+// launcher reads them. The file holds the task's variables (its token
+// among them): it is the task user's alone where the driver can make it so.
+func (p *warmPool) writeLaunch(w *warmCtr, spec driver.Spec, argv []string) error {
+	path := filepath.Join(w.dir, "task")
+	tmp := path + ".new"
+	mode := os.FileMode(0o644)
+	uid, gid := numericUser(spec.User)
+	owned := os.Geteuid() == 0 && spec.User != "" && (uid != 0 || strings.HasPrefix(spec.User, "0"))
+	if owned {
+		mode = 0o400
+	}
+	if err := os.WriteFile(tmp, launch.Encode(argv, spec.Env), mode); err != nil {
+		return fmt.Errorf("write the launch file: %w", err)
+	}
+	if owned {
+		if err := os.Chown(tmp, uid, gid); err != nil {
+			os.Remove(tmp)
+			return fmt.Errorf("hand the launch file to the task user: %w", err)
+		}
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write the launch file: %w", err)
+	}
+	return nil
+}
+
+// repoint makes link point at target, atomically.
+func repoint(link, target string) error {
+	tmp := link + ".new"
+	os.Remove(tmp)
+	if err := os.Symlink(target, tmp); err != nil {
+		return fmt.Errorf("point a warm container's mount at %s: %w", target, err)
+	}
+	if err := os.Rename(tmp, link); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("point a warm container's mount at %s: %w", target, err)
+	}
+	return nil
+}
+
+// discard removes a warm container that will not run, in the background.
+func (p *warmPool) discard(w *warmCtr) {
+	p.mu.Lock()
+	closed := p.closed
+	if !closed {
+		p.removeLater(w)
+	}
+	p.mu.Unlock()
+	if closed {
+		// Close may be waiting for the pool's goroutines: none is added.
+		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+		defer cancel()
+		if err := p.remove(ctx, w); err != nil {
+			p.log.Warn("could not remove a warm container", "container", shortID(w.id), "err", err)
+		}
+	}
+}
+
+// removeLater removes w in the background; p.mu is held.
+func (p *warmPool) removeLater(w *warmCtr) {
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+		defer cancel()
+		if err := p.remove(ctx, w); err != nil {
+			p.log.Warn("could not remove a warm container", "container", shortID(w.id), "err", err)
+		}
+	}()
+}
+
+// remove removes w's container and then its directory.
+func (p *warmPool) remove(ctx context.Context, w *warmCtr) error {
+	if _, err := p.d.remove(ctx, w.id); err != nil {
+		return err
+	}
+	p.forget(w)
+	return nil
+}
+
+// forget drops w, whose container is gone, and its directory.
+func (p *warmPool) forget(w *warmCtr) {
+	p.mu.Lock()
+	delete(p.owned, w.id)
+	p.mu.Unlock()
+	os.RemoveAll(w.dir)
+}
+
+// lookup reports whether the container id, labelled labels, is one of
+// this pool's, and which task it runs ("" = none: it waits, or is being
+// made).
+func (p *warmPool) lookup(id string, labels map[string]string) (ok bool, taskID string) {
+	if labels[LabelWarm] != p.instance {
+		return false, ""
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if w, ok := p.owned[id]; ok {
+		taskID = w.taskID
+	}
+	return true, taskID
+}
+
+// prewarm creates the warm containers of spec's shape that it lacks, and
+// returns once they are there.
+func (p *warmPool) prewarm(ctx context.Context, spec driver.Spec) error {
+	key := shapeKey(spec)
+	if key == "" {
+		return errors.New("prewarm: mount sources must be absolute paths")
+	}
+	for {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return errors.New("prewarm: driver closed")
+		}
+		sh := p.registerLocked(key, spec)
+		sh.used = time.Now()
+		if len(sh.idle)+sh.pending >= p.n {
+			p.mu.Unlock()
+			return nil
+		}
+		sh.pending++
+		p.mu.Unlock()
+		w, err := p.create(sh)
+		p.mu.Lock()
+		sh.pending--
+		if err == nil && !p.closed && p.shapes[key] == sh {
+			sh.idle = append(sh.idle, w)
+			w = nil
+		}
+		if w != nil {
+			p.removeLater(w)
+		}
+		p.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+// expireLoop removes warm containers that waited longer than idleMax, and
+// forgets the shapes nobody used that long.
+func (p *warmPool) expireLoop() {
+	defer p.wg.Done()
+	t := time.NewTicker(min(p.idleMax/4+time.Second, 30*time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-p.done:
+			return
+		case <-t.C:
+		}
+		p.mu.Lock()
+		for key, sh := range p.shapes {
+			kept := sh.idle[:0]
+			for _, w := range sh.idle {
+				if time.Since(w.made) > p.idleMax {
+					p.removeLater(w)
+				} else {
+					kept = append(kept, w)
+				}
+			}
+			sh.idle = kept
+			if time.Since(sh.used) > p.idleMax && len(sh.idle) == 0 && sh.pending == 0 {
+				delete(p.shapes, key)
+			}
+		}
+		p.mu.Unlock()
+	}
+}
+
+func (p *warmPool) stats() WarmStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := WarmStats{Hits: p.hits.Load(), Misses: p.misses.Load()}
+	for _, sh := range p.shapes {
+		s.Idle += len(sh.idle)
+	}
+	return s
+}
+
+// close removes every idle warm container and waits for creates under
+// way. Containers running tasks are their handles' to destroy.
+func (p *warmPool) close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	close(p.done)
+	var idle []*warmCtr
+	for _, sh := range p.shapes {
+		idle = append(idle, sh.idle...)
+		sh.idle = nil
+	}
+	p.shapes = map[string]*warmShape{}
+	p.mu.Unlock()
+	// Removals started by the pool finish first (they hold p.wg), and
+	// creates under way remove what they made.
+	p.wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	var errs []error
+	for _, w := range idle {
+		if err := p.remove(ctx, w); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	p.mu.Lock()
+	running := len(p.owned)
+	p.mu.Unlock()
+	if running == 0 {
+		os.RemoveAll(p.dir)
+	}
+	return errors.Join(errs...)
+}
