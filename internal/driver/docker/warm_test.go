@@ -80,8 +80,8 @@ func taskSpec(t *testing.T, runnerID, image, payload string, cmd ...string) driv
 	return driver.Spec{
 		TaskID: "task-" + strings.ReplaceAll(t.Name(), "/", "-") + fmt.Sprint(time.Now().UnixNano()), RunnerID: runnerID, Image: image,
 		Entrypoint: []string{}, Cmd: cmd, WorkDir: "/mnt/task", User: "65534:65534",
-		Mounts:       []driver.Mount{{Source: dir, Target: "/mnt/mayfly", ReadOnly: true}},
-		MemoryBytes:  64 << 20, PidsLimit: 64, NoFile: 1024, ReadOnlyRoot: true,
+		Mounts:      []driver.Mount{{Source: dir, Target: "/mnt/mayfly", ReadOnly: true}},
+		MemoryBytes: 64 << 20, PidsLimit: 64, NoFile: 1024, ReadOnlyRoot: true,
 		Tmpfs: []driver.Tmpfs{{Path: "/tmp", SizeBytes: 8 << 20}, {Path: "/mnt/task", SizeBytes: 8 << 20, Owned: true}},
 	}
 }
