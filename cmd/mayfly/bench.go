@@ -143,6 +143,7 @@ results.md.`,
 	f.StringVar(&cfg.RiverDir, "river-dir", cfg.RiverDir, "directory of the River baseline's Go module")
 	f.StringVar(&cfg.Image, "image", "", "image the container scenarios run (default: the busybox stack's)")
 	f.StringVar(&cfg.Driver, "driver", "docker", "driver Mayfly's runner uses in the container scenarios: docker or oci (the baseline is docker run either way)")
+	f.StringVar(&cfg.WarmLauncher, "warm-launcher", "", "latency: the static mayfly-launch of the docker driver's warm containers (default: the one beside this program, else built with go)")
 	f.StringVar(&cfg.OCIRuntime, "oci-runtime", "", "oci scenario: OCI runtime binary (default: crun where it works, else runc)")
 	f.StringVar(&cfg.DockerCLI, "docker", "", "docker command of the baselines (default: docker on PATH)")
 	f.StringVar(&cfg.WorkDir, "work-dir", "", "where the scenarios' databases go (default: a temporary directory, removed after)")

@@ -94,6 +94,8 @@ type WarmStats struct {
 	Hits   int64 // started in a warm container
 	Misses int64 // created when the task came
 	Idle   int   // warm containers waiting now
+	// Pending are warm containers being created now.
+	Pending int
 }
 
 // CheckLauncher reports whether path is a launcher a warm container can
@@ -738,6 +740,7 @@ func (p *warmPool) stats() WarmStats {
 	s := WarmStats{Hits: p.hits.Load(), Misses: p.misses.Load()}
 	for _, sh := range p.shapes {
 		s.Idle += len(sh.idle)
+		s.Pending += sh.pending
 	}
 	return s
 }
