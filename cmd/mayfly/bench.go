@@ -32,7 +32,9 @@ this machine, and reports each result as a ratio to its baseline:
 
   latency     N trivial tasks one after another, queued through the HTTP API
               of an in-process server and run by its embedded runner, beside
-              N "docker run --rm --network none" of the same image, one for one
+              N "docker run --rm --network none" of the same image, one for one,
+              and (docker driver) N more through a second server whose
+              driver keeps warm containers (--warm-containers 1)
   throughput  M tasks queued at once on a runner of capacity C, beside M
               "docker run --rm" at parallelism C
   queue       the queue alone (a driver that starts no container) against

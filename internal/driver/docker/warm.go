@@ -184,6 +184,9 @@ type warmCtr struct {
 	imageID string
 	made    time.Time
 	taskID  string // set once taken
+	// h is attached to the output and waits for the exit already, so a
+	// task's start is one round trip.
+	h *handle
 }
 
 type imageInfo struct {
@@ -481,6 +484,17 @@ func (p *warmPool) create(sh *warmShape) (_ *warmCtr, err error) {
 		return nil, fmt.Errorf("create a warm container from %s: %w", sh.tmpl.Image, err)
 	}
 	w := &warmCtr{id: created.ID, dir: dir, imageID: img.id, made: time.Now()}
+	w.h = newHandle(p.d, created.ID)
+	w.h.warm = w
+	if err := w.h.prepareAhead(ctx); err != nil {
+		w.h.abandon()
+		rctx, rcancel := context.WithTimeout(context.Background(), cleanupTimeout)
+		defer rcancel()
+		if _, rerr := p.d.remove(rctx, created.ID); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+		return nil, fmt.Errorf("prepare a warm container: %w", err)
+	}
 	p.mu.Lock()
 	p.owned[w.id] = w
 	p.mu.Unlock()
@@ -537,18 +551,17 @@ func (p *warmPool) startIn(ctx context.Context, w *warmCtr, spec driver.Spec, ar
 			return nil, err
 		}
 	}
-	h := newHandle(p.d, w.id)
-	h.warm = w
+	h := w.h
 	defer func() {
 		if err != nil {
 			h.abandon()
 		}
 	}()
-	copyErr := make(chan error, 1)
-	go func() { copyErr <- p.d.copyIn(ctx, w.id, spec) }()
-	prepErr := h.prepare(ctx, spec.Output, spec.Stderr)
-	if err := errors.Join(<-copyErr, prepErr); err != nil {
+	if err := p.d.copyIn(ctx, w.id, spec); err != nil {
 		return nil, fmt.Errorf("prepare warm container %s of task %s: %w", shortID(w.id), spec.TaskID, err)
+	}
+	if err := h.deliver(spec.Output, spec.Stderr); err != nil {
+		return nil, fmt.Errorf("warm container %s of task %s: %w", shortID(w.id), spec.TaskID, err)
 	}
 	if err := p.d.cli.ContainerStart(ctx, w.id, container.StartOptions{}); err != nil {
 		return nil, fmt.Errorf("start warm container %s of task %s: %w", shortID(w.id), spec.TaskID, err)
@@ -630,8 +643,10 @@ func (p *warmPool) removeLater(w *warmCtr) {
 	}()
 }
 
-// remove removes w's container and then its directory.
+// remove removes w's container, which runs no task, and then its
+// directory.
 func (p *warmPool) remove(ctx context.Context, w *warmCtr) error {
+	w.h.abandon()
 	if _, err := p.d.remove(ctx, w.id); err != nil {
 		return err
 	}
