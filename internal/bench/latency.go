@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mayfly-run/mayfly/internal/assembly"
 	"github.com/mayfly-run/mayfly/internal/client"
 	"github.com/mayfly-run/mayfly/internal/driver"
 	"github.com/mayfly-run/mayfly/internal/driver/docker"
@@ -247,7 +248,10 @@ func startWarm(ctx context.Context, cfg Config, image string) (*warmSide, error)
 		return &warmSide{skipped: err.Error()}, nil
 	}
 	dir := filepath.Join(cfg.WorkDir, "latency-warm")
-	d, err := docker.NewWithOptions(ctx, docker.Options{WarmContainers: 1, Launcher: launcher, WarmDir: filepath.Join(dir, "warm"), Log: cfg.Log})
+	// Beside the runner's task directories, on their file system: a task's
+	// files are linked into its warm container's.
+	warmDir := filepath.Join(filepath.Dir(assembly.RunDir(dir, "x")), "bench-warm-"+id.New())
+	d, err := docker.NewWithOptions(ctx, docker.Options{WarmContainers: 1, Launcher: launcher, WarmDir: warmDir, Log: cfg.Log})
 	if err != nil {
 		return nil, fmt.Errorf("docker driver with warm containers: %w", err)
 	}

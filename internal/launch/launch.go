@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -22,42 +23,84 @@ import (
 
 // magic opens every launch file, so a file of another kind (or an older
 // format) is refused rather than run.
-const magic = "mayfly-launch/1"
+const magic = "mayfly-launch/2"
+
+// maxLaunch bounds a launch file: a command line and environment larger
+// than the kernel takes (ARG_MAX) are refused by exec anyway.
+const maxLaunch = 16 << 20
 
 // Encode returns the launch file that runs argv with env merged over the
-// container's own environment. Fields are NUL-terminated: no argument or
-// variable can contain a NUL, so no quoting is needed.
+// container's own environment: magic, the length of the rest, the number
+// of arguments, the arguments and the variables. Fields are NUL-terminated
+// (no argument or variable can contain a NUL, so nothing needs quoting),
+// and the length lets the launcher read it from a pipe that stays open.
 func Encode(argv, env []string) []byte {
+	var body bytes.Buffer
+	body.WriteString(strconv.Itoa(len(argv)))
+	body.WriteByte(0)
+	for _, s := range argv {
+		body.WriteString(s)
+		body.WriteByte(0)
+	}
+	for _, s := range env {
+		body.WriteString(s)
+		body.WriteByte(0)
+	}
 	var b bytes.Buffer
 	b.WriteString(magic)
 	b.WriteByte(0)
-	b.WriteString(strconv.Itoa(len(argv)))
+	b.WriteString(strconv.Itoa(body.Len()))
 	b.WriteByte(0)
-	for _, s := range argv {
-		b.WriteString(s)
-		b.WriteByte(0)
-	}
-	for _, s := range env {
-		b.WriteString(s)
-		b.WriteByte(0)
-	}
+	b.Write(body.Bytes())
 	return b.Bytes()
 }
 
-// Decode parses a launch file.
-func Decode(data []byte) (argv, env []string, err error) {
-	if len(data) == 0 || data[len(data)-1] != 0 {
-		return nil, nil, errors.New("launch file is empty or truncated")
+// Read reads one launch file from r, which may stay open past its end.
+func Read(r io.Reader) (argv, env []string, err error) {
+	head := make([]byte, 0, 32)
+	var one [1]byte
+	for nul := 0; nul < 2; {
+		if _, err := io.ReadFull(r, one[:]); err != nil {
+			return nil, nil, fmt.Errorf("launch file is empty or truncated: %w", err)
+		}
+		head = append(head, one[0])
+		if one[0] == 0 {
+			nul++
+		}
+		if len(head) > len(magic)+16 {
+			return nil, nil, errors.New("not a launch file")
+		}
 	}
-	fields := strings.Split(string(data[:len(data)-1]), "\x00")
-	if len(fields) < 2 || fields[0] != magic {
+	fields := strings.Split(string(head[:len(head)-1]), "\x00")
+	if fields[0] != magic {
 		return nil, nil, errors.New("not a launch file")
 	}
 	n, err := strconv.Atoi(fields[1])
-	if err != nil || n < 1 || n > len(fields)-2 {
-		return nil, nil, fmt.Errorf("launch file: bad argument count %q", fields[1])
+	if err != nil || n < 1 || n > maxLaunch {
+		return nil, nil, fmt.Errorf("launch file: bad length %q", fields[1])
 	}
-	return fields[2 : 2+n], fields[2+n:], nil
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return nil, nil, fmt.Errorf("launch file is truncated: %w", err)
+	}
+	return decodeBody(body)
+}
+
+// Decode parses a whole launch file.
+func Decode(data []byte) (argv, env []string, err error) {
+	return Read(bytes.NewReader(data))
+}
+
+func decodeBody(body []byte) (argv, env []string, err error) {
+	if len(body) == 0 || body[len(body)-1] != 0 {
+		return nil, nil, errors.New("launch file is truncated")
+	}
+	fields := strings.Split(string(body[:len(body)-1]), "\x00")
+	n, err := strconv.Atoi(fields[0])
+	if err != nil || n < 1 || n > len(fields)-1 {
+		return nil, nil, fmt.Errorf("launch file: bad argument count %q", fields[0])
+	}
+	return fields[1 : 1+n], fields[1+n:], nil
 }
 
 // MergeEnv applies env over base as the Docker engine applies a
@@ -138,12 +181,15 @@ func Main() int {
 		fmt.Fprintln(os.Stderr, "mayfly-launch: usage: mayfly-launch LAUNCH-FILE")
 		return 125
 	}
-	data, err := os.ReadFile(os.Args[1])
+	// A FIFO: this waits until the task comes. Close-on-exec, so the
+	// task inherits nothing of it.
+	f, err := os.Open(os.Args[1])
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "mayfly-launch: read the task's command: %v\n", err)
 		return 125
 	}
-	argv, env, err := Decode(data)
+	argv, env, err := Read(f)
+	f.Close()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "mayfly-launch: %s: %v\n", os.Args[1], err)
 		return 125

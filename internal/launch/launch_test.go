@@ -1,10 +1,12 @@
 package launch
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 )
 
 func TestEncodeDecode(t *testing.T) {
@@ -24,12 +26,43 @@ func TestEncodeDecode(t *testing.T) {
 		"empty":      nil,
 		"truncated":  Encode([]string{"a"}, []string{"B=1"})[:10],
 		"not ours":   []byte("hello\x00"),
-		"no argv":    []byte(magic + "\x000\x00"),
-		"count past": []byte(magic + "\x003\x00a\x00"),
+		"no argv":    []byte(magic + "\x002\x000\x00"),
+		"count past": []byte(magic + "\x004\x003\x00a\x00"),
+		"too long":   []byte(magic + "\x0099999999999\x00"),
 	} {
 		if _, _, err := Decode(bad); err == nil {
 			t.Errorf("%s: decoded", name)
 		}
+	}
+}
+
+// TestReadFromOpenPipe: the launcher reads its launch file from a FIFO the
+// driver keeps open, so it must stop at the file's end, not wait for EOF.
+func TestReadFromOpenPipe(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	if _, err := w.Write(Encode([]string{"sh", "-c", "true"}, []string{"A=1"})); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		argv, env, err := Read(r)
+		if err == nil && (!slices.Equal(argv, []string{"sh", "-c", "true"}) || !slices.Equal(env, []string{"A=1"})) {
+			err = fmt.Errorf("read %q %q", argv, env)
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Read waits for the writer to close")
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -33,8 +34,10 @@ type handle struct {
 	cli *client.Client
 	id  string
 	// warm is the pool's record of a warm container, nil for one created
-	// for its task.
-	warm *warmCtr
+	// for its task; launch is the write end of its launch FIFO, closed
+	// once the task has ended (or never starts).
+	warm   *warmCtr
+	launch *os.File
 
 	// bg carries the requests that outlive Start's context: the wait
 	// registered before start, the inspect after the exit.
@@ -92,6 +95,8 @@ func (h *handle) deliver(output, stderr io.Writer) error {
 	select {
 	case err := <-h.waitE:
 		return fmt.Errorf("the wait registered ahead broke: %w", err)
+	case w := <-h.waitC:
+		return fmt.Errorf("its launcher ended before the task came, with status %d", w.StatusCode)
 	default:
 	}
 	h.copying = true
@@ -142,6 +147,9 @@ func (h *handle) copyOutput(output, stderr io.Writer) {
 // that never started).
 func (h *handle) abandon() {
 	h.cancel()
+	if h.launch != nil {
+		h.launch.Close()
+	}
 	if h.attach != nil {
 		h.attach.Close()
 	}
@@ -155,6 +163,9 @@ func (h *handle) abandon() {
 func (h *handle) collect() {
 	defer close(h.done)
 	defer h.cancel()
+	if h.launch != nil {
+		defer h.launch.Close()
+	}
 	var res driver.Result
 	var waitErr error
 	select {

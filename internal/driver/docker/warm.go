@@ -1,23 +1,29 @@
 package docker
 
-// Warm containers: a container is created ahead of demand, so a task that
-// comes pays only for the start (the engine's create is a tenth to a
-// seventh of create + start).
+// Warm containers: containers are created and started ahead of demand, so
+// a task that comes pays for neither (together most of a trivial task's
+// latency on the engine).
 //
 // What a create fixes and many tasks share (image, user, working
 // directory, network, limits, tmpfs, mount targets) is the container's
 // shape; a pool keeps up to Options.WarmContainers idle containers per
-// shape for the few shapes used last. The per-task parts come in at start:
+// shape for the few shapes used last. A warm container runs the launcher
+// (a static binary bind-mounted from the host, so images need no shell),
+// which waits on a FIFO; the per-task parts come in when a task takes it:
 //
-//   - command and environment: the container's entrypoint is the launcher
-//     (a static binary bind-mounted from the host, so images need no shell)
-//     reading a launch file the driver writes just before the start;
-//   - mounts: each mount's source is a symlink in the container's own host
-//     directory, re-pointed at the task's directory before the start (the
-//     runtime resolves a bind mount's source at start, not at create).
+//   - the task's files: each mount's source is a directory of the
+//     container's own, which gets hard links to the entries of the task's
+//     directory (a unix socket works through a link; files on another
+//     file system are copied);
+//   - output and exit: attached and registered when the container was
+//     made, before its start, so nothing the task writes is missed;
+//   - command line and environment: written down the FIFO; the launcher
+//     merges the environment over the container's and execs the program,
+//     which becomes the container's process 1.
 //
 // A task whose shape has no idle container is created as without the pool
-// (and its shape warmed for the next); so is one the warm path fails for.
+// (and its shape warmed for the next); so is one the warm path fails for
+// before anything ran.
 
 import (
 	"context"
@@ -27,6 +33,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -34,6 +41,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -81,7 +89,10 @@ type Options struct {
 	Launcher string
 	// WarmDir is where the warm containers' own host directories are
 	// made (a new directory under it, removed at Close); it must be on
-	// the engine's host. Empty = the system's temporary directory.
+	// the engine's host, and on the file system of the tasks' mount
+	// sources, whose entries are linked into them (else files are copied
+	// and a unix socket cannot be: such a task is started cold). Empty =
+	// the system's temporary directory.
 	WarmDir string
 	// WarmIdle is how long an idle warm container is kept; 0 =
 	// DefaultWarmIdle.
@@ -145,13 +156,14 @@ func FindLauncher() (string, error) {
 type warmPool struct {
 	// instance is this pool's LabelWarm value: a container of this pool
 	// is known by it even while its create is under way.
-	instance string
-	d        *Driver
-	n        int
-	launcher string
-	dir      string
-	idleMax  time.Duration
-	log      *slog.Logger
+	instance  string
+	d         *Driver
+	n         int
+	launcher  string
+	dir       string
+	ownParent bool // dir's parent is Options.WarmDir, not a shared one
+	idleMax   time.Duration
+	log       *slog.Logger
 
 	mu     sync.Mutex
 	shapes map[string]*warmShape
@@ -169,13 +181,12 @@ type warmPool struct {
 }
 
 type warmShape struct {
-	key      string
-	tmpl     driver.Spec // the per-task parts cleared
-	mountDir []bool      // whether each mount's source is a directory
-	idle     []*warmCtr
-	pending  int
-	used     time.Time
-	failed   time.Time
+	key     string
+	tmpl    driver.Spec // the per-task parts cleared
+	idle    []*warmCtr
+	pending int
+	used    time.Time
+	failed  time.Time
 }
 
 type warmCtr struct {
@@ -228,7 +239,7 @@ func newWarmPool(d *Driver, opts Options) (*warmPool, error) {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	p := &warmPool{instance: hex.EncodeToString(b[:]), d: d, n: opts.WarmContainers, launcher: opts.Launcher, dir: dir,
-		idleMax: opts.WarmIdle, log: opts.Log,
+		idleMax: opts.WarmIdle, log: opts.Log, ownParent: opts.WarmDir != "",
 		shapes: map[string]*warmShape{}, owned: map[string]*warmCtr{}, images: map[string]imageInfo{},
 		sem: make(chan struct{}, warmCreates), done: make(chan struct{})}
 	if p.idleMax <= 0 {
@@ -341,10 +352,6 @@ func (p *warmPool) registerLocked(key string, spec driver.Spec) *warmShape {
 		return sh
 	}
 	sh = &warmShape{key: key, tmpl: shapeTemplate(spec), used: time.Now()}
-	for _, m := range spec.Mounts {
-		st, err := os.Stat(m.Source)
-		sh.mountDir = append(sh.mountDir, err != nil || st.IsDir())
-	}
 	p.shapes[key] = sh
 	p.evictLocked()
 	return sh
@@ -444,26 +451,42 @@ func (p *warmPool) create(sh *warmShape) (_ *warmCtr, err error) {
 	if err := os.Chmod(dir, 0o711); err != nil {
 		return nil, fmt.Errorf("open a warm container's directory: %w", err)
 	}
-	// Placeholders for the mounts' sources until a task's are known: the
-	// engine checks at create that a bind source is there.
-	if err := os.Mkdir(filepath.Join(dir, "empty"), 0o555); err != nil {
+	// The launch file is a FIFO: the launcher, started with the
+	// container, waits on it until a task's command line comes.
+	fifo := filepath.Join(dir, "task")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		return nil, fmt.Errorf("make a warm container's launch FIFO: %w", err)
+	}
+	if err := handToUser(fifo, sh.tmpl.User); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "task"), nil, 0o600); err != nil {
-		return nil, err
+	// Held open for writing from now on: the launcher's open does not
+	// wait for a writer, and what is written is there for it however late
+	// it comes to read (it reads exactly the launch file's length).
+	fifoFD, err := syscall.Open(fifo, syscall.O_RDWR|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open a warm container's launch FIFO: %w", err)
 	}
+	launchW := os.NewFile(uintptr(fifoFD), fifo)
+	defer func() {
+		if err != nil {
+			launchW.Close()
+		}
+	}()
+	// The mounts' sources are directories of the container's own, filled
+	// with links to the task's files when it comes: a running
+	// container's bind mounts cannot be moved.
 	spec := sh.tmpl
 	spec.Mounts = append([]driver.Mount(nil), sh.tmpl.Mounts...)
 	for i := range spec.Mounts {
-		link := filepath.Join(dir, "mount-"+strconv.Itoa(i))
-		target := filepath.Join(dir, "empty")
-		if !sh.mountDir[i] {
-			target = filepath.Join(dir, "task")
+		src := filepath.Join(dir, "mount-"+strconv.Itoa(i))
+		if err := os.Mkdir(src, 0o755); err != nil {
+			return nil, fmt.Errorf("make a warm container's mount: %w", err)
 		}
-		if err := os.Symlink(target, link); err != nil {
-			return nil, fmt.Errorf("link a warm container's mount: %w", err)
+		if err := os.Chmod(src, 0o755); err != nil {
+			return nil, fmt.Errorf("open a warm container's mount: %w", err)
 		}
-		spec.Mounts[i].Source = link
+		spec.Mounts[i].Source = src
 	}
 	// Created from the image's id, so that what runs is the image checked.
 	spec.Image = img.id
@@ -485,7 +508,7 @@ func (p *warmPool) create(sh *warmShape) (_ *warmCtr, err error) {
 	}
 	w := &warmCtr{id: created.ID, dir: dir, imageID: img.id, made: time.Now()}
 	w.h = newHandle(p.d, created.ID)
-	w.h.warm = w
+	w.h.warm, w.h.launch = w, launchW
 	if err := w.h.prepareAhead(ctx); err != nil {
 		w.h.abandon()
 		rctx, rcancel := context.WithTimeout(context.Background(), cleanupTimeout)
@@ -498,7 +521,26 @@ func (p *warmPool) create(sh *warmShape) (_ *warmCtr, err error) {
 	p.mu.Lock()
 	p.owned[w.id] = w
 	p.mu.Unlock()
+	if err := p.d.cli.ContainerStart(ctx, w.id, container.StartOptions{}); err != nil {
+		rctx, rcancel := context.WithTimeout(context.Background(), cleanupTimeout)
+		defer rcancel()
+		return nil, errors.Join(fmt.Errorf("start a warm container: %w", err), p.remove(rctx, w))
+	}
 	return w, nil
+}
+
+// handToUser makes path the task user's alone when the driver can (it runs
+// as root and the user is numeric), else readable by all: the launcher
+// runs as the task user.
+func handToUser(path, user string) error {
+	uid, gid := numericUser(user)
+	if os.Geteuid() == 0 && user != "" && (uid != 0 || strings.HasPrefix(user, "0")) {
+		if err := os.Chown(path, uid, gid); err != nil {
+			return fmt.Errorf("hand %s to the task user: %w", path, err)
+		}
+		return os.Chmod(path, 0o600)
+	}
+	return os.Chmod(path, 0o644)
 }
 
 // image returns what the engine says of ref, asking at most once per
@@ -541,14 +583,12 @@ func resolveArgv(spec driver.Spec, img imageInfo) []string {
 	return append(append([]string(nil), ep...), cmd...)
 }
 
-// startIn hands the task's parts to w and starts it.
+// startIn hands the task's files, command line and environment to w,
+// whose launcher waits for them.
 func (p *warmPool) startIn(ctx context.Context, w *warmCtr, spec driver.Spec, argv []string) (_ driver.Handle, err error) {
-	if err := p.writeLaunch(w, spec, argv); err != nil {
-		return nil, err
-	}
 	for i, m := range spec.Mounts {
-		if err := repoint(filepath.Join(w.dir, "mount-"+strconv.Itoa(i)), m.Source); err != nil {
-			return nil, err
+		if err := linkTree(m.Source, filepath.Join(w.dir, "mount-"+strconv.Itoa(i))); err != nil {
+			return nil, fmt.Errorf("give warm container %s the files of %s: %w", shortID(w.id), m.Source, err)
 		}
 	}
 	h := w.h
@@ -563,53 +603,87 @@ func (p *warmPool) startIn(ctx context.Context, w *warmCtr, spec driver.Spec, ar
 	if err := h.deliver(spec.Output, spec.Stderr); err != nil {
 		return nil, fmt.Errorf("warm container %s of task %s: %w", shortID(w.id), spec.TaskID, err)
 	}
-	if err := p.d.cli.ContainerStart(ctx, w.id, container.StartOptions{}); err != nil {
-		return nil, fmt.Errorf("start warm container %s of task %s: %w", shortID(w.id), spec.TaskID, err)
+	if err := sendLaunch(ctx, h.launch, launch.Encode(argv, spec.Env)); err != nil {
+		return nil, fmt.Errorf("start the task %s in warm container %s: %w", spec.TaskID, shortID(w.id), err)
 	}
 	go h.collect()
 	return h, nil
 }
 
-// writeLaunch writes the task's command line and environment where w's
-// launcher reads them. The file holds the task's variables (its token
-// among them): it is the task user's alone where the driver can make it so.
-func (p *warmPool) writeLaunch(w *warmCtr, spec driver.Spec, argv []string) error {
-	path := filepath.Join(w.dir, "task")
-	tmp := path + ".new"
-	mode := os.FileMode(0o644)
-	uid, gid := numericUser(spec.User)
-	owned := os.Geteuid() == 0 && spec.User != "" && (uid != 0 || strings.HasPrefix(spec.User, "0"))
-	if owned {
-		mode = 0o400
+// sendLaunch writes the launch file down the FIFO the launcher waits on.
+func sendLaunch(ctx context.Context, f *os.File, data []byte) error {
+	// Through the runtime's poller: a launcher that stops reading a launch
+	// file longer than the pipe holds cannot hold the task's start past
+	// ctx.
+	dl, ok := ctx.Deadline()
+	if !ok {
+		dl = time.Now().Add(cleanupTimeout)
 	}
-	if err := os.WriteFile(tmp, launch.Encode(argv, spec.Env), mode); err != nil {
-		return fmt.Errorf("write the launch file: %w", err)
+	if err := f.SetWriteDeadline(dl); err != nil {
+		return fmt.Errorf("write the launch FIFO: %w", err)
 	}
-	if owned {
-		if err := os.Chown(tmp, uid, gid); err != nil {
-			os.Remove(tmp)
-			return fmt.Errorf("hand the launch file to the task user: %w", err)
-		}
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write the launch file: %w", err)
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("write the launch FIFO: %w", err)
 	}
 	return nil
 }
 
-// repoint makes link point at target, atomically.
-func repoint(link, target string) error {
-	tmp := link + ".new"
-	os.Remove(tmp)
-	if err := os.Symlink(target, tmp); err != nil {
-		return fmt.Errorf("point a warm container's mount at %s: %w", target, err)
+// linkTree gives dst (an empty directory) the entries of src, as hard
+// links where both are on one file system (a unix socket works through a
+// link, and nothing is copied), else as copies of regular files.
+func linkTree(src, dst string) error {
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		return err
 	}
-	if err := os.Rename(tmp, link); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("point a warm container's mount at %s: %w", target, err)
+	for _, e := range entries {
+		from, to := filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())
+		if e.IsDir() {
+			st, err := os.Stat(from)
+			if err != nil {
+				return err
+			}
+			if err := os.Mkdir(to, st.Mode().Perm()); err != nil {
+				return err
+			}
+			if err := linkTree(from, to); err != nil {
+				return err
+			}
+			continue
+		}
+		err := os.Link(from, to)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, syscall.EXDEV) || !e.Type().IsRegular() {
+			return err
+		}
+		if err := copyFile(from, to); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+func copyFile(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	st, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, st.Mode().Perm())
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
 
 // discard removes a warm container that will not run, in the background.
@@ -692,9 +766,19 @@ func (p *warmPool) prewarm(ctx context.Context, spec driver.Spec) error {
 		}
 		sh := p.registerLocked(key, spec)
 		sh.used = time.Now()
-		if len(sh.idle)+sh.pending >= p.n {
+		if len(sh.idle) >= p.n {
 			p.mu.Unlock()
 			return nil
+		}
+		if len(sh.idle)+sh.pending >= p.n {
+			// Made in the background: wait for them.
+			p.mu.Unlock()
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(5 * time.Millisecond):
+			}
+			continue
 		}
 		sh.pending++
 		p.mu.Unlock()
@@ -793,6 +877,9 @@ func (p *warmPool) close() error {
 	p.mu.Unlock()
 	if running == 0 {
 		os.RemoveAll(p.dir)
+		if p.ownParent {
+			os.Remove(filepath.Dir(p.dir)) // when empty
+		}
 	}
 	return errors.Join(errs...)
 }
