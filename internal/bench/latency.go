@@ -48,11 +48,12 @@ type LatencyResult struct {
 	// DriverBare has no task files at all.
 	DriverBare DriverPhases `json:"driver_bare"`
 	// MayflyWarm is Mayfly with the docker driver's warm containers
-	// (--warm-containers 1), and DriverWarm that driver alone with the
-	// files bind-mounted, both interleaved with the others. Each warm
-	// container taken is replaced before the next measurement starts, as
-	// it is between tasks that do not come back to back. Absent with the
-	// oci driver, or when WarmSkipped says why.
+	// (--warm-containers 1: created and started ahead, waiting for a
+	// task), and DriverWarm that driver alone with the files
+	// bind-mounted, both interleaved with the others. Each warm container
+	// taken is replaced before the next measurement starts, as it is
+	// between tasks that do not come back to back. Absent with the oci
+	// driver, or when WarmSkipped says why.
 	MayflyWarm  *Stats        `json:"mayfly_warm,omitempty"`
 	DriverWarm  *DriverPhases `json:"driver_warm,omitempty"`
 	WarmSkipped string        `json:"warm_skipped,omitempty"`

@@ -158,7 +158,7 @@ func WriteMarkdown(w io.Writer, r *Results) error {
 				s    Stats
 			}{
 				{"whole, with warm containers", *l.MayflyWarm},
-				{"docker driver with warm containers alone, files bind-mounted: Start (attach, start)", l.DriverWarm.Start},
+				{"docker driver with warm containers alone, files bind-mounted: Start (link the files in, hand the command line to the waiting launcher)", l.DriverWarm.Start},
 				{"docker driver with warm containers alone, files bind-mounted: all three", l.DriverWarm.Total},
 			}...)
 		}
