@@ -366,3 +366,44 @@ func contains(ids []string, id string) bool {
 	}
 	return false
 }
+
+// TestWarmDeadContainerNotTaken: a warm container that ended while it
+// waited (killed, or its engine restarted) runs no task: the task gets a
+// container of its own and runs as if there had been none.
+func TestWarmDeadContainerNotTaken(t *testing.T) {
+	image := testenv.StackImage(t, "busybox")
+	d := testenv.DockerWarm(t, 1)
+	rid := "warmtest-" + fmt.Sprint(time.Now().UnixNano())
+	ctx := context.Background()
+	spec := taskSpec(t, rid, image, "mine", "cat", "/mnt/mayfly/payload.json")
+	if err := d.Prewarm(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	ids := listRunner(t, rid)
+	if len(ids) != 1 {
+		t.Fatalf("%d warm containers, want 1", len(ids))
+	}
+	cli, err := dockerclient.NewClientWithOpts(dockerclient.FromEnv, dockerclient.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	if err := cli.ContainerKill(ctx, ids[0], "KILL"); err != nil {
+		t.Fatal(err)
+	}
+	waitC, errC := cli.ContainerWait(ctx, ids[0], container.WaitConditionNotRunning)
+	select {
+	case <-waitC:
+	case err := <-errC:
+		t.Fatal(err)
+	}
+	// The wait the driver registered has heard of the exit by now.
+	time.Sleep(200 * time.Millisecond)
+	res, out := run(t, d, spec)
+	if res.ExitCode != 0 || out != "mine" {
+		t.Errorf("exit %d, output %q; want 0, %q", res.ExitCode, out, "mine")
+	}
+	if s := d.WarmStats(); s.Hits != 0 {
+		t.Errorf("warm stats %+v: the dead container was taken", s)
+	}
+}
