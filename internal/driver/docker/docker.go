@@ -10,7 +10,10 @@
 // Attaching and registering the wait before the start is what makes the
 // output and the exit status impossible to miss, however short the task.
 // Start makes no other round trip (no image or container inspect): the
-// runner checks images once, not per task.
+// runner checks images once, not per task. With warm containers
+// (Options.WarmContainers) the create, attach, wait and start are done
+// ahead of the task, and Start makes no engine call at all (an image's id
+// and command are asked at most every 10 seconds); see warm.go.
 package docker
 
 import (

@@ -191,12 +191,12 @@ type warmShape struct {
 
 type warmCtr struct {
 	id      string
-	dir     string // its host directory: launch file and mount symlinks
+	dir     string // its host directory: launch FIFO and mount directories
 	imageID string
 	made    time.Time
 	taskID  string // set once taken
-	// h is attached to the output and waits for the exit already, so a
-	// task's start is one round trip.
+	// h was attached to the output and waiting for the exit before the
+	// container started: a task's start makes no engine call.
 	h *handle
 }
 
@@ -230,8 +230,8 @@ func newWarmPool(d *Driver, opts Options) (*warmPool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("warm containers: %w", err)
 	}
-	// Task users must pass through to their launch file; the names in it
-	// are nobody's business.
+	// The engine (root) must reach the containers' directories; their
+	// names, which are random, are nobody's business.
 	if err := os.Chmod(dir, 0o711); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("warm containers: %w", err)
