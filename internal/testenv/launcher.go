@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -26,16 +25,14 @@ var (
 func Launcher(t testing.TB) string {
 	t.Helper()
 	launcherOnce.Do(func() { launcherPath, launcherErr = buildLauncher() })
-	if launcherErr != nil {
-		t.Fatalf("build the launcher: %v", launcherErr)
-	}
+	Integration(t, "a static mayfly-launch, built with the go command", launcherErr)
 	return launcherPath
 }
 
 func buildLauncher() (string, error) {
 	goCmd, err := exec.LookPath("go")
 	if err != nil {
-		goCmd = filepath.Join(runtime.GOROOT(), "bin", "go")
+		return "", fmt.Errorf("the launcher is built with the go command, and none is on PATH: %w", err)
 	}
 	base := filepath.Join(os.TempDir(), fmt.Sprintf("mayfly-test-launch-%d", os.Geteuid()))
 	if err := os.MkdirAll(base, 0o755); err != nil {
