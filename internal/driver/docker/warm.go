@@ -64,6 +64,8 @@ const (
 	// maxWarmShapes bounds the shapes kept warm; the one used least
 	// recently goes first.
 	maxWarmShapes = 4
+	// maxSeen bounds the shapes remembered as seen once.
+	maxSeen = 64
 	// warmCreates bounds the creates of warm containers at once, so
 	// refilling never crowds out the tasks' own engine calls.
 	warmCreates = 2
@@ -171,6 +173,7 @@ type warmPool struct {
 	// running a task: never an orphan while this driver lives.
 	owned  map[string]*warmCtr
 	images map[string]imageInfo
+	seen   map[string]time.Time // shapes seen once, not (yet) kept warm
 	closed bool
 
 	wg   sync.WaitGroup
@@ -240,7 +243,7 @@ func newWarmPool(d *Driver, opts Options) (*warmPool, error) {
 	_, _ = rand.Read(b[:])
 	p := &warmPool{instance: hex.EncodeToString(b[:]), d: d, n: opts.WarmContainers, launcher: opts.Launcher, dir: dir,
 		idleMax: opts.WarmIdle, log: opts.Log, ownParent: opts.WarmDir != "",
-		shapes: map[string]*warmShape{}, owned: map[string]*warmCtr{}, images: map[string]imageInfo{},
+		shapes: map[string]*warmShape{}, owned: map[string]*warmCtr{}, images: map[string]imageInfo{}, seen: map[string]time.Time{},
 		sem: make(chan struct{}, warmCreates), done: make(chan struct{})}
 	if p.idleMax <= 0 {
 		p.idleMax = DefaultWarmIdle
@@ -324,15 +327,26 @@ func (p *warmPool) start(ctx context.Context, spec driver.Spec) (_ driver.Handle
 }
 
 // take removes an idle container of key's shape from the pool, registering
-// the shape when it is new. It returns the shape to refill (nil when the
-// pool is closed).
+// the shape the second time it is seen. It returns the shape to refill
+// (nil when there is none: the pool is closed, or the shape is new).
 func (p *warmPool) take(key string, spec driver.Spec) (*warmCtr, *warmShape) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return nil, nil
 	}
-	sh := p.registerLocked(key, spec)
+	sh := p.shapes[key]
+	if sh == nil {
+		// A shape is warmed the second time it is seen within the idle
+		// time, not the first: a one-off task (a code run once) would
+		// cost a container made for nothing and push a shape in use out.
+		if at, ok := p.seen[key]; !ok || time.Since(at) > p.idleMax {
+			p.seeLocked(key)
+			return nil, nil
+		}
+		delete(p.seen, key)
+		sh = p.registerLocked(key, spec)
+	}
 	sh.used = time.Now()
 	if n := len(sh.idle); n > 0 {
 		// The newest: the older ones expire first when tasks thin out.
@@ -342,6 +356,22 @@ func (p *warmPool) take(key string, spec driver.Spec) (*warmCtr, *warmShape) {
 		return w, sh
 	}
 	return nil, sh
+}
+
+// seeLocked remembers that key was seen, forgetting the oldest of
+// maxSeen; p.mu is held.
+func (p *warmPool) seeLocked(key string) {
+	if len(p.seen) >= maxSeen {
+		var oldest string
+		var at time.Time
+		for k, t := range p.seen {
+			if oldest == "" || t.Before(at) {
+				oldest, at = k, t
+			}
+		}
+		delete(p.seen, oldest)
+	}
+	p.seen[key] = time.Now()
 }
 
 // registerLocked returns the shape of key, registered anew from spec when

@@ -407,3 +407,30 @@ func TestWarmDeadContainerNotTaken(t *testing.T) {
 		t.Errorf("warm stats %+v: the dead container was taken", s)
 	}
 }
+
+// TestWarmShapeSeenTwice: a shape is kept warm from its second task on, so
+// a code run once costs no container made for nothing.
+func TestWarmShapeSeenTwice(t *testing.T) {
+	image := testenv.StackImage(t, "busybox")
+	d := testenv.DockerWarm(t, 1)
+	rid := "warmtest-" + fmt.Sprint(time.Now().UnixNano())
+	spec := taskSpec(t, rid, image, "{}", "true")
+	settle := func() docker.WarmStats {
+		for d.WarmStats().Pending > 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		return d.WarmStats()
+	}
+	run(t, d, spec)
+	if s := settle(); s.Idle != 0 || s.Hits != 0 {
+		t.Errorf("after the first task: %+v, want nothing warm", s)
+	}
+	run(t, d, spec)
+	if s := settle(); s.Idle != 1 || s.Hits != 0 {
+		t.Errorf("after the second task: %+v, want one warm container", s)
+	}
+	run(t, d, spec)
+	if s := settle(); s.Idle != 1 || s.Hits != 1 {
+		t.Errorf("after the third task: %+v, want it warm and replaced", s)
+	}
+}
