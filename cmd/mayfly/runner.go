@@ -159,6 +159,9 @@ help.`,
 	return cmd
 }
 
+// maxWarm bounds --warm-containers.
+const maxWarm = 64
+
 // warmConfig is how many containers the docker driver creates ahead of
 // demand (see internal/driver/docker/warm.go), and with which launcher.
 type warmConfig struct {
@@ -168,15 +171,16 @@ type warmConfig struct {
 
 // register adds the flags, named with prefix ("runner-" on the server).
 func (w *warmConfig) register(f *pflag.FlagSet, prefix string) {
-	f.IntVar(&w.N, prefix+"warm-containers", envInt("MAYFLY_RUNNER_WARM_CONTAINERS", 0), "docker driver: containers of each task shape (image, user, limits) created ahead of demand, so a task waits only for the start; 0 = create each when its task comes (MAYFLY_RUNNER_WARM_CONTAINERS)")
+	f.IntVar(&w.N, prefix+"warm-containers", envInt("MAYFLY_RUNNER_WARM_CONTAINERS", 0), "docker driver: containers of each task shape (image, user, limits; up to 64) created and started ahead of demand, each waiting for a task, so a task waits for neither; 0 = create each when its task comes (MAYFLY_RUNNER_WARM_CONTAINERS)")
 	f.StringVar(&w.Launcher, prefix+"warm-launcher", envStr("MAYFLY_RUNNER_WARM_LAUNCHER", ""), "with --"+prefix+"warm-containers: the static mayfly-launch binary warm containers start tasks with; default the one beside this program (make build puts it there) (MAYFLY_RUNNER_WARM_LAUNCHER)")
 }
 
 // options are the docker driver's options for a runner whose task files
 // live in runDir; prefix is the flags'.
 func (w warmConfig) options(prefix, driverName, runDir string, log *slog.Logger) (docker.Options, error) {
-	if w.N < 0 {
-		return docker.Options{}, fmt.Errorf("--%swarm-containers must not be negative", prefix)
+	if w.N < 0 || w.N > maxWarm {
+		// Each is a running container per shape (up to 4 shapes).
+		return docker.Options{}, fmt.Errorf("--%swarm-containers must be 0 to %d", prefix, maxWarm)
 	}
 	if w.N == 0 {
 		return docker.Options{}, nil

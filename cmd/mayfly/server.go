@@ -227,8 +227,8 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 // serverWarm is the warm containers' configuration of the embedded runner,
 // whose task files go where assembly puts them for the runner's id.
 func (c serverConfig) serverWarm() (docker.Options, error) {
-	if c.RunnerWarm.N < 0 {
-		return docker.Options{}, errors.New("--runner-warm-containers must not be negative")
+	if c.RunnerWarm.N < 0 || c.RunnerWarm.N > maxWarm {
+		return docker.Options{}, fmt.Errorf("--runner-warm-containers must be 0 to %d", maxWarm)
 	}
 	dataDir, err := filepath.Abs(c.DataDir)
 	if err != nil {

@@ -15,6 +15,9 @@ func TestWarmOptions(t *testing.T) {
 	if _, err := (warmConfig{N: -1}).options("runner-", "docker", run, nil); err == nil || !strings.Contains(err.Error(), "--runner-warm-containers") {
 		t.Errorf("negative: %v", err)
 	}
+	if _, err := (warmConfig{N: maxWarm + 1}).options("", "docker", run, nil); err == nil {
+		t.Errorf("%d warm containers per shape taken", maxWarm+1)
+	}
 	if _, err := (warmConfig{N: 1}).options("", "oci", run, nil); err == nil || !strings.Contains(err.Error(), "docker driver") {
 		t.Errorf("oci: %v", err)
 	}
