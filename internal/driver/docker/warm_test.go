@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -432,5 +433,45 @@ func TestWarmShapeSeenTwice(t *testing.T) {
 	run(t, d, spec)
 	if s := settle(); s.Idle != 1 || s.Hits != 1 {
 		t.Errorf("after the third task: %+v, want it warm and replaced", s)
+	}
+}
+
+// TestWarmTaskReachesItsSocket: the task's API socket, a unix socket the
+// runner listens on in the task's directory, answers inside a warm
+// container, whose mount holds a link to it.
+func TestWarmTaskReachesItsSocket(t *testing.T) {
+	image := testenv.StackImage(t, "python-3.11")
+	d := testenv.DockerWarm(t, 1)
+	rid := "warmtest-" + fmt.Sprint(time.Now().UnixNano())
+	spec := taskSpec(t, rid, image, "{}", "python3", "-c",
+		`import socket; s = socket.socket(socket.AF_UNIX); s.connect("/mnt/mayfly/api.sock"); print(s.recv(64).decode())`)
+	sock := filepath.Join(spec.Mounts[0].Source, "api.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if err := os.Chmod(sock, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("hello from the runner"))
+			c.Close()
+		}
+	}()
+	if err := d.Prewarm(context.Background(), spec); err != nil {
+		t.Fatal(err)
+	}
+	res, out := run(t, d, spec)
+	if res.ExitCode != 0 || out != "hello from the runner\n" {
+		t.Errorf("exit %d, output %q", res.ExitCode, out)
+	}
+	if s := d.WarmStats(); s.Hits != 1 {
+		t.Errorf("warm stats %+v, want one hit", s)
 	}
 }
