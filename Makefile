@@ -17,8 +17,9 @@ help: ## list the targets
 setup: ## install what is missing (docker.io, busybox-static, debootstrap) and start the Docker engine
 	@bash scripts/setup.sh
 
-build: ## build bin/mayfly
+build: ## build bin/mayfly (and bin/mayfly-launch, the static launcher of warm containers)
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/mayfly
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/mayfly-launch ./cmd/mayfly-launch
 
 stacks: build ## build every stack image (skips what is current; the first build takes minutes)
 	$(BIN) stack build --all

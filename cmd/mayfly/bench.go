@@ -32,7 +32,9 @@ this machine, and reports each result as a ratio to its baseline:
 
   latency     N trivial tasks one after another, queued through the HTTP API
               of an in-process server and run by its embedded runner, beside
-              N "docker run --rm --network none" of the same image, one for one
+              N "docker run --rm --network none" of the same image, one for one,
+              and (docker driver) N more through a second server whose
+              driver keeps warm containers (--warm-containers 1)
   throughput  M tasks queued at once on a runner of capacity C, beside M
               "docker run --rm" at parallelism C
   queue       the queue alone (a driver that starts no container) against
@@ -143,6 +145,7 @@ results.md.`,
 	f.StringVar(&cfg.RiverDir, "river-dir", cfg.RiverDir, "directory of the River baseline's Go module")
 	f.StringVar(&cfg.Image, "image", "", "image the container scenarios run (default: the busybox stack's)")
 	f.StringVar(&cfg.Driver, "driver", "docker", "driver Mayfly's runner uses in the container scenarios: docker or oci (the baseline is docker run either way)")
+	f.StringVar(&cfg.WarmLauncher, "warm-launcher", "", "latency: the static mayfly-launch of the docker driver's warm containers (default: the one beside this program, else built with go)")
 	f.StringVar(&cfg.OCIRuntime, "oci-runtime", "", "oci scenario: OCI runtime binary (default: crun where it works, else runc)")
 	f.StringVar(&cfg.DockerCLI, "docker", "", "docker command of the baselines (default: docker on PATH)")
 	f.StringVar(&cfg.WorkDir, "work-dir", "", "where the scenarios' databases go (default: a temporary directory, removed after)")

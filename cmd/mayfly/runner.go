@@ -98,6 +98,7 @@ type runnerConfig struct {
 	// MetricsListen, when set, serves the runner's Prometheus metrics.
 	MetricsListen string
 	taskLimits
+	warm      warmConfig
 	LogLevel  string
 	LogFormat string
 }
@@ -152,9 +153,53 @@ help.`,
 	f.DurationVar(&c.CacheTTL, "cache-ttl", envDuration("MAYFLY_RUNNER_CACHE_TTL", 7*24*time.Hour), "remove code packages and code images unused this long, 0 = keep forever (MAYFLY_RUNNER_CACHE_TTL)")
 	f.StringVar(&c.MetricsListen, "metrics-listen", envStr("MAYFLY_RUNNER_METRICS_LISTEN", ""), "address to serve Prometheus metrics at /metrics, without authentication (keep it on loopback or a private network); \"\" = none (MAYFLY_RUNNER_METRICS_LISTEN)")
 	c.taskLimits.register(f)
+	c.warm.register(f, "")
 	f.StringVar(&c.LogLevel, "log-level", envStr("MAYFLY_LOG_LEVEL", "info"), "debug, info, warn or error (MAYFLY_LOG_LEVEL)")
 	f.StringVar(&c.LogFormat, "log-format", envStr("MAYFLY_LOG_FORMAT", "text"), "text or json (MAYFLY_LOG_FORMAT)")
 	return cmd
+}
+
+// maxWarm bounds --warm-containers.
+const maxWarm = 64
+
+// warmConfig is how many containers the docker driver creates ahead of
+// demand (see internal/driver/docker/warm.go), and with which launcher.
+type warmConfig struct {
+	N        int
+	Launcher string
+}
+
+// register adds the flags, named with prefix ("runner-" on the server).
+func (w *warmConfig) register(f *pflag.FlagSet, prefix string) {
+	f.IntVar(&w.N, prefix+"warm-containers", envInt("MAYFLY_RUNNER_WARM_CONTAINERS", 0), "docker driver: containers of each task shape (image, user, limits; up to 64) created and started ahead of demand, each waiting for a task, so a task waits for neither; 0 = create each when its task comes (MAYFLY_RUNNER_WARM_CONTAINERS)")
+	f.StringVar(&w.Launcher, prefix+"warm-launcher", envStr("MAYFLY_RUNNER_WARM_LAUNCHER", ""), "with --"+prefix+"warm-containers: the static mayfly-launch binary warm containers start tasks with; default the one beside this program (make build puts it there) (MAYFLY_RUNNER_WARM_LAUNCHER)")
+}
+
+// options are the docker driver's options for a runner whose task files
+// live in runDir; prefix is the flags'.
+func (w warmConfig) options(prefix, driverName, runDir string, log *slog.Logger) (docker.Options, error) {
+	if w.N < 0 || w.N > maxWarm {
+		// Each is a running container per shape (up to 4 shapes).
+		return docker.Options{}, fmt.Errorf("--%swarm-containers must be 0 to %d", prefix, maxWarm)
+	}
+	if w.N == 0 {
+		return docker.Options{}, nil
+	}
+	if driverName != "docker" {
+		return docker.Options{}, fmt.Errorf("--%swarm-containers: only the docker driver keeps warm containers, not %q", prefix, driverName)
+	}
+	launcher := w.Launcher
+	if launcher == "" {
+		var err error
+		if launcher, err = docker.FindLauncher(); err != nil {
+			return docker.Options{}, err
+		}
+	} else if err := docker.CheckLauncher(launcher); err != nil {
+		return docker.Options{}, err
+	}
+	// Beside the task files, on the same file system (in memory where
+	// there is one): the launch files hold the tasks' environments.
+	return docker.Options{WarmContainers: w.N, Launcher: launcher, WarmDir: runDir + ".warm", Log: log}, nil
 }
 
 func runRunner(ctx context.Context, c runnerConfig, out io.Writer) error {
@@ -198,7 +243,11 @@ func runRunner(ctx context.Context, c runnerConfig, out io.Writer) error {
 		return err
 	}
 	m := metrics.New()
-	drv, closeDrv, err := openDriver(ctx, c.Driver, cmp.Or(c.OCIDir, filepath.Join(c.DataDir, "oci")), c.OCIRuntime, log)
+	warm, err := c.warm.options("", c.Driver, assembly.RunDir(c.DataDir, rid), log)
+	if err != nil {
+		return err
+	}
+	drv, closeDrv, err := openDriver(ctx, c.Driver, cmp.Or(c.OCIDir, filepath.Join(c.DataDir, "oci")), c.OCIRuntime, warm, log)
 	if err != nil {
 		return err
 	}
@@ -237,7 +286,7 @@ func runRunner(ctx context.Context, c runnerConfig, out io.Writer) error {
 // openDriver connects the container driver a runner names: docker (the
 // default), oci (runc on overlayfs layers kept in ociDir) or a test build's
 // own.
-func openDriver(ctx context.Context, name, ociDir, ociRuntime string, log *slog.Logger) (driver.Driver, func(), error) {
+func openDriver(ctx context.Context, name, ociDir, ociRuntime string, warm docker.Options, log *slog.Logger) (driver.Driver, func(), error) {
 	if newDrv := testDrivers[name]; newDrv != nil {
 		return newDrv(), func() {}, nil
 	}
@@ -249,9 +298,12 @@ func openDriver(ctx context.Context, name, ociDir, ociRuntime string, log *slog.
 		}
 		return d, func() { d.Close() }, nil
 	case "docker":
-		d, err := docker.New(ctx)
+		d, err := docker.NewWithOptions(ctx, warm)
 		if err != nil {
 			return nil, nil, fmt.Errorf("runner needs Docker: %w", err)
+		}
+		if warm.WarmContainers > 0 {
+			log.Info("warm containers", "per_shape", warm.WarmContainers, "launcher", warm.Launcher)
 		}
 		return d, func() { d.Close() }, nil
 	}

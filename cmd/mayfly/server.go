@@ -15,6 +15,7 @@ import (
 
 	"github.com/mayfly-run/mayfly/internal/api"
 	"github.com/mayfly-run/mayfly/internal/assembly"
+	"github.com/mayfly-run/mayfly/internal/driver/docker"
 	"github.com/mayfly-run/mayfly/internal/runner"
 	"github.com/mayfly-run/mayfly/internal/service"
 	"github.com/mayfly-run/mayfly/internal/stack"
@@ -52,6 +53,7 @@ type serverConfig struct {
 
 	Retention      time.Duration
 	RunnerCacheTTL time.Duration
+	RunnerWarm     warmConfig
 	RunnerDriver   string
 	// Limits guard the listener against clients that hold connections or
 	// flood requests.
@@ -95,6 +97,7 @@ SIGTERM or SIGINT drains: no new tasks are taken, running ones get
 	f.IntVar(&c.RunnerCapacity, "runner-capacity", envInt("MAYFLY_RUNNER_CAPACITY", 4), "tasks the embedded runner runs at once (MAYFLY_RUNNER_CAPACITY)")
 	f.StringSliceVar(&c.RunnerClusters, "runner-clusters", envList("MAYFLY_RUNNER_CLUSTERS", []string{""}), "clusters the embedded runner serves; empty is the default cluster (MAYFLY_RUNNER_CLUSTERS)")
 	c.taskLimits.register(f)
+	c.RunnerWarm.register(f, "runner-")
 	f.DurationVar(&c.LeaseDuration, "lease-duration", envDuration("MAYFLY_LEASE_DURATION", d.LeaseDuration), "a runner that is silent this long loses its task (MAYFLY_LEASE_DURATION)")
 	f.IntVar(&c.MaxAttempts, "max-attempts", envInt("MAYFLY_MAX_ATTEMPTS", d.MaxAttempts), "leases a task may lose before it ends killed (MAYFLY_MAX_ATTEMPTS)")
 	f.Int64Var(&c.MaxPayloadBytes, "max-payload-bytes", envInt64("MAYFLY_MAX_PAYLOAD_BYTES", d.MaxPayloadBytes), "largest task payload (MAYFLY_MAX_PAYLOAD_BYTES)")
@@ -187,7 +190,14 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 		DrainGrace: c.DrainGrace, Log: log, Out: out,
 	}
 	if c.Runner {
-		drv, closeDrv, err := openDriver(ctx, c.RunnerDriver, filepath.Join(c.DataDir, "oci"), os.Getenv("MAYFLY_OCI_RUNTIME"), log)
+		var warm docker.Options
+		if c.RunnerWarm.N != 0 {
+			if warm, err = c.serverWarm(); err != nil {
+				return err
+			}
+			warm.Log = log
+		}
+		drv, closeDrv, err := openDriver(ctx, c.RunnerDriver, filepath.Join(c.DataDir, "oci"), os.Getenv("MAYFLY_OCI_RUNTIME"), warm, log)
 		if err != nil {
 			return fmt.Errorf("embedded runner (or start with --runner=false): %w", err)
 		}
@@ -212,6 +222,26 @@ func runServer(ctx context.Context, c serverConfig, out interface{ Write([]byte)
 	}
 	srv.Stop()
 	return err
+}
+
+// serverWarm is the warm containers' configuration of the embedded runner,
+// whose task files go where assembly puts them for the runner's id.
+func (c serverConfig) serverWarm() (docker.Options, error) {
+	if c.RunnerWarm.N < 0 || c.RunnerWarm.N > maxWarm {
+		return docker.Options{}, fmt.Errorf("--runner-warm-containers must be 0 to %d", maxWarm)
+	}
+	dataDir, err := filepath.Abs(c.DataDir)
+	if err != nil {
+		return docker.Options{}, fmt.Errorf("data directory: %w", err)
+	}
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		return docker.Options{}, fmt.Errorf("create data directory: %w", err)
+	}
+	rid, err := assembly.RunnerID(dataDir)
+	if err != nil {
+		return docker.Options{}, err
+	}
+	return c.RunnerWarm.options("runner-", c.RunnerDriver, assembly.RunDir(dataDir, rid), nil)
 }
 
 // hostname names this host to the registry of runners.

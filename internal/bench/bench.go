@@ -84,6 +84,10 @@ type Config struct {
 	// container scenarios: "docker" (default) or "oci". The baseline is
 	// `docker run --rm` either way.
 	Driver string
+	// WarmLauncher is the static mayfly-launch the latency scenario's
+	// warm containers start tasks with; empty = the one beside this
+	// program, else one built with the go command.
+	WarmLauncher string
 	// OCIRuntime is the runtime the oci scenario's driver uses; empty
 	// lets the driver choose (crun where it works, else runc).
 	OCIRuntime string
@@ -195,6 +199,9 @@ func (r *Results) Targets() []Target {
 	var ts []Target
 	if r.Latency != nil {
 		ts = append(ts, r.Latency.Target)
+		if r.Latency.WarmTarget != nil {
+			ts = append(ts, *r.Latency.WarmTarget)
+		}
 	}
 	if r.Throughput != nil {
 		ts = append(ts, r.Throughput.Target)

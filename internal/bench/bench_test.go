@@ -80,6 +80,16 @@ func TestLatencyTiny(t *testing.T) {
 		t.Errorf("phases add up to more than the whole: %.1f ms > %.1f ms", sum, r.Mayfly.Max)
 	}
 	checkTarget(t, r.Target)
+	// The same run with the docker driver's warm containers.
+	if r.MayflyWarm == nil || r.DriverWarm == nil || r.WarmTarget == nil {
+		t.Fatalf("warm containers not measured: %s", r.WarmSkipped)
+	}
+	checkStats(t, "mayfly warm", *r.MayflyWarm, 2)
+	checkStats(t, "warm driver start", r.DriverWarm.Start, 2)
+	checkTarget(t, *r.WarmTarget)
+	if r.WarmHits != 4 {
+		t.Errorf("%d of 4 warm runs found a warm container", r.WarmHits)
+	}
 }
 
 func TestThroughputTiny(t *testing.T) {

@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/mayfly-run/mayfly/internal/assembly"
 	"github.com/mayfly-run/mayfly/internal/client"
 	"github.com/mayfly-run/mayfly/internal/driver"
 	"github.com/mayfly-run/mayfly/internal/driver/docker"
@@ -44,6 +47,20 @@ type LatencyResult struct {
 	DriverCopy DriverPhases `json:"driver_copy"`
 	// DriverBare has no task files at all.
 	DriverBare DriverPhases `json:"driver_bare"`
+	// MayflyWarm is Mayfly with the docker driver's warm containers
+	// (--warm-containers 1: created and started ahead, waiting for a
+	// task), and DriverWarm that driver alone with the files
+	// bind-mounted, both interleaved with the others. Each warm container
+	// taken is replaced before the next measurement starts, as it is
+	// between tasks that do not come back to back. Absent with the oci
+	// driver, or when WarmSkipped says why.
+	MayflyWarm  *Stats        `json:"mayfly_warm,omitempty"`
+	DriverWarm  *DriverPhases `json:"driver_warm,omitempty"`
+	WarmSkipped string        `json:"warm_skipped,omitempty"`
+	// WarmHits counts the measured tasks and driver runs that found a
+	// warm container (the rest were created when they came).
+	WarmHits   int64   `json:"warm_hits,omitempty"`
+	WarmTarget *Target `json:"warm_target,omitempty"`
 	// Samples are the raw latencies in ms, in the order measured, for the
 	// chart.
 	MayflySamples []float64 `json:"mayfly_samples_ms"`
@@ -112,14 +129,27 @@ func RunLatency(ctx context.Context, cfg Config) (*LatencyResult, error) {
 	}
 
 	res := &LatencyResult{N: cfg.LatencyN, Image: image, DriverName: driverName(cfg)}
-	var may, dock, enq, toStart, run, observe []time.Duration
+	warm, err := startWarm(ctx, cfg, image)
+	if err != nil {
+		return nil, err
+	}
+	if warm.skipped != "" {
+		res.WarmSkipped = warm.skipped
+		cfg.Log.Warn("latency: warm containers not measured", "reason", warm.skipped)
+	} else {
+		defer warm.close()
+	}
+	var may, dock, enq, toStart, run, observe, mayWarm []time.Duration
 	var drvPh [3][3][]time.Duration // by files mode, then Start, Wait, Destroy
+	var warmPh [3][]time.Duration
 	const (
 		viaMayfly = iota
 		viaDockerRun
 		viaDriverMount
 		viaDriverCopy
 		viaDriverBare
+		viaMayflyWarm
+		viaDriverWarm
 		ways
 	)
 	for i := range cfg.LatencyN {
@@ -127,6 +157,32 @@ func RunLatency(ctx context.Context, cfg Config) (*LatencyResult, error) {
 		// another's container removal.
 		for k := range ways {
 			switch (i + k) % ways {
+			case viaMayflyWarm:
+				if warm.srv == nil {
+					continue
+				}
+				d, _, err := warm.srv.runOne(ctx)
+				if err != nil {
+					return nil, fmt.Errorf("warm: %w", err)
+				}
+				mayWarm = append(mayWarm, d)
+				if err := warm.refilled(ctx); err != nil {
+					return nil, err
+				}
+			case viaDriverWarm:
+				if warm.srv == nil {
+					continue
+				}
+				ph, err := driverRun(ctx, warm.drv, image, runDir, i, filesMount)
+				if err != nil {
+					return nil, fmt.Errorf("warm: %w", err)
+				}
+				for j := range ph {
+					warmPh[j] = append(warmPh[j], ph[j])
+				}
+				if err := warm.refilled(ctx); err != nil {
+					return nil, err
+				}
 			case viaDockerRun:
 				d, err := dockerRun(ctx, cli, image)
 				if err != nil {
@@ -163,7 +219,112 @@ func RunLatency(ctx context.Context, cfg Config) (*LatencyResult, error) {
 		res.DockerSamples = append(res.DockerSamples, ms(dock[i]))
 	}
 	res.Target = target("latency p50, Mayfly / docker run", ratio(res.Mayfly.P50, res.Docker.P50), "<=", 1.1)
+	if warm.srv != nil {
+		st, dp := Summarize(mayWarm), driverPhases(warmPh)
+		res.MayflyWarm, res.DriverWarm = &st, &dp
+		res.WarmHits = warm.drv.WarmStats().Hits - warm.hitsBefore
+		tg := target("latency p50, Mayfly with warm containers / docker run", ratio(st.P50, res.Docker.P50), "<=", 0.9)
+		res.WarmTarget = &tg
+	}
 	return res, nil
+}
+
+// warmSide is the latency scenario's second Mayfly: a server whose docker
+// driver keeps warm containers.
+type warmSide struct {
+	drv        *docker.Driver
+	srv        *server
+	skipped    string
+	hitsBefore int64
+}
+
+// startWarm starts the warm side, warmed up: its first tasks warm the
+// shapes of the runner's task and the harness's driver runs.
+func startWarm(ctx context.Context, cfg Config, image string) (*warmSide, error) {
+	if driverName(cfg) != "docker" {
+		return &warmSide{skipped: "warm containers are the docker driver's"}, nil
+	}
+	launcher, err := benchLauncher(ctx, cfg)
+	if err != nil {
+		return &warmSide{skipped: err.Error()}, nil
+	}
+	dir := filepath.Join(cfg.WorkDir, "latency-warm")
+	// Beside the runner's task directories, on their file system: a task's
+	// files are linked into its warm container's.
+	warmDir := filepath.Join(filepath.Dir(assembly.RunDir(dir, "x")), "bench-warm-"+id.New())
+	d, err := docker.NewWithOptions(ctx, docker.Options{WarmContainers: 1, Launcher: launcher, WarmDir: warmDir, Log: cfg.Log})
+	if err != nil {
+		return nil, fmt.Errorf("docker driver with warm containers: %w", err)
+	}
+	w := &warmSide{drv: d}
+	s, err := startServer(ctx, serverOptions{dir: dir, driver: d, image: image, capacity: 1, http: true})
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	w.srv = s
+	runDir := filepath.Join(cfg.WorkDir, "latency", "driver-run")
+	for range 2 {
+		if _, _, err := s.runOne(ctx); err != nil {
+			w.close()
+			return nil, fmt.Errorf("warm-up task, warm containers: %w", err)
+		}
+		if _, err := driverRun(ctx, d, image, runDir, 0, filesMount); err != nil {
+			w.close()
+			return nil, fmt.Errorf("warm-up, warm containers: %w", err)
+		}
+		if err := w.refilled(ctx); err != nil {
+			w.close()
+			return nil, err
+		}
+	}
+	w.hitsBefore = d.WarmStats().Hits
+	return w, nil
+}
+
+// refilled waits until the pool has replaced what it gave out, so that no
+// create runs under the next measurement.
+func (w *warmSide) refilled(ctx context.Context) error {
+	for w.drv.WarmStats().Pending > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+func (w *warmSide) close() {
+	if w.srv != nil {
+		w.srv.stop()
+	}
+	w.drv.Close()
+}
+
+// benchLauncher finds the static launcher: cfg's, the one beside this
+// program (make build puts it there), else one built with the go command.
+func benchLauncher(ctx context.Context, cfg Config) (string, error) {
+	if cfg.WarmLauncher != "" {
+		return cfg.WarmLauncher, docker.CheckLauncher(cfg.WarmLauncher)
+	}
+	if p, err := docker.FindLauncher(); err == nil {
+		return p, nil
+	}
+	goCmd, err := goCommand(cfg)
+	if err != nil {
+		return "", fmt.Errorf("no launcher beside this program, and none can be built: %w", err)
+	}
+	out, err := filepath.Abs(filepath.Join(cfg.WorkDir, "mayfly-launch"))
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.CommandContext(ctx, goCmd, "build", "-trimpath", "-o", out, "github.com/mayfly-run/mayfly/cmd/mayfly-launch")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("no launcher beside this program, and building one failed (run from the repository, or make build): %w: %s", err, strings.TrimSpace(string(b)))
+	}
+	return out, docker.CheckLauncher(out)
 }
 
 // runOne queues one task through the API and polls until it has ended; it

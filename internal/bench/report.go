@@ -83,6 +83,10 @@ func WriteMarkdown(w io.Writer, r *Results) error {
 		fmt.Fprintf(&b, "| latency, %d sequential tasks, %s driver (p50 / p90 / p99 ms) | %.0f / %.0f / %.0f | docker run --rm: %.0f / %.0f / %.0f | %.2f | %s %g | %s |\n",
 			l.N, driverLabel(l.DriverName), l.Mayfly.P50, l.Mayfly.P90, l.Mayfly.P99, l.Docker.P50, l.Docker.P90, l.Docker.P99,
 			l.Target.Ratio, l.Target.Op, l.Target.Bound, yes(l.Target))
+		if w, t := l.MayflyWarm, l.WarmTarget; w != nil && t != nil {
+			fmt.Fprintf(&b, "| latency, same run, docker driver with warm containers (p50 / p90 / p99 ms; %d of %d runs warm) | %.0f / %.0f / %.0f | docker run --rm: %.0f / %.0f / %.0f | %.2f | %s %g | %s |\n",
+				l.WarmHits, 2*l.N, w.P50, w.P90, w.P99, l.Docker.P50, l.Docker.P90, l.Docker.P99, t.Ratio, t.Op, t.Bound, yes(*t))
+		}
 	}
 	if t := r.Throughput; t != nil {
 		fmt.Fprintf(&b, "| throughput, %d tasks at capacity %d, %s driver (tasks/s, wall s) | %.2f/s, %.1f s | docker run --rm x%d: %.2f/s, %.1f s | %.2f | %s %g | %s |\n",
@@ -118,6 +122,9 @@ func WriteMarkdown(w io.Writer, r *Results) error {
 			o.ThroughputM, o.ThroughputC, o.StartsPerCPUSec, o.OCIRate, o.OCISecs, o.OCICPUSecs, o.StartsPerCore,
 			o.ThroughputC, o.RuntimePerCPUSec, o.RuntimeRate, o.Targets[2].Ratio, o.Targets[2].Op, o.Targets[2].Bound, yes(o.Targets[2]))
 	}
+	if l := r.Latency; l != nil && l.WarmSkipped != "" {
+		fmt.Fprintf(&b, "\nWarm containers not measured: %s.\n", l.WarmSkipped)
+	}
 	for _, sk := range r.Skipped {
 		fmt.Fprintf(&b, "\nSkipped %s: %s.\n", sk.Scenario, sk.Reason)
 	}
@@ -126,7 +133,7 @@ func WriteMarkdown(w io.Writer, r *Results) error {
 		drv := driverLabel(l.DriverName)
 		b.WriteString("\nWhere a Mayfly task's time goes, as seen from outside the runner (ms):\n\n")
 		b.WriteString("| phase | p50 | p90 | p99 |\n|---|---|---|---|\n")
-		for _, row := range []struct {
+		rows := []struct {
 			name string
 			s    Stats
 		}{
@@ -144,7 +151,18 @@ func WriteMarkdown(w io.Writer, r *Results) error {
 			{drv + " driver alone, files copied in: all three", l.DriverCopy.Total},
 			{drv + " driver alone, no files: Start", l.DriverBare.Start},
 			{drv + " driver alone, no files: all three", l.DriverBare.Total},
-		} {
+		}
+		if l.MayflyWarm != nil && l.DriverWarm != nil {
+			rows = append(rows, []struct {
+				name string
+				s    Stats
+			}{
+				{"whole, with warm containers", *l.MayflyWarm},
+				{"docker driver with warm containers alone, files bind-mounted: Start (link the files in, hand the command line to the waiting launcher)", l.DriverWarm.Start},
+				{"docker driver with warm containers alone, files bind-mounted: all three", l.DriverWarm.Total},
+			}...)
+		}
+		for _, row := range rows {
 			fmt.Fprintf(&b, "| %s | %.1f | %.1f | %.1f |\n", row.name, row.s.P50, row.s.P90, row.s.P99)
 		}
 	}

@@ -214,3 +214,69 @@ func TestWriteTarMergesArchiveAndFiles(t *testing.T) {
 		t.Errorf("a broken archive was accepted")
 	}
 }
+
+// TestResolveArgv: the command a warm container's launcher runs is the one
+// the engine would have run for a container created for the task.
+func TestResolveArgv(t *testing.T) {
+	t.Parallel()
+	img := imageInfo{entrypoint: []string{"/entry"}, cmd: []string{"default"}}
+	for _, tc := range []struct {
+		name    string
+		ep, cmd []string
+		want    []string
+	}{
+		{"image's own", nil, nil, []string{"/entry", "default"}},
+		{"command after the image's entrypoint", nil, []string{"run", "x"}, []string{"/entry", "run", "x"}},
+		{"entrypoint cleared, command alone", []string{}, []string{"sh", "-c", "true"}, []string{"sh", "-c", "true"}},
+		{"entrypoint cleared, image's command", []string{}, nil, []string{"default"}},
+		{"own entrypoint drops the image's command", []string{"/other"}, nil, []string{"/other"}},
+		{"own entrypoint and command", []string{"/other", "-v"}, []string{"a"}, []string{"/other", "-v", "a"}},
+	} {
+		got := resolveArgv(driver.Spec{Entrypoint: tc.ep, Cmd: tc.cmd}, img)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	if got := resolveArgv(driver.Spec{}, imageInfo{}); len(got) != 0 {
+		t.Errorf("nothing to run resolved to %q", got)
+	}
+}
+
+// TestShapeKey: tasks that differ only in what comes in at start share a
+// shape; anything fixed at create does not.
+func TestShapeKey(t *testing.T) {
+	t.Parallel()
+	base := driver.Spec{TaskID: "a", RunnerID: "r", Image: "img", User: "1:1", WorkDir: "/w",
+		Mounts: []driver.Mount{{Source: "/run/a", Target: "/mnt/mayfly", ReadOnly: true}}, MemoryBytes: 1 << 20,
+		Tmpfs: []driver.Tmpfs{{Path: "/tmp", SizeBytes: 1}}}
+	other := base
+	other.TaskID, other.Cmd, other.Env, other.Labels = "b", []string{"x"}, []string{"A=1"}, map[string]string{"k": "v"}
+	other.Mounts = []driver.Mount{{Source: "/run/b", Target: "/mnt/mayfly", ReadOnly: true}}
+	other.Output = io.Discard
+	if shapeKey(base) != shapeKey(other) {
+		t.Errorf("per-task parts changed the shape")
+	}
+	for name, change := range map[string]func(*driver.Spec){
+		"image":     func(s *driver.Spec) { s.Image = "img2" },
+		"runner":    func(s *driver.Spec) { s.RunnerID = "r2" },
+		"user":      func(s *driver.Spec) { s.User = "2:2" },
+		"workdir":   func(s *driver.Spec) { s.WorkDir = "/x" },
+		"memory":    func(s *driver.Spec) { s.MemoryBytes = 2 << 20 },
+		"tmpfs":     func(s *driver.Spec) { s.Tmpfs = []driver.Tmpfs{{Path: "/tmp", SizeBytes: 2}} },
+		"network":   func(s *driver.Spec) { s.Network = true },
+		"read-only": func(s *driver.Spec) { s.ReadOnlyRoot = true },
+		"target":    func(s *driver.Spec) { s.Mounts = []driver.Mount{{Source: "/run/a", Target: "/other", ReadOnly: true}} },
+		"writable":  func(s *driver.Spec) { s.Mounts = []driver.Mount{{Source: "/run/a", Target: "/mnt/mayfly"}} },
+	} {
+		s := base
+		change(&s)
+		if shapeKey(s) == shapeKey(base) {
+			t.Errorf("a different %s kept the shape", name)
+		}
+	}
+	rel := base
+	rel.Mounts = []driver.Mount{{Source: "run/a", Target: "/m"}}
+	if shapeKey(rel) != "" {
+		t.Errorf("a relative mount source can run warm")
+	}
+}

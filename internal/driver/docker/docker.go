@@ -10,7 +10,10 @@
 // Attaching and registering the wait before the start is what makes the
 // output and the exit status impossible to miss, however short the task.
 // Start makes no other round trip (no image or container inspect): the
-// runner checks images once, not per task.
+// runner checks images once, not per task. With warm containers
+// (Options.WarmContainers) the create, attach, wait and start are done
+// ahead of the task, and Start makes no engine call at all (an image's id
+// and command are asked at most every 10 seconds); see warm.go.
 package docker
 
 import (
@@ -29,7 +32,8 @@ import (
 // Driver starts task containers on one Docker engine. It is safe for
 // concurrent use.
 type Driver struct {
-	cli *client.Client
+	cli  *client.Client
+	warm *warmPool // nil: no warm containers
 }
 
 var _ driver.Driver = (*Driver)(nil)
@@ -37,6 +41,14 @@ var _ driver.Driver = (*Driver)(nil)
 // New connects to the engine named by the environment (DOCKER_HOST etc.,
 // else the local socket) and checks that it answers.
 func New(ctx context.Context) (*Driver, error) {
+	return NewWithOptions(ctx, Options{})
+}
+
+// NewWithOptions is New with warm containers as opts say.
+func NewWithOptions(ctx context.Context, opts Options) (*Driver, error) {
+	if opts.WarmContainers < 0 {
+		return nil, fmt.Errorf("docker driver: %d warm containers", opts.WarmContainers)
+	}
 	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {
 		return nil, fmt.Errorf("docker driver: create client: %w", err)
@@ -45,7 +57,33 @@ func New(ctx context.Context) (*Driver, error) {
 		cli.Close()
 		return nil, fmt.Errorf("docker driver: engine at %s does not answer: %w", cli.DaemonHost(), err)
 	}
-	return &Driver{cli: cli}, nil
+	d := &Driver{cli: cli}
+	if opts.WarmContainers > 0 {
+		if d.warm, err = newWarmPool(d, opts); err != nil {
+			cli.Close()
+			return nil, fmt.Errorf("docker driver: %w", err)
+		}
+	}
+	return d, nil
+}
+
+// Prewarm creates the warm containers of spec's shape that the pool lacks
+// and returns once they are there, so the next Start of that shape is
+// warm. Without warm containers it does nothing.
+func (d *Driver) Prewarm(ctx context.Context, spec driver.Spec) error {
+	if d.warm == nil {
+		return nil
+	}
+	return d.warm.prewarm(ctx, spec)
+}
+
+// WarmStats tells how often tasks found a warm container; zero without
+// warm containers.
+func (d *Driver) WarmStats() WarmStats {
+	if d.warm == nil {
+		return WarmStats{}
+	}
+	return d.warm.stats()
 }
 
 // Ping reports whether the engine answers.
@@ -58,10 +96,14 @@ func (d *Driver) Ping(ctx context.Context) error {
 
 var _ driver.Pinger = (*Driver)(nil)
 
-// Close releases the client's connections. Handles of started containers
-// must not be used after.
+// Close removes the idle warm containers and releases the client's
+// connections. Handles of started containers must not be used after.
 func (d *Driver) Close() error {
-	return d.cli.Close()
+	var werr error
+	if d.warm != nil {
+		werr = d.warm.close()
+	}
+	return errors.Join(werr, d.cli.Close())
 }
 
 // ImageExists reports whether image is available locally; it never pulls.
@@ -77,7 +119,8 @@ func (d *Driver) ImageExists(ctx context.Context, image string) (bool, error) {
 }
 
 // ListManaged returns the ids of all containers, running or not, that carry
-// Mayfly's labels and runnerID ("" = any runner).
+// Mayfly's labels and runnerID ("" = any runner), except the warm
+// containers this driver keeps waiting for tasks.
 func (d *Driver) ListManaged(ctx context.Context, runnerID string) ([]string, error) {
 	args := filters.NewArgs(filters.Arg("label", driver.LabelManaged+"=true"))
 	if runnerID != "" {
@@ -89,6 +132,11 @@ func (d *Driver) ListManaged(ctx context.Context, runnerID string) ([]string, er
 	}
 	ids := make([]string, 0, len(list))
 	for _, c := range list {
+		if d.warm != nil {
+			if ok, taskID := d.warm.lookup(c.ID, c.Labels); ok && taskID == "" {
+				continue // a warm container waiting: the driver's stock
+			}
+		}
 		ids = append(ids, c.ID)
 	}
 	return ids, nil
@@ -110,7 +158,19 @@ func (d *Driver) RemoveOrphans(ctx context.Context, runnerID string, keep func(c
 	var errs []error
 	for _, c := range list {
 		id := c.ID
-		if keep != nil && keep(id, c.Labels[driver.LabelTask]) {
+		taskID := c.Labels[driver.LabelTask]
+		if d.warm != nil {
+			// A warm container of this driver is no orphan while it
+			// waits; once taken, its task is the pool's to tell (it
+			// has no task label). One of an earlier life is an orphan.
+			if ok, tid := d.warm.lookup(id, c.Labels); ok {
+				if tid == "" {
+					continue
+				}
+				taskID = tid
+			}
+		}
+		if keep != nil && keep(id, taskID) {
 			continue
 		}
 		gone, err := d.remove(ctx, id)

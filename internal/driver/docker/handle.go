@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -32,16 +33,22 @@ type handle struct {
 	d   *Driver
 	cli *client.Client
 	id  string
+	// warm is the pool's record of a warm container, nil for one created
+	// for its task; launch is the write end of its launch FIFO, closed
+	// once the task has ended (or never starts).
+	warm   *warmCtr
+	launch *os.File
 
 	// bg carries the requests that outlive Start's context: the wait
 	// registered before start, the inspect after the exit.
 	bg     context.Context
 	cancel context.CancelFunc
 
-	waitC  <-chan container.WaitResponse
-	waitE  <-chan error
-	attach *types.HijackedResponse // nil when nobody reads output
-	copied chan struct{}           // closed when the output stream ended
+	waitC   <-chan container.WaitResponse
+	waitE   <-chan error
+	attach  *types.HijackedResponse // nil when nobody reads output
+	copied  chan struct{}           // closed when the output stream ended
+	copying bool                    // copyOutput runs (or ran): copied will close
 
 	done   chan struct{} // closed when result and err are set
 	result driver.Result
@@ -59,21 +66,60 @@ func (h *handle) ID() string { return h.id }
 // for the next exit; both must precede the start.
 func (h *handle) prepare(ctx context.Context, output, stderr io.Writer) error {
 	if output != nil || stderr != nil {
-		resp, err := h.cli.ContainerAttach(ctx, h.id, container.AttachOptions{
-			Stream: true,
-			Stdout: output != nil,
-			Stderr: true,
-		})
-		if err != nil {
+		if err := h.attachOutput(ctx, output != nil); err != nil {
 			close(h.copied)
-			return fmt.Errorf("attach to output: %w", err)
+			return err
 		}
-		h.attach = &resp
+		h.copying = true
 		go h.copyOutput(output, stderr)
 	} else {
 		close(h.copied)
 	}
-	// ContainerWait returns once the engine has registered the wait.
+	return h.registerWait()
+}
+
+// prepareAhead attaches to both streams and registers the wait before
+// anyone knows where the output goes: a warm container's, done when it is
+// created. deliver then hands the output on.
+func (h *handle) prepareAhead(ctx context.Context) error {
+	if err := h.attachOutput(ctx, true); err != nil {
+		return err
+	}
+	return h.registerWait()
+}
+
+// deliver starts copying the output of a handle prepared ahead, and
+// reports whether its requests still stand: an engine that restarted since
+// broke them, and the output would be lost.
+func (h *handle) deliver(output, stderr io.Writer) error {
+	select {
+	case err := <-h.waitE:
+		return fmt.Errorf("the wait registered ahead broke: %w", err)
+	case w := <-h.waitC:
+		return fmt.Errorf("its launcher ended before the task came, with status %d", w.StatusCode)
+	default:
+	}
+	h.copying = true
+	go h.copyOutput(output, stderr)
+	return nil
+}
+
+func (h *handle) attachOutput(ctx context.Context, stdout bool) error {
+	resp, err := h.cli.ContainerAttach(ctx, h.id, container.AttachOptions{
+		Stream: true,
+		Stdout: stdout,
+		Stderr: true,
+	})
+	if err != nil {
+		return fmt.Errorf("attach to output: %w", err)
+	}
+	h.attach = &resp
+	return nil
+}
+
+// registerWait registers the wait for the next exit; ContainerWait
+// returns once the engine has.
+func (h *handle) registerWait() error {
 	h.waitC, h.waitE = h.cli.ContainerWait(h.bg, h.id, container.WaitConditionNextExit)
 	select {
 	case err := <-h.waitE:
@@ -97,13 +143,19 @@ func (h *handle) copyOutput(output, stderr io.Writer) {
 	_, _ = stdcopy.StdCopy(out, errW, h.attach.Reader)
 }
 
-// abandon releases a handle whose start failed.
+// abandon releases a handle whose start failed (or a warm container's
+// that never started).
 func (h *handle) abandon() {
 	h.cancel()
+	if h.launch != nil {
+		h.launch.Close()
+	}
 	if h.attach != nil {
 		h.attach.Close()
 	}
-	<-h.copied
+	if h.copying {
+		<-h.copied
+	}
 }
 
 // collect waits for the exit, then for the end of the output, then inspects
@@ -111,6 +163,9 @@ func (h *handle) abandon() {
 func (h *handle) collect() {
 	defer close(h.done)
 	defer h.cancel()
+	if h.launch != nil {
+		defer h.launch.Close()
+	}
 	var res driver.Result
 	var waitErr error
 	select {
@@ -189,5 +244,8 @@ func (h *handle) Stop(ctx context.Context, grace time.Duration) error {
 // Destroy force-removes the container and its anonymous volumes.
 func (h *handle) Destroy(ctx context.Context) error {
 	_, err := h.d.remove(ctx, h.id)
+	if err == nil && h.warm != nil {
+		h.d.warm.forget(h.warm)
+	}
 	return err
 }

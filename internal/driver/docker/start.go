@@ -18,8 +18,15 @@ import (
 const cleanupTimeout = 30 * time.Second
 
 // Start creates the container of spec, copies its files in, attaches to its
-// output and starts it. On error the container is removed again.
+// output and starts it; with warm containers, it hands the task to one
+// started ahead, of spec's shape, when there is one (see warm.go). On
+// error the container is removed again.
 func (d *Driver) Start(ctx context.Context, spec driver.Spec) (_ driver.Handle, err error) {
+	if d.warm != nil {
+		if h, ok, err := d.warm.start(ctx, spec); ok {
+			return h, err
+		}
+	}
 	cfg, hostCfg := containerConfig(spec)
 	created, err := d.cli.ContainerCreate(ctx, cfg, hostCfg, nil, nil, driver.ContainerName(spec.TaskID))
 	if err != nil {
