@@ -96,7 +96,11 @@ type chaosHarness struct {
 	runnerMetricAddr map[*chaosProc]string
 
 	deathsMu sync.Mutex
-	deaths   map[int]time.Time // pid -> when it was seen dead
+	// deaths are when each pid was seen dead, in order: over a long run
+	// the kernel hands a dead runner's pid to a later process, and a
+	// container of the first must end with the first's death, not the
+	// later one's (an hour's soak saw a pid taken again 25 minutes on).
+	deaths map[int][]time.Time
 
 	faultsMu sync.Mutex
 	faults   map[string]int
@@ -112,7 +116,7 @@ func newChaosHarness(t *testing.T, bin string, pg *testenv.PostgresServer, busyb
 	}
 	h := &chaosHarness{t: t, bin: bin, pg: pg, root: root, dur: dur, ctx: context.Background(),
 		project: "5f00000000000000000000c4", token: "chaos-admin-token",
-		deaths: map[int]time.Time{}, faults: map[string]int{},
+		deaths: map[int][]time.Time{}, faults: map[string]int{},
 		runnerDirs: map[*chaosProc]string{}, runnerMetricAddr: map[*chaosProc]string{}}
 	h.stamps = filepath.Join(root, "stamps")
 	h.tmp = filepath.Join(root, "tmp")
@@ -176,7 +180,7 @@ func (p *chaosProc) run() error {
 		started <- nil
 		cmd.Wait()
 		p.h.deathsMu.Lock()
-		p.h.deaths[cmd.Process.Pid] = time.Now()
+		p.h.deaths[cmd.Process.Pid] = append(p.h.deaths[cmd.Process.Pid], time.Now())
 		p.h.deathsMu.Unlock()
 		close(done)
 	}()
@@ -1112,7 +1116,7 @@ func (h *chaosHarness) checkFakeStamps(tasks map[string]wire.Task) (doubled, run
 			if r.end.IsZero() {
 				pidStr, _, _ := strings.Cut(r.nonce, "-")
 				pid, _ := strconv.Atoi(pidStr)
-				died, ok := h.deaths[pid]
+				died, ok := firstDeathAfter(h.deaths[pid], r.start)
 				if !ok {
 					t.Errorf("task %s: container %s started and never ended, and its runner lives", f.Name(), r.nonce)
 					continue
@@ -1128,6 +1132,17 @@ func (h *chaosHarness) checkFakeStamps(tasks map[string]wire.Task) (doubled, run
 		}
 	}
 	return doubled, runs
+}
+
+// firstDeathAfter is the first of deaths (in order) at or after start: the
+// death of the process that had that pid when a container of it started.
+func firstDeathAfter(deaths []time.Time, start time.Time) (time.Time, bool) {
+	for _, d := range deaths {
+		if !d.Before(start) {
+			return d, true
+		}
+	}
+	return time.Time{}, false
 }
 
 // realRunBound is the longest a real chaos container can run after its
@@ -1303,4 +1318,22 @@ func logField(line, key string) string {
 	}
 	f, _, _ := strings.Cut(v, " ")
 	return f
+}
+
+// A pid seen dead twice (the kernel gave a dead runner's pid to a later
+// one): a container started by the first ends at the first's death, not
+// 25 minutes later at the second's, which made an hour's soak report six
+// tasks run twice at once.
+func TestChaosRunEndsAtItsOwnProcessDeath(t *testing.T) {
+	t0 := time.Date(2026, 11, 29, 20, 38, 46, 0, time.UTC)
+	deaths := []time.Time{t0.Add(2 * time.Second), t0.Add(25 * time.Minute)}
+	if got, ok := firstDeathAfter(deaths, t0); !ok || !got.Equal(deaths[0]) {
+		t.Errorf("a container started at %v ends at %v (%v), want its process's death at %v", t0, got, ok, deaths[0])
+	}
+	if got, ok := firstDeathAfter(deaths, t0.Add(time.Minute)); !ok || !got.Equal(deaths[1]) {
+		t.Errorf("a container of the second process ends at %v (%v), want %v", got, ok, deaths[1])
+	}
+	if _, ok := firstDeathAfter(deaths, t0.Add(time.Hour)); ok {
+		t.Errorf("a container of a living process was given a death")
+	}
 }
