@@ -38,6 +38,47 @@ func planTx(t *testing.T, s *Store, setup string) pgx.Tx {
 	return tx
 }
 
+// fillTasks puts 20,000 tasks (i = 1..20000) of one project in s, their
+// status, schedule id and end time the SQL expressions given, and
+// analyzes the table.
+func fillTasks(t *testing.T, s *Store, status, scheduleID, endTime string) {
+	t.Helper()
+	const project = "0123456789abcdef01234567"
+	for _, q := range []string{
+		`INSERT INTO projects (id, name, created_at) VALUES ('` + project + `', 'p', 0)`,
+		`INSERT INTO tasks (id, project_id, code_id, code_name, code_revision_id, code_rev, status, priority, payload,
+			timeout, delay, cluster, label, msg, percent, attempt, runner_id, cancel_request, retry_of, retry_at,
+			retry_count, schedule_id, log_size, created_at, updated_at, due_at, end_time)
+		SELECT lpad(i::text, 24, '0'), '` + project + `', 'c', 'c', 'r', 1, ` + status + `, 0, '', 60, 0, '', '', '', 0, 1,
+			'runner', false, '', '', 0, ` + scheduleID + `, 0, i, i, i, ` + endTime + `
+		FROM generate_series(1, 20000) i`,
+		`ANALYZE tasks`,
+	} {
+		if _, err := s.pool.Exec(context.Background(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// explainText is the server's plan of query, as text.
+func explainText(t *testing.T, q querier, query string, args ...any) string {
+	t.Helper()
+	rows, err := q.Query(context.Background(), `EXPLAIN `+query, args...)
+	if err != nil {
+		t.Fatalf("explain: %v", err)
+	}
+	defer rows.Close()
+	var lines []string
+	for rows.Next() {
+		var l string
+		if err := rows.Scan(&l); err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, l)
+	}
+	return strings.Join(lines, "\n")
+}
+
 // The fault a benchmark found: the server planned the grouped finishes
 // anew on most calls (a custom plan per array length), the planning
 // costing more than the update, and its plans read the active tasks
@@ -50,22 +91,8 @@ func TestGroupedUpdatesFindRowsByPrimaryKey(t *testing.T) {
 	s := planStore(t)
 	// A few active tasks among many ended ones, with fresh statistics:
 	// the shape in which the active index looked cheapest.
-	const project = "0123456789abcdef01234567"
-	for _, q := range []string{
-		`INSERT INTO projects (id, name, created_at) VALUES ('` + project + `', 'p', 0)`,
-		`INSERT INTO tasks (id, project_id, code_id, code_name, code_revision_id, code_rev, status, priority, payload,
-			timeout, delay, cluster, label, msg, percent, attempt, runner_id, cancel_request, retry_of, retry_at,
-			retry_count, schedule_id, log_size, created_at, updated_at, due_at, end_time)
-		SELECT lpad(i::text, 24, '0'), '` + project + `', 'c', 'c', 'r', 1,
-			CASE WHEN i % 1000 = 0 THEN 'running' ELSE 'complete' END, 0, '', 60, 0, '', '', '', 0, 1, 'runner', false, '', '',
-			0, '', 0, i, i, i, CASE WHEN i % 1000 = 0 THEN NULL ELSE i END
-		FROM generate_series(1, 20000) i`,
-		`ANALYZE tasks`,
-	} {
-		if _, err := s.pool.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	fillTasks(t, s, "CASE WHEN i % 1000 = 0 THEN 'running' ELSE 'complete' END", "''",
+		"CASE WHEN i % 1000 = 0 THEN NULL ELSE i END")
 	tx := planTx(t, s, groupPlanSQL)
 	var mode string
 	if err := tx.QueryRow(ctx, `SHOW plan_cache_mode`).Scan(&mode); err != nil || mode != "force_generic_plan" {
@@ -82,20 +109,7 @@ func TestGroupedUpdatesFindRowsByPrimaryKey(t *testing.T) {
 		if _, err := tx.Exec(ctx, `PREPARE g_`+name+` AS `+stmt.sql); err != nil {
 			t.Fatalf("prepare %s: %v", name, err)
 		}
-		rows, err := tx.Query(ctx, `EXPLAIN EXECUTE g_`+name+`(`+stmt.args+`)`)
-		if err != nil {
-			t.Fatalf("explain %s: %v", name, err)
-		}
-		var lines []string
-		for rows.Next() {
-			var l string
-			if err := rows.Scan(&l); err != nil {
-				t.Fatal(err)
-			}
-			lines = append(lines, l)
-		}
-		rows.Close()
-		text := strings.Join(lines, "\n")
+		text := explainText(t, tx, `EXECUTE g_`+name+`(`+stmt.args+`)`)
 		if !strings.Contains(text, "tasks_pkey") {
 			t.Errorf("the grouped %s does not find its rows by primary key:\n%s", name, text)
 		}
@@ -114,39 +128,12 @@ func TestScheduleActiveCountReadsItsIndex(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := planStore(t)
-	const project = "0123456789abcdef01234568"
-	for _, q := range []string{
-		`INSERT INTO projects (id, name, created_at) VALUES ('` + project + `', 'p', 0)`,
-		`INSERT INTO tasks (id, project_id, code_id, code_name, code_revision_id, code_rev, status, priority, payload,
-			timeout, delay, cluster, label, msg, percent, attempt, runner_id, cancel_request, retry_of, retry_at,
-			retry_count, schedule_id, log_size, created_at, updated_at, due_at)
-		SELECT lpad(i::text, 24, '0'), '` + project + `', 'c', 'c', 'r', 1, 'queued', 0, '', 60, 0, '', '', '', 0, 0, '',
-			false, '', '', 0, CASE WHEN i % 100 = 0 THEN 's' || (i % 7) ELSE '' END, 0, i, i, i
-		FROM generate_series(1, 20000) i`,
-		`ANALYZE tasks`,
-	} {
-		if _, err := s.pool.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
+	fillTasks(t, s, "'queued'", "CASE WHEN i % 100 = 0 THEN 's' || (i % 7) ELSE '' END", "NULL")
 	var indexed int64
 	if err := s.pool.QueryRow(ctx, `SELECT pg_relation_size('tasks_schedule_active') / 8192`).Scan(&indexed); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := s.pool.Query(ctx, `EXPLAIN `+scheduleActiveSQL, "s1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var lines []string
-	for rows.Next() {
-		var l string
-		if err := rows.Scan(&l); err != nil {
-			t.Fatal(err)
-		}
-		lines = append(lines, l)
-	}
-	rows.Close()
-	text := strings.Join(lines, "\n")
+	text := explainText(t, s.pool, scheduleActiveSQL, "s1")
 	if !strings.Contains(text, "tasks_schedule_active") || strings.Contains(text, "Seq Scan") {
 		t.Errorf("counting a schedule's unfinished tasks does not read tasks_schedule_active:\n%s", text)
 	}

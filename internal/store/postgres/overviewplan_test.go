@@ -47,20 +47,7 @@ func TestOverviewUsesIndexes(t *testing.T) {
 	}
 	explain := func(q string, args ...any) string {
 		t.Helper()
-		rows, err := s.pool.Query(ctx, `EXPLAIN `+q, args...)
-		if err != nil {
-			t.Fatalf("explain: %v", err)
-		}
-		defer rows.Close()
-		var lines []string
-		for rows.Next() {
-			var l string
-			if err := rows.Scan(&l); err != nil {
-				t.Fatal(err)
-			}
-			lines = append(lines, l)
-		}
-		return strings.Join(lines, "\n")
+		return explainText(t, s.pool, q, args...)
 	}
 	for _, window := range []time.Duration{time.Hour, 24 * time.Hour} {
 		since := now.Add(-window).UnixMicro()
