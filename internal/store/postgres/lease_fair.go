@@ -29,8 +29,17 @@ const fairProjectsVisited = 256
 
 // fairHeadsSQL returns, for the projects $5 in order, each one's first due
 // task not in $3, at most $4 of them: the head of each, skipping rows
-// other leasers hold.
-var fairHeadsSQL = `
+// other leasers hold. For one cluster (most runners) each head is read
+// from tasks_project_cluster_queue, which holds a project's queue per
+// cluster: a project's tasks of other clusters are never stepped over.
+// For several, from tasks_project_queue, stepping over the tasks of other
+// clusters ahead of the head.
+func fairHeadsSQL(oneCluster bool) string {
+	cluster := `t.cluster = ANY($1)`
+	if oneCluster {
+		cluster = `t.cluster = ($1::text[])[1]`
+	}
+	return `
 	SELECT q.project_id, h.id, h.code_id, h.priority, h.due_at, h.max_conc, h.proj_max
 	FROM unnest($5::text[]) WITH ORDINALITY AS q(project_id, ord)
 	CROSS JOIN LATERAL (
@@ -40,7 +49,7 @@ var fairHeadsSQL = `
 		LEFT JOIN code_revisions r ON r.id = t.code_revision_id
 		LEFT JOIN codes k ON k.id = t.code_id
 		LEFT JOIN projects p ON p.id = t.project_id
-		WHERE t.project_id = q.project_id AND t.status = 'queued' AND t.cluster = ANY($1) AND t.due_at <= $2
+		WHERE t.project_id = q.project_id AND t.status = 'queued' AND ` + cluster + ` AND t.due_at <= $2
 			AND NOT COALESCE(k.paused, FALSE) AND t.id <> ALL($3)
 		ORDER BY -t.priority, t.due_at, t.id
 		LIMIT 1
@@ -48,6 +57,18 @@ var fairHeadsSQL = `
 	) h
 	ORDER BY q.ord
 	LIMIT $4`
+}
+
+// fairHeadsByClusters are fairHeadsSQL for several clusters ([0]) and one.
+var fairHeadsByClusters = [2]string{fairHeadsSQL(false), fairHeadsSQL(true)}
+
+// fairHeadsFor is fairHeadsSQL for clusters.
+func fairHeadsFor(clusters []string) string {
+	if len(clusters) == 1 {
+		return fairHeadsByClusters[1]
+	}
+	return fairHeadsByClusters[0]
+}
 
 // healEvery is how often leasing puts back projects whose row a lease
 // dropped while a task of theirs was being queued (the two crossed).
@@ -163,7 +184,7 @@ func fairHeads(ctx context.Context, tx pgx.Tx, clusters []string, now int64, exc
 	if exclude == nil {
 		exclude = []string{}
 	}
-	rows, err := tx.Query(ctx, fairHeadsSQL, clusters, now, exclude, n, projects, projMax)
+	rows, err := tx.Query(ctx, fairHeadsFor(clusters), clusters, now, exclude, n, projects, projMax)
 	if err != nil {
 		return nil, fmt.Errorf("read heads of project queues: %w", err)
 	}
