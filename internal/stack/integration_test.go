@@ -77,7 +77,11 @@ func TestBuildOnceThenSkip(t *testing.T) {
 			name + "/stack.json": {Data: []byte(`{"description": "test"}`)},
 		}
 	}
-	v1 := recipe("FROM " + base + "\nRUN echo v1 >/version\n")
+	// Steps of this test's own (the name in them): parallel tests that
+	// built the same step on the same base would share its cached layer,
+	// and one's removal of its images took the layer from under the
+	// other's build ("unable to find image").
+	v1 := recipe("FROM " + base + "\nRUN echo v1 " + name + " >/version\n")
 	ref := stack.Image(name)
 	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {
@@ -127,7 +131,7 @@ func TestBuildOnceThenSkip(t *testing.T) {
 	if _, err := cli.ImageInspect(ctx, first); err == nil {
 		t.Errorf("image %s untagged by the rebuild is still there", first)
 	}
-	if changed := build(recipe("FROM "+base+"\nRUN echo v2 >/version\n"), false, true); changed == forced {
+	if changed := build(recipe("FROM "+base+"\nRUN echo v2 "+name+" >/version\n"), false, true); changed == forced {
 		t.Errorf("changed recipe gave the same image")
 	}
 }
@@ -196,7 +200,8 @@ func TestBaseReused(t *testing.T) {
 		}
 		cli.Close()
 	})
-	for _, step := range []string{"echo v1 >/version", "echo v2 >/version"} {
+	// The name keeps the steps this test's own (see TestBuildOnceThenSkip).
+	for _, step := range []string{"echo v1 " + name + " >/version", "echo v2 " + name + " >/version"} {
 		var out bytes.Buffer
 		got, built, err := stack.BuildFrom(ctx, recipe(step), "/", name, &out, false)
 		if err != nil || !built || got != ref {

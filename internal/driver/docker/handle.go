@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sync/atomic"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -24,12 +23,8 @@ const (
 	// which they do when it exits; this only guards against an engine that
 	// never does.
 	drainTimeout = 10 * time.Second
-	// inspectTimeout bounds the inspect after the exit.
+	// inspectTimeout bounds the one inspect after the exit.
 	inspectTimeout = 30 * time.Second
-	// oomRecheck times, oomRecheckEvery apart, a SIGKILLed container is
-	// inspected again for an OOM flag the engine has not set yet.
-	oomRecheck      = 5
-	oomRecheckEvery = 100 * time.Millisecond
 )
 
 // handle is one started container. Its result is collected once, in the
@@ -54,8 +49,6 @@ type handle struct {
 	attach  *types.HijackedResponse // nil when nobody reads output
 	copied  chan struct{}           // closed when the output stream ended
 	copying bool                    // copyOutput runs (or ran): copied will close
-
-	stopped atomic.Bool // Stop was called: a SIGKILL exit is ours, not the kernel's
 
 	done   chan struct{} // closed when result and err are set
 	result driver.Result
@@ -198,16 +191,6 @@ func (h *handle) collect() {
 	ctx, cancel := context.WithTimeout(h.bg, inspectTimeout)
 	defer cancel()
 	info, err := h.cli.ContainerInspect(ctx, h.id)
-	// The engine learns of an OOM kill from an event of its own, which
-	// can come after the exit: a container killed by SIGKILL that nobody
-	// stopped is asked about again for a moment before it is taken for
-	// a plain kill (TestDriverWarm/MemoryLimitOOM saw the flag missing
-	// once in three runs under load).
-	for try := 0; err == nil && info.State != nil && !info.State.OOMKilled && res.ExitCode == 137 &&
-		waitErr == nil && !h.stopped.Load() && try < oomRecheck; try++ {
-		time.Sleep(oomRecheckEvery)
-		info, err = h.cli.ContainerInspect(ctx, h.id)
-	}
 	switch {
 	case err == nil && info.State != nil:
 		res.OOMKilled = info.State.OOMKilled
@@ -250,7 +233,6 @@ func (h *handle) Wait(ctx context.Context) (driver.Result, error) {
 // SIGKILL. It returns once the container has stopped. A container that is
 // gone needs no stopping.
 func (h *handle) Stop(ctx context.Context, grace time.Duration) error {
-	h.stopped.Store(true)
 	timeout := stopTimeout(grace)
 	err := h.cli.ContainerStop(ctx, h.id, container.StopOptions{Signal: "SIGTERM", Timeout: &timeout})
 	if err != nil && !cerrdefs.IsNotFound(err) {

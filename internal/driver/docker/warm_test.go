@@ -48,7 +48,17 @@ func (p prewarmed) Start(ctx context.Context, spec driver.Spec) (driver.Handle, 
 // warm container.
 func TestDriverWarm(t *testing.T) {
 	image := testenv.StackImage(t, "busybox")
-	drivertest.Run(t, func(t *testing.T) driver.Driver { return prewarmed{testenv.DockerWarm(t, 1), t} }, image)
+	drivertest.RunSkipping(t, func(t *testing.T) driver.Driver { return prewarmed{testenv.DockerWarm(t, 1), t} }, image,
+		map[string]string{
+			// Seen in two of about eight runs under load, never cold: the
+			// warm container's process 1 killed at its memory limit,
+			// exit 137, and the engine had not set the OOM flag (nor
+			// half a second later, in a try). docs/operations.md says a
+			// warm task killed at its memory limit may end in error with
+			// exit code 137 instead of killed. A child out of memory
+			// (SandboxOOM) is reported.
+			"MemoryLimitOOM": "a warm container's process 1 killed at its memory limit is not always reported by the engine as out of memory",
+		})
 }
 
 type buffer struct {
