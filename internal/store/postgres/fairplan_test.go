@@ -24,7 +24,7 @@ func TestFairHeadsReadsIndexAndStopsEarly(t *testing.T) {
 		{[]string{"", "gpu"}, "tasks_project_queue"},
 	} {
 		var plan []byte
-		err := tx.QueryRow(ctx, `EXPLAIN (FORMAT JSON) `+fairHeadsFor(c.clusters),
+		err := tx.QueryRow(ctx, `EXPLAIN (FORMAT JSON) `+leaseSQL(c.clusters).fairHeads,
 			c.clusters, int64(math.MaxInt64/2), []string{}, 1, []string{"a", "b", "c"}, int64(0)).Scan(&plan)
 		if err != nil {
 			t.Fatal(err)
@@ -68,7 +68,7 @@ func TestFairHeadsOfOneClusterStepOverNoOtherCluster(t *testing.T) {
 	tx := planTx(t, s, leasePlanSQL)
 	var plan []byte
 	clusters := []string{"gpu"}
-	err := tx.QueryRow(ctx, `EXPLAIN (ANALYZE, FORMAT JSON) `+fairHeadsFor(clusters),
+	err := tx.QueryRow(ctx, `EXPLAIN (ANALYZE, FORMAT JSON) `+leaseSQL(clusters).fairHeads,
 		clusters, int64(math.MaxInt64/2), []string{}, 1, []string{"0123456789abcdef01234567"}, int64(0)).Scan(&plan)
 	if err != nil {
 		t.Fatal(err)

@@ -153,9 +153,10 @@ const groupPlanSQL = `SELECT set_config('plan_cache_mode', 'force_generic_plan',
 	set_config('enable_seqscan', 'off', true)`
 
 // groupLeasePlanSQL gives the leases after the updates the planner's
-// defaults back (leasePlanSQL then sets what leases change).
+// defaults back, with what leases change (leasePlanSettings), in one
+// statement.
 const groupLeasePlanSQL = `SELECT set_config('plan_cache_mode', 'auto', true),
-	set_config('enable_hashjoin', 'on', true), set_config('enable_mergejoin', 'on', true)`
+	set_config('enable_hashjoin', 'on', true), set_config('enable_mergejoin', 'on', true), ` + leasePlanSettings
 
 const groupStartSQL = `UPDATE tasks t SET status = 'running', start_time = u.now, updated_at = u.now
 	FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[]) AS u(id, runner_id, attempt, now)
@@ -197,7 +198,12 @@ func (g *groupWriter) write(group []*writeRequest) {
 		}
 	}
 	b := &pgx.Batch{}
-	b.Queue(groupPlanSQL)
+	// The updates' plan settings, when there are updates; the leases'
+	// come before the leases.
+	updates := len(starts)+len(finishes)+len(beats) > 0
+	if updates {
+		b.Queue(groupPlanSQL)
+	}
 	var kinds [][]*writeRequest
 	if len(starts) > 0 {
 		ids, runners, attempts, nows := make([]string, len(starts)), make([]string, len(starts)), make([]int32, len(starts)), make([]int64, len(starts))
@@ -234,8 +240,11 @@ func (g *groupWriter) write(group []*writeRequest) {
 	// Each lease sees the rows the ones before it took as no longer
 	// queued, so no task goes to two of them.
 	if len(leases) > 0 {
-		b.Queue(groupLeasePlanSQL)
-		b.Queue(leasePlanSQL)
+		if updates {
+			b.Queue(groupLeasePlanSQL)
+		} else {
+			b.Queue(leasePlanSQL)
+		}
 		for _, r := range leases {
 			l := r.lease
 			now, expires := l.times()
@@ -249,9 +258,11 @@ func (g *groupWriter) write(group []*writeRequest) {
 	leased := make(map[*writeRequest][]store.Task, len(leases))
 	err := func() error {
 		br := g.s.pool.SendBatch(ctx, b)
-		if _, err := br.Exec(); err != nil {
-			br.Close()
-			return err
+		if updates {
+			if _, err := br.Exec(); err != nil {
+				br.Close()
+				return err
+			}
 		}
 		for range kinds {
 			rows, err := br.Query()
@@ -276,11 +287,9 @@ func (g *groupWriter) write(group []*writeRequest) {
 			}
 		}
 		if len(leases) > 0 {
-			for range 2 { // groupLeasePlanSQL, leasePlanSQL
-				if _, err := br.Exec(); err != nil {
-					br.Close()
-					return err
-				}
+			if _, err := br.Exec(); err != nil {
+				br.Close()
+				return err
 			}
 			for _, r := range leases {
 				rows, err := br.Query()

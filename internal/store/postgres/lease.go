@@ -73,13 +73,14 @@ func leaseQueueSQL(oneCluster bool) string {
 
 // leaseStatements are the statements of a lease, for a number of clusters.
 type leaseStatements struct {
-	batch string // leaseBatchSQL
-	fast  string // leaseFastSQL
+	batch     string // leaseBatchSQL
+	fast      string // leaseFastSQL
+	fairHeads string // fairHeadsSQL
 }
 
 var leaseByClusters = [2]leaseStatements{
-	{batch: leaseBatchSQL(false), fast: leaseFastSQL(false)},
-	{batch: leaseBatchSQL(true), fast: leaseFastSQL(true)},
+	{batch: leaseBatchSQL(false), fast: leaseFastSQL(false), fairHeads: fairHeadsSQL(false)},
+	{batch: leaseBatchSQL(true), fast: leaseFastSQL(true), fairHeads: fairHeadsSQL(true)},
 }
 
 // leaseSQL is the statements of a lease for clusters.
@@ -108,7 +109,11 @@ func projectQuotaSQL(def string) string {
 // Disabled nodes cost so much on paper that the planner would compile any
 // plan that kept one (JIT), which takes longer than hundreds of leases:
 // JIT is off for the lease's own statements.
-const leasePlanSQL = `SELECT set_config('enable_sort', 'off', true), set_config('enable_seqscan', 'off', true), set_config('jit', 'off', true)`
+const leasePlanSQL = `SELECT ` + leasePlanSettings
+
+// leasePlanSettings are leasePlanSQL's settings, for statements that set
+// more.
+const leasePlanSettings = `set_config('enable_sort', 'off', true), set_config('enable_seqscan', 'off', true), set_config('jit', 'off', true)`
 
 // leaseBatch reads the next batch of due tasks after the cursor c.
 func leaseBatch(ctx context.Context, tx pgx.Tx, clusters []string, now int64, c candidate, batch int, projMax int64) ([]candidate, error) {

@@ -59,17 +59,6 @@ func fairHeadsSQL(oneCluster bool) string {
 	LIMIT $4`
 }
 
-// fairHeadsByClusters are fairHeadsSQL for several clusters ([0]) and one.
-var fairHeadsByClusters = [2]string{fairHeadsSQL(false), fairHeadsSQL(true)}
-
-// fairHeadsFor is fairHeadsSQL for clusters.
-func fairHeadsFor(clusters []string) string {
-	if len(clusters) == 1 {
-		return fairHeadsByClusters[1]
-	}
-	return fairHeadsByClusters[0]
-}
-
 // healEvery is how often leasing puts back projects whose row a lease
 // dropped while a task of theirs was being queued (the two crossed).
 const healEvery = time.Second
@@ -184,7 +173,7 @@ func fairHeads(ctx context.Context, tx pgx.Tx, clusters []string, now int64, exc
 	if exclude == nil {
 		exclude = []string{}
 	}
-	rows, err := tx.Query(ctx, fairHeadsFor(clusters), clusters, now, exclude, n, projects, projMax)
+	rows, err := tx.Query(ctx, leaseSQL(clusters).fairHeads, clusters, now, exclude, n, projects, projMax)
 	if err != nil {
 		return nil, fmt.Errorf("read heads of project queues: %w", err)
 	}

@@ -144,19 +144,9 @@ func taskColumns(tasks []store.Task) []any {
 // insertBatchBytes bounds the payload bytes one insert batch carries.
 const insertBatchBytes = 4 << 20
 
-const insertTaskSQL = `INSERT INTO tasks (` + taskCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
-	$11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31)`
-
-func insertTaskArgs(t store.Task) []any {
-	return []any{t.ID, t.ProjectID, t.CodeID, t.CodeName, t.CodeRevisionID, t.CodeRev, t.Status,
-		t.Priority, []byte(t.Payload), t.Timeout, t.Delay, t.Cluster, t.Label, t.Msg, nullInt(t.ExitCode), t.Percent, t.Attempt,
-		t.RunnerID, nullMicros(t.LeaseExpiresAt), t.CancelRequest, t.RetryOf, t.RetryAt, t.RetryCount,
-		t.ScheduleID, t.LogSize, micros(t.CreatedAt), micros(t.UpdatedAt), micros(t.DueAt),
-		nullMicros(t.StartTime), nullMicros(t.EndTime), encodeTimings(t.Timings)}
-}
-
+// insertTask inserts one task (a retry, a schedule's) in q's transaction.
 func insertTask(ctx context.Context, q querier, t store.Task) error {
-	if _, err := q.Exec(ctx, insertTaskSQL, insertTaskArgs(t)...); err != nil {
+	if _, err := q.Exec(ctx, insertTasksSQL, taskColumns([]store.Task{t})...); err != nil {
 		return fmt.Errorf("task %s: %w", t.ID, mapErr(err))
 	}
 	return nil
