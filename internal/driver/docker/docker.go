@@ -10,7 +10,9 @@
 // Attaching and registering the wait before the start is what makes the
 // output and the exit status impossible to miss, however short the task.
 // Start makes no other round trip (no image or container inspect): the
-// runner checks images once, not per task. With warm containers
+// runner checks images once, not per task. After the start, a container
+// inspect in the background finds the container's memory cgroup, whose
+// OOMs the driver watches itself (oom_linux.go). With warm containers
 // (Options.WarmContainers) the create, attach, wait and start are done
 // ahead of the task, and Start makes no engine call at all (an image's id
 // and command are asked at most every 10 seconds); see warm.go.
@@ -34,6 +36,11 @@ import (
 type Driver struct {
 	cli  *client.Client
 	warm *warmPool // nil: no warm containers
+	// engineOOMIgnored makes the engine's OOM flag count for nothing, so
+	// a test can show the driver's own watch alone (the engine's is lost
+	// at random under load).
+	engineOOMIgnored bool
+	cgroups          cgroupLayout // where its OOM watch finds containers' cgroups
 }
 
 var _ driver.Driver = (*Driver)(nil)

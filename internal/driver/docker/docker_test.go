@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mayfly-run/mayfly/internal/driver"
+	"github.com/mayfly-run/mayfly/internal/driver/docker"
 	"github.com/mayfly-run/mayfly/internal/driver/drivertest"
 	"github.com/mayfly-run/mayfly/internal/testenv"
 )
@@ -15,6 +16,46 @@ import (
 func TestDriver(t *testing.T) {
 	image := testenv.StackImage(t, "busybox")
 	drivertest.Run(t, func(t *testing.T) driver.Driver { return testenv.Docker(t) }, image)
+}
+
+// oomCases are the contract's cases that end in an OOM kill (of process 1,
+// of a child, through a tmpfs) or must not (plain exits, a SIGKILL at the
+// end of a stop's grace).
+var oomCases = []string{"MemoryLimitOOM", "SandboxOOM", "SandboxTmpfsIsMemory", "ExitCodes", "StopKillsAfterGrace"}
+
+// TestOOMSeenWithoutTheEnginesFlag: the engine's OOM flag comes from an
+// event of its shim's, lost at random under load (CI failed on
+// SandboxTmpfsIsMemory: dd killed at the limit, the container ending 0
+// with no flag; warm containers lost it in two runs of eight). With the
+// engine's flag disregarded, the driver's own watch of the container's
+// memory cgroup must tell each OOM case of the contract, and no other.
+func TestOOMSeenWithoutTheEnginesFlag(t *testing.T) {
+	image := testenv.StackImage(t, "busybox")
+	requireOOMWatch(t)
+	drivertest.RunOnly(t, func(t *testing.T) driver.Driver {
+		d := testenv.Docker(t)
+		docker.IgnoreEngineOOM(d)
+		return d
+	}, image, oomCases...)
+}
+
+// TestWarmOOMSeenWithoutTheEnginesFlag is the same for warm containers,
+// whose watch starts before their task is known.
+func TestWarmOOMSeenWithoutTheEnginesFlag(t *testing.T) {
+	image := testenv.StackImage(t, "busybox")
+	requireOOMWatch(t)
+	drivertest.RunOnly(t, func(t *testing.T) driver.Driver {
+		d := testenv.DockerWarm(t, 1)
+		docker.IgnoreEngineOOM(d)
+		return prewarmed{d, t}
+	}, image, oomCases...)
+}
+
+func requireOOMWatch(t *testing.T) {
+	t.Helper()
+	if why := docker.OOMWatchUnsupported(); why != "" {
+		t.Skipf("SKIPPED LOUDLY: the driver cannot watch cgroups for OOMs here (%s); the engine's flag is all it has", why)
+	}
 }
 
 // BenchmarkRun measures what the runner pays per task: start, wait and

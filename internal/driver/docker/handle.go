@@ -38,6 +38,9 @@ type handle struct {
 	// once the task has ended (or never starts).
 	warm   *warmCtr
 	launch *os.File
+	// oom watches the container's memory cgroup from its start (nil
+	// before, or where the driver cannot): see oom_linux.go.
+	oom *oomWatch
 
 	// bg carries the requests that outlive Start's context: the wait
 	// registered before start, the inspect after the exit.
@@ -147,6 +150,7 @@ func (h *handle) copyOutput(output, stderr io.Writer) {
 // that never started).
 func (h *handle) abandon() {
 	h.cancel()
+	h.oom.release()
 	if h.launch != nil {
 		h.launch.Close()
 	}
@@ -163,6 +167,7 @@ func (h *handle) abandon() {
 func (h *handle) collect() {
 	defer close(h.done)
 	defer h.cancel()
+	defer h.oom.release()
 	if h.launch != nil {
 		defer h.launch.Close()
 	}
@@ -188,12 +193,13 @@ func (h *handle) collect() {
 		<-h.copied
 	}
 
+	res.OOMKilled = h.oom.killed()
 	ctx, cancel := context.WithTimeout(h.bg, inspectTimeout)
 	defer cancel()
 	info, err := h.cli.ContainerInspect(ctx, h.id)
 	switch {
 	case err == nil && info.State != nil:
-		res.OOMKilled = info.State.OOMKilled
+		res.OOMKilled = res.OOMKilled || (info.State.OOMKilled && !h.d.engineOOMIgnored)
 		if res.Err == "" {
 			res.Err = info.State.Error
 		}
@@ -211,7 +217,7 @@ func (h *handle) collect() {
 		return
 	case cerrdefs.IsNotFound(err):
 		// Destroyed right after its exit: the exit code is known, the
-		// OOM flag went with the container.
+		// engine's OOM flag went with the container (the watch's stays).
 	default:
 		h.err = fmt.Errorf("inspect container %s after exit: %w", shortID(h.id), err)
 		return

@@ -56,6 +56,7 @@ func (d *Driver) Start(ctx context.Context, spec driver.Spec) (_ driver.Handle, 
 	if err := d.cli.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
 		return nil, fmt.Errorf("start container %s of task %s: %w", shortID(created.ID), spec.TaskID, err)
 	}
+	h.oom = watchOOM(d, created.ID)
 	go h.collect()
 	return h, nil
 }

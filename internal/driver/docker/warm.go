@@ -556,6 +556,7 @@ func (p *warmPool) create(sh *warmShape) (_ *warmCtr, err error) {
 		defer rcancel()
 		return nil, errors.Join(fmt.Errorf("start a warm container: %w", err), p.remove(rctx, w))
 	}
+	w.h.oom = watchOOM(p.d, w.id)
 	return w, nil
 }
 

@@ -48,18 +48,7 @@ func (p prewarmed) Start(ctx context.Context, spec driver.Spec) (driver.Handle, 
 // warm container.
 func TestDriverWarm(t *testing.T) {
 	image := testenv.StackImage(t, "busybox")
-	drivertest.RunSkipping(t, func(t *testing.T) driver.Driver { return prewarmed{testenv.DockerWarm(t, 1), t} }, image,
-		map[string]string{
-			// Seen in two of about eight runs under load: the warm
-			// container's process 1 killed at its memory limit, exit
-			// 137, and the engine had not set the OOM flag (nor half a
-			// second later, in a try). The engine misses it cold too,
-			// far more rarely (once, SandboxOOM under load), and no OOM
-			// event is in its log. docs/operations.md says a warm task
-			// killed at its memory limit may end in error with exit
-			// code 137 instead of killed.
-			"MemoryLimitOOM": "a warm container's process 1 killed at its memory limit is not always reported by the engine as out of memory",
-		})
+	drivertest.Run(t, func(t *testing.T) driver.Driver { return prewarmed{testenv.DockerWarm(t, 1), t} }, image)
 }
 
 type buffer struct {
