@@ -11,6 +11,8 @@ package metrics
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -106,6 +108,52 @@ func (m *Metrics) WatchQueue(stats QueueStats) {
 		age: prometheus.NewDesc("mayfly_queue_oldest_due_seconds",
 			"How long the oldest due task has waited past its due time; 0 when none is due.", nil, nil),
 		up: prometheus.NewDesc("mayfly_queue_stats_up", "1 when the store answered the queue's statistics.", nil, nil)})
+}
+
+// WarmCounts tells a driver's warm containers: the starts that found one
+// (hits) and that did not (misses) since the driver started, and how many
+// wait idle or are being created now; ok is false for a driver that keeps
+// none.
+type WarmCounts func() (hits, misses int64, idle, pending int, ok bool)
+
+// WatchWarm adds the warm containers of a runner's driver, read when
+// scraped. A second runner in one process (tests) is not added again.
+func (m *Metrics) WatchWarm(counts WarmCounts) {
+	if m == nil {
+		return
+	}
+	err := m.reg.Register(&warmCollector{counts: counts,
+		starts: prometheus.NewDesc("mayfly_runner_warm_starts_total",
+			"Task starts of this process's runner by whether a warm container was waiting for the task (hit) or one was created for it (miss).",
+			[]string{"outcome"}, nil),
+		idle: prometheus.NewDesc("mayfly_runner_warm_idle", "Warm containers waiting for a task now.", nil, nil),
+		pending: prometheus.NewDesc("mayfly_runner_warm_pending",
+			"Warm containers being created now.", nil, nil)})
+	if are := (prometheus.AlreadyRegisteredError{}); err != nil && !errors.As(err, &are) {
+		panic(fmt.Sprintf("register warm container metrics: %v", err))
+	}
+}
+
+type warmCollector struct {
+	counts                WarmCounts
+	starts, idle, pending *prometheus.Desc
+}
+
+func (c *warmCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.starts
+	ch <- c.idle
+	ch <- c.pending
+}
+
+func (c *warmCollector) Collect(ch chan<- prometheus.Metric) {
+	hits, misses, idle, pending, ok := c.counts()
+	if !ok {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.starts, prometheus.CounterValue, float64(hits), "hit")
+	ch <- prometheus.MustNewConstMetric(c.starts, prometheus.CounterValue, float64(misses), "miss")
+	ch <- prometheus.MustNewConstMetric(c.idle, prometheus.GaugeValue, float64(idle))
+	ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(pending))
 }
 
 type queueCollector struct {

@@ -204,6 +204,12 @@ type Runner struct {
 	sock sockLimits
 }
 
+// warmCounter is a driver that keeps warm containers (docker's), whose
+// counts the runner's metrics export.
+type warmCounter interface {
+	WarmCounts() (hits, misses int64, idle, pending int, ok bool)
+}
+
 // New returns a runner.
 func New(cfg Config, q Queue, d driver.Driver) (*Runner, error) {
 	cfg.defaults()
@@ -228,6 +234,9 @@ func New(cfg Config, q Queue, d driver.Driver) (*Runner, error) {
 	}
 	if err := os.MkdirAll(cfg.RunDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create runner directory %s: %w", cfg.RunDir, err)
+	}
+	if wc, ok := d.(warmCounter); ok {
+		cfg.Metrics.WatchWarm(wc.WarmCounts)
 	}
 	hardCtx, hardStop := context.WithCancel(context.Background())
 	return &Runner{cfg: cfg, queue: q, driver: d, log: cfg.Log.With("runner_id", cfg.ID), cache: cache, policy: policy,

@@ -16,6 +16,7 @@ import (
 	"github.com/mayfly-run/mayfly/internal/assembly/assemblytest"
 	"github.com/mayfly-run/mayfly/internal/driver"
 	"github.com/mayfly-run/mayfly/internal/id"
+	"github.com/mayfly-run/mayfly/internal/metrics"
 	"github.com/mayfly-run/mayfly/internal/runner"
 	"github.com/mayfly-run/mayfly/internal/service"
 	"github.com/mayfly-run/mayfly/internal/store"
@@ -36,6 +37,7 @@ type bundle struct {
 	memory     int64
 	dir        string
 	quiet      *slog.Logger
+	metrics    *metrics.Metrics // the server's, which its runners share
 }
 
 func setup(t testing.TB, cfg service.Config, capacity int) *bundle {
@@ -70,7 +72,7 @@ func newBundleOn(t testing.TB, drv driver.Driver, cfg service.Config, capacity i
 			baker.RemoveImages(context.Background(), map[string]string{runner.LabelProject: a.Bootstrap.ProjectID}, "")
 		})
 	}
-	b := &bundle{t: t, svc: a.Service, drv: drv, project: a.Bootstrap.ProjectID, token: a.Bootstrap.Token,
+	b := &bundle{t: t, svc: a.Service, drv: drv, project: a.Bootstrap.ProjectID, token: a.Bootstrap.Token, metrics: a.Metrics,
 		stackImage: stackImage, memory: memory, quiet: quiet, dir: a.DataDir}
 	b.runner = b.addRunner(capacity)
 	return b
@@ -130,6 +132,7 @@ func (b *bundle) addRunnerVia(q runner.Queue, capacity int, clusters ...string) 
 		// Sweep often, so a sweep that takes a container being started
 		// for an orphan shows in every test.
 		SweepInterval: 20 * time.Millisecond,
+		Metrics:       b.metrics,
 	}, q, b.drv)
 	if err != nil {
 		b.t.Fatal(err)

@@ -1,6 +1,8 @@
 package runner_test
 
 import (
+	"fmt"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -51,5 +53,19 @@ func TestWarmContainersKeepTheContract(t *testing.T) {
 	if s := drv.WarmStats(); s.Hits < 1 || s.Hits+s.Misses < n {
 		t.Errorf("warm stats %+v after %d tasks: no task ran warm", s, n)
 	}
-	t.Logf("warm stats %+v", drv.WarmStats())
+	s := drv.WarmStats()
+	t.Logf("warm stats %+v", s)
+	// The same counts on the runner's metrics.
+	rec := httptest.NewRecorder()
+	b.metrics.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{
+		fmt.Sprintf("mayfly_runner_warm_starts_total{outcome=\"hit\"} %d\n", s.Hits),
+		fmt.Sprintf("mayfly_runner_warm_starts_total{outcome=\"miss\"} %d\n", s.Misses),
+		"mayfly_runner_warm_idle ",
+		"mayfly_runner_warm_pending ",
+	} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
 }

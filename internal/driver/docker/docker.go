@@ -93,6 +93,16 @@ func (d *Driver) WarmStats() WarmStats {
 	return d.warm.stats()
 }
 
+// WarmCounts is WarmStats as the runner's metrics take it; ok is false
+// without warm containers.
+func (d *Driver) WarmCounts() (hits, misses int64, idle, pending int, ok bool) {
+	if d.warm == nil {
+		return 0, 0, 0, 0, false
+	}
+	s := d.warm.stats()
+	return s.Hits, s.Misses, s.Idle, s.Pending, true
+}
+
 // Ping reports whether the engine answers.
 func (d *Driver) Ping(ctx context.Context) error {
 	if _, err := d.cli.Ping(ctx); err != nil {
