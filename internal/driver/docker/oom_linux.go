@@ -53,10 +53,24 @@ type oomWatch struct {
 // watchOOM starts watching container id, just started, in the background.
 // It returns at once.
 func watchOOM(d *Driver, id string) *oomWatch {
+	if !canWatchOOM() {
+		return nil
+	}
 	w := &oomWatch{done: make(chan struct{}), stop: make(chan struct{})}
 	go w.run(d, id)
 	return w
 }
+
+// canWatchOOM: the watch needs cgroup v1's memory controller and root
+// (cgroup.event_control is root's); without them it would only cost an
+// inspect per task.
+var canWatchOOM = sync.OnceValue(func() bool {
+	if os.Geteuid() != 0 {
+		return false
+	}
+	_, err := os.Stat("/sys/fs/cgroup/memory")
+	return err == nil
+})
 
 func (w *oomWatch) run(d *Driver, id string) {
 	defer close(w.done)
