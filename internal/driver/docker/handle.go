@@ -2,7 +2,6 @@ package docker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -193,6 +192,15 @@ func (h *handle) collect() {
 		<-h.copied
 	}
 
+	if waitErr != nil {
+		// The wait broke: the engine died, or its connection did. What
+		// an inspect would tell after is not the container's own end: an
+		// engine restarted since reports a container its crash took down
+		// as exited 0 (seen with TestEngineRestart, once the inspect came
+		// late enough to reach the new engine). The task's end is unknown.
+		h.err = fmt.Errorf("wait for container %s: %w", shortID(h.id), waitErr)
+		return
+	}
 	res.OOMKilled = h.oom.killed()
 	ctx, cancel := context.WithTimeout(h.bg, inspectTimeout)
 	defer cancel()
@@ -203,18 +211,6 @@ func (h *handle) collect() {
 		if res.Err == "" {
 			res.Err = info.State.Error
 		}
-		if waitErr != nil {
-			// The wait broke (the engine restarted, say): the state
-			// still tells how the container ended, if it did.
-			if info.State.Running {
-				h.err = fmt.Errorf("wait for container %s: %w", shortID(h.id), waitErr)
-				return
-			}
-			res.ExitCode = info.State.ExitCode
-		}
-	case waitErr != nil:
-		h.err = fmt.Errorf("wait for container %s: %w", shortID(h.id), errors.Join(waitErr, err))
-		return
 	case cerrdefs.IsNotFound(err):
 		// Destroyed right after its exit: the exit code is known, the
 		// engine's OOM flag went with the container (the watch's stays).
