@@ -144,7 +144,7 @@ func (g *groupWriter) close() { g.q.Close() }
 // length looks cheaper than a generic one, and weighing the table's
 // partial indexes made the planning cost more than the update: a fifth of
 // the queue's database time), and its plans scanned the active tasks
-// (tasks_project_active) to join them, which grows with the tasks
+// (tasks_active) to join them, which grows with the tasks
 // running. The updates test the status as (status || ”), which no
 // partial index's predicate matches, so the primary key is the only
 // index they can use.

@@ -137,12 +137,12 @@ func leaseBatch(ctx context.Context, tx pgx.Tx, clusters []string, now int64, c 
 }
 
 // activeCountSQL counts a code's tasks holding a slot of its
-// max_concurrency.
-const activeCountSQL = `SELECT COUNT(*) FROM tasks WHERE code_id = $1 AND status IN ('preparing', 'running')`
+// max_concurrency ($1 its project, $2 the code): a range of tasks_active.
+const activeCountSQL = `SELECT COUNT(*) FROM tasks WHERE project_id = $1 AND code_id = $2 AND status IN ('preparing', 'running')`
 
 // codeSlots locks code's row and counts its tasks in preparing or running;
 // ok is false when another transaction holds the row.
-func codeSlots(ctx context.Context, tx pgx.Tx, codeID string) (active int, ok bool, err error) {
+func codeSlots(ctx context.Context, tx pgx.Tx, projectID, codeID string) (active int, ok bool, err error) {
 	var one int
 	err = tx.QueryRow(ctx, `SELECT 1 FROM codes WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED`, codeID).Scan(&one)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -152,11 +152,15 @@ func codeSlots(ctx context.Context, tx pgx.Tx, codeID string) (active int, ok bo
 	if err != nil {
 		return 0, false, fmt.Errorf("lock code %s: %w", codeID, err)
 	}
-	if err := tx.QueryRow(ctx, activeCountSQL, codeID).Scan(&active); err != nil {
+	if err := tx.QueryRow(ctx, activeCountSQL, projectID, codeID).Scan(&active); err != nil {
 		return 0, false, fmt.Errorf("count active tasks of code %s: %w", codeID, err)
 	}
 	return active, true, nil
 }
+
+// projectActiveSQL counts a project's tasks in preparing or running (its
+// quota): a range of tasks_active.
+const projectActiveSQL = `SELECT COUNT(*) FROM tasks WHERE project_id = $1 AND status IN ('preparing', 'running')`
 
 // projectSlots locks a project's row and counts its tasks in preparing
 // or running, as codeSlots does for a code; ok is false when another
@@ -170,8 +174,7 @@ func projectSlots(ctx context.Context, tx pgx.Tx, projectID string) (active int6
 	if err != nil {
 		return 0, false, fmt.Errorf("lock project %s: %w", projectID, err)
 	}
-	if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM tasks WHERE project_id = $1 AND status IN ('preparing', 'running')`,
-		projectID).Scan(&active); err != nil {
+	if err := tx.QueryRow(ctx, projectActiveSQL, projectID).Scan(&active); err != nil {
 		return 0, false, fmt.Errorf("count running tasks of project %s: %w", projectID, err)
 	}
 	return active, true, nil
@@ -237,7 +240,7 @@ func (s *Store) LeaseTasks(ctx context.Context, p store.LeaseParams) ([]store.Ta
 					n, seen := active[c.codeID]
 					if !seen {
 						var ok bool
-						if n, ok, err = codeSlots(ctx, tx, c.codeID); err != nil {
+						if n, ok, err = codeSlots(ctx, tx, c.project, c.codeID); err != nil {
 							return err
 						}
 						if !ok {

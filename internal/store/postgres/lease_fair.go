@@ -201,7 +201,7 @@ func fitsLimits(ctx context.Context, tx pgx.Tx, c candidate, active map[string]i
 		if !seen {
 			var ok bool
 			var err error
-			if n, ok, err = codeSlots(ctx, tx, c.codeID); err != nil {
+			if n, ok, err = codeSlots(ctx, tx, c.project, c.codeID); err != nil {
 				return false, err
 			}
 			if !ok {

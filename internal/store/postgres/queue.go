@@ -90,9 +90,17 @@ func (s *Store) CancelCodeTasks(ctx context.Context, projectID, codeID string, n
 	return int(n), nil
 }
 
+// codeStatsSQL counts code $2's tasks by status: a range of
+// tasks_project_code_created (a project's tasks by code name), which holds
+// the code id and the status, so the count reads no table. The name is the
+// code's own: a code is never renamed, and tasks of an older code of the
+// same name are told apart by the id.
+const codeStatsSQL = `SELECT t.status, COUNT(*) FROM codes c
+	JOIN tasks t ON t.project_id = c.project_id AND t.code_name = c.name AND t.code_id = c.id
+	WHERE c.project_id = $1 AND c.id = $2 GROUP BY t.status`
+
 func (s *Store) CodeStats(ctx context.Context, projectID, codeID string) (map[store.Status]int, error) {
-	rows, err := s.pool.Query(ctx,
-		`SELECT status, COUNT(*) FROM tasks WHERE project_id = $1 AND code_id = $2 GROUP BY status`, projectID, codeID)
+	rows, err := s.pool.Query(ctx, codeStatsSQL, projectID, codeID)
 	if err != nil {
 		return nil, fail(err, "stats of code %s", codeID)
 	}
