@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 )
 
 // fillCode adds the code 'c' and its revision 'r' of fillTasks' project,
@@ -124,5 +125,39 @@ func TestHeartbeatTouchesNoIndex(t *testing.T) {
 	}
 	if hot != beats {
 		t.Errorf("%d of %d heartbeats were HOT updates: the others added an entry to every index of tasks", hot, beats)
+	}
+}
+
+// A code's cancel_all, with tasks_code_status gone: among 1,000 queued
+// tasks of 50 codes and 19,000 ended ones, it reads the queued tasks
+// through an index of the queue, not the table, and cancels all of the
+// code's, and only them.
+func TestCancelCodeTasksReadsTheQueue(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := planStore(t)
+	fillTasks(t, s, "CASE WHEN i % 20 = 0 THEN 'queued' ELSE 'complete' END", "''", "CASE WHEN i % 20 = 0 THEN NULL ELSE i END")
+	fillCode(t, s)
+	if _, err := s.pool.Exec(ctx,
+		`UPDATE tasks SET code_id = 'c' || (id::bigint % 50), code_name = 'c' || (id::bigint % 50) WHERE id::bigint % 50 <> 0`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.pool.Exec(ctx, `VACUUM ANALYZE tasks`); err != nil {
+		t.Fatal(err)
+	}
+	const project = "0123456789abcdef01234567"
+	for name, q := range map[string]string{"queued": cancelCodeQueuedSQL, "active": cancelCodeActiveSQL} {
+		plan := explainText(t, s.pool, q, int64(1), project, "c")
+		if !strings.Contains(plan, "Index") || strings.Contains(plan, "Seq Scan on tasks") {
+			t.Errorf("cancelling a code's %s tasks reads no index of tasks:\n%s", name, plan)
+		}
+	}
+	n, err := s.CancelCodeTasks(ctx, project, "c", time.Now())
+	if err != nil || n != 200 {
+		t.Fatalf("CancelCodeTasks = %d, %v; want 200", n, err)
+	}
+	var left int
+	if err := s.pool.QueryRow(ctx, `SELECT COUNT(*) FROM tasks WHERE status = 'queued'`).Scan(&left); err != nil || left != 800 {
+		t.Errorf("%d tasks still queued (%v), want 800", left, err)
 	}
 }

@@ -63,21 +63,26 @@ func (s *Store) SetProgress(ctx context.Context, p store.ProgressParams) error {
 	return nil
 }
 
+// A code's cancel_all: its queued tasks are read through an index of the
+// queue (the project's, or the whole queue's), its active ones through
+// tasks_active.
+const (
+	cancelCodeQueuedSQL = `UPDATE tasks SET status = 'cancelled', msg = 'Cancelled', end_time = $1, updated_at = $1
+		WHERE project_id = $2 AND code_id = $3 AND status = 'queued'`
+	cancelCodeActiveSQL = `UPDATE tasks SET cancel_request = TRUE, updated_at = $1
+		WHERE project_id = $2 AND code_id = $3 AND status IN ('preparing', 'running') AND NOT cancel_request`
+)
+
 func (s *Store) CancelCodeTasks(ctx context.Context, projectID, codeID string, now time.Time) (int, error) {
 	var n int64
 	err := s.withTx(ctx, func(tx pgx.Tx) error {
 		at := micros(now)
-		tag, err := tx.Exec(ctx,
-			`UPDATE tasks SET status = 'cancelled', msg = 'Cancelled', end_time = $1, updated_at = $1
-			 WHERE project_id = $2 AND code_id = $3 AND status = 'queued'`, at, projectID, codeID)
+		tag, err := tx.Exec(ctx, cancelCodeQueuedSQL, at, projectID, codeID)
 		if err != nil {
 			return err
 		}
 		queued := tag.RowsAffected()
-		tag, err = tx.Exec(ctx,
-			`UPDATE tasks SET cancel_request = TRUE, updated_at = $1
-			 WHERE project_id = $2 AND code_id = $3 AND status IN ('preparing', 'running') AND NOT cancel_request`,
-			at, projectID, codeID)
+		tag, err = tx.Exec(ctx, cancelCodeActiveSQL, at, projectID, codeID)
 		if err != nil {
 			return err
 		}
