@@ -7,9 +7,9 @@ import (
 )
 
 // OverviewStore gives the dashboard its figures of one project. Every
-// query it makes is served by an index (tasks_code_status for the active
-// tasks, tasks_project_ended for the ended ones, which also covers every
-// column read), so it stays cheap with millions of tasks.
+// query it makes is served by an index (indexes of the unfinished tasks
+// for those, tasks_project_ended for the ended ones, which also covers
+// every column read), so it stays cheap with millions of tasks.
 type OverviewStore interface {
 	Overview(ctx context.Context, p OverviewParams) (Overview, error)
 }

@@ -175,11 +175,18 @@ func (s *Store) DeleteToken(ctx context.Context, tokenID string) error {
 	return nil
 }
 
+// runnerHoldsSQL asks whether runner $2 holds an active task of revision
+// $1: the revision gives its project and code, and with them the task is
+// a range of tasks_active. A revision deleted with its code has no
+// package to hand out either.
+const runnerHoldsSQL = `SELECT 1 FROM code_revisions r
+	JOIN tasks t ON t.project_id = r.project_id AND t.code_id = r.code_id AND t.code_revision_id = r.id
+		AND t.runner_id = $2 AND t.status IN ('preparing', 'running')
+	WHERE r.id = $1 LIMIT 1`
+
 func (s *Store) RunnerHoldsRevision(ctx context.Context, runnerID, revisionID string) (bool, error) {
 	var one int
-	err := s.pool.QueryRow(ctx,
-		`SELECT 1 FROM tasks WHERE code_revision_id = $1 AND runner_id = $2 AND status IN ('preparing', 'running') LIMIT 1`,
-		revisionID, runnerID).Scan(&one)
+	err := s.pool.QueryRow(ctx, runnerHoldsSQL, revisionID, runnerID).Scan(&one)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
 	}

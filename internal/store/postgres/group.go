@@ -137,26 +137,21 @@ func takeGroup(pending []*writeRequest) (group, rest []*writeRequest) {
 // close stops the writers once the groups in flight are answered.
 func (g *groupWriter) close() { g.q.Close() }
 
-// groupPlanSQL fixes the plan of the group's updates, until the leases
-// (groupLeasePlanSQL) or the commit: each row found by its id in the
-// primary key, the plan made once per connection. Left to itself the
+// groupPlanSQL fixes the plans of the group's statements, until the
+// commit, in one statement: each row of the updates found by its id in
+// the primary key, the plan made once per connection. Left to itself the
 // server plans them anew on most calls (a custom plan for each array
 // length looks cheaper than a generic one, and weighing the table's
 // partial indexes made the planning cost more than the update: a fifth of
 // the queue's database time), and its plans scanned the active tasks
-// (tasks_project_active) to join them, which grows with the tasks
+// (tasks_active) to join them, which grows with the tasks
 // running. The updates test the status as (status || ”), which no
 // partial index's predicate matches, so the primary key is the only
-// index they can use.
+// index they can use. The leases run under the same settings, with theirs
+// (leasePlanSettings): their generic plan, made once, walks the queue's
+// index and finds everything else by primary key (leaseFastSQL).
 const groupPlanSQL = `SELECT set_config('plan_cache_mode', 'force_generic_plan', true),
-	set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true),
-	set_config('enable_seqscan', 'off', true)`
-
-// groupLeasePlanSQL gives the leases after the updates the planner's
-// defaults back, with what leases change (leasePlanSettings), in one
-// statement.
-const groupLeasePlanSQL = `SELECT set_config('plan_cache_mode', 'auto', true),
-	set_config('enable_hashjoin', 'on', true), set_config('enable_mergejoin', 'on', true), ` + leasePlanSettings
+	set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true), ` + leasePlanSettings
 
 const groupStartSQL = `UPDATE tasks t SET status = 'running', start_time = u.now, updated_at = u.now
 	FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[]) AS u(id, runner_id, attempt, now)
@@ -198,12 +193,7 @@ func (g *groupWriter) write(group []*writeRequest) {
 		}
 	}
 	b := &pgx.Batch{}
-	// The updates' plan settings, when there are updates; the leases'
-	// come before the leases.
-	updates := len(starts)+len(finishes)+len(beats) > 0
-	if updates {
-		b.Queue(groupPlanSQL)
-	}
+	b.Queue(groupPlanSQL)
 	var kinds [][]*writeRequest
 	if len(starts) > 0 {
 		ids, runners, attempts, nows := make([]string, len(starts)), make([]string, len(starts)), make([]int32, len(starts)), make([]int64, len(starts))
@@ -235,16 +225,10 @@ func (g *groupWriter) write(group []*writeRequest) {
 		b.Queue(groupHeartbeatSQL, ids, runners, attempts, expires)
 		kinds = append(kinds, beats)
 	}
-	// Leases come last, after the writes above freed what they free; the
-	// plan settings hold from here to the commit, for the leases only.
+	// Leases come last, after the writes above freed what they free.
 	// Each lease sees the rows the ones before it took as no longer
 	// queued, so no task goes to two of them.
 	if len(leases) > 0 {
-		if updates {
-			b.Queue(groupLeasePlanSQL)
-		} else {
-			b.Queue(leasePlanSQL)
-		}
 		for _, r := range leases {
 			l := r.lease
 			now, expires := l.times()
@@ -258,11 +242,9 @@ func (g *groupWriter) write(group []*writeRequest) {
 	leased := make(map[*writeRequest][]store.Task, len(leases))
 	err := func() error {
 		br := g.s.pool.SendBatch(ctx, b)
-		if updates {
-			if _, err := br.Exec(); err != nil {
-				br.Close()
-				return err
-			}
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return err
 		}
 		for range kinds {
 			rows, err := br.Query()
@@ -287,10 +269,6 @@ func (g *groupWriter) write(group []*writeRequest) {
 			}
 		}
 		if len(leases) > 0 {
-			if _, err := br.Exec(); err != nil {
-				br.Close()
-				return err
-			}
 			for _, r := range leases {
 				rows, err := br.Query()
 				if err != nil {

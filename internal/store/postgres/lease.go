@@ -60,15 +60,25 @@ func leaseQueueSQL(oneCluster bool) string {
 	}
 	return `
 	FROM tasks t
-	LEFT JOIN code_revisions r ON r.id = t.code_revision_id
-	LEFT JOIN codes k ON k.id = t.code_id
-	LEFT JOIN projects p ON p.id = t.project_id
 	WHERE t.status = 'queued' AND ` + cluster + ` AND t.due_at <= $2
-		AND NOT COALESCE(k.paused, FALSE)
+		AND NOT COALESCE((SELECT k.paused FROM codes k WHERE k.id = t.code_id), FALSE)
 		AND (-t.priority, t.due_at, t.id) > (-$3::bigint, $4::bigint, $5::text)
 	ORDER BY -t.priority, t.due_at, t.id
 	LIMIT $6
 	FOR UPDATE OF t SKIP LOCKED`
+}
+
+// maxConcSQL and projMaxSQL are a queued task's code's max_concurrency (0:
+// none) and its project's running-tasks quota (0: none; def the
+// parameter of the server's default), each looked up by primary key in a
+// subquery of its own: unlike a join, which the planner may make a scan
+// of the other table per task when its statistics are of empty tables,
+// a subquery can only be that lookup, whatever the statistics and plan
+// settings (the grouped leases run under a generic plan made once).
+const maxConcSQL = `COALESCE((SELECT r.max_concurrency FROM code_revisions r WHERE r.id = t.code_revision_id), 0)`
+
+func projMaxSQL(def string) string {
+	return `(SELECT ` + projectQuotaSQL(def) + ` FROM projects p WHERE p.id = t.project_id)`
 }
 
 // leaseStatements are the statements of a lease, for a number of clusters.
@@ -92,8 +102,8 @@ func leaseSQL(clusters []string) leaseStatements {
 }
 
 func leaseBatchSQL(oneCluster bool) string {
-	return `SELECT t.id, t.code_id, t.priority, t.due_at, COALESCE(r.max_concurrency, 0), t.project_id, ` +
-		projectQuotaSQL("$7") + leaseQueueSQL(oneCluster)
+	return `SELECT t.id, t.code_id, t.priority, t.due_at, ` + maxConcSQL + `, t.project_id, ` +
+		projMaxSQL("$7") + leaseQueueSQL(oneCluster)
 }
 
 // projectQuotaSQL is a queued task's project's running-tasks quota (0:
@@ -137,12 +147,12 @@ func leaseBatch(ctx context.Context, tx pgx.Tx, clusters []string, now int64, c 
 }
 
 // activeCountSQL counts a code's tasks holding a slot of its
-// max_concurrency.
-const activeCountSQL = `SELECT COUNT(*) FROM tasks WHERE code_id = $1 AND status IN ('preparing', 'running')`
+// max_concurrency ($1 its project, $2 the code): a range of tasks_active.
+const activeCountSQL = `SELECT COUNT(*) FROM tasks WHERE project_id = $1 AND code_id = $2 AND status IN ('preparing', 'running')`
 
 // codeSlots locks code's row and counts its tasks in preparing or running;
 // ok is false when another transaction holds the row.
-func codeSlots(ctx context.Context, tx pgx.Tx, codeID string) (active int, ok bool, err error) {
+func codeSlots(ctx context.Context, tx pgx.Tx, projectID, codeID string) (active int, ok bool, err error) {
 	var one int
 	err = tx.QueryRow(ctx, `SELECT 1 FROM codes WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED`, codeID).Scan(&one)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -152,11 +162,15 @@ func codeSlots(ctx context.Context, tx pgx.Tx, codeID string) (active int, ok bo
 	if err != nil {
 		return 0, false, fmt.Errorf("lock code %s: %w", codeID, err)
 	}
-	if err := tx.QueryRow(ctx, activeCountSQL, codeID).Scan(&active); err != nil {
+	if err := tx.QueryRow(ctx, activeCountSQL, projectID, codeID).Scan(&active); err != nil {
 		return 0, false, fmt.Errorf("count active tasks of code %s: %w", codeID, err)
 	}
 	return active, true, nil
 }
+
+// projectActiveSQL counts a project's tasks in preparing or running (its
+// quota): a range of tasks_active.
+const projectActiveSQL = `SELECT COUNT(*) FROM tasks WHERE project_id = $1 AND status IN ('preparing', 'running')`
 
 // projectSlots locks a project's row and counts its tasks in preparing
 // or running, as codeSlots does for a code; ok is false when another
@@ -170,8 +184,7 @@ func projectSlots(ctx context.Context, tx pgx.Tx, projectID string) (active int6
 	if err != nil {
 		return 0, false, fmt.Errorf("lock project %s: %w", projectID, err)
 	}
-	if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM tasks WHERE project_id = $1 AND status IN ('preparing', 'running')`,
-		projectID).Scan(&active); err != nil {
+	if err := tx.QueryRow(ctx, projectActiveSQL, projectID).Scan(&active); err != nil {
 		return 0, false, fmt.Errorf("count running tasks of project %s: %w", projectID, err)
 	}
 	return active, true, nil
@@ -237,7 +250,7 @@ func (s *Store) LeaseTasks(ctx context.Context, p store.LeaseParams) ([]store.Ta
 					n, seen := active[c.codeID]
 					if !seen {
 						var ok bool
-						if n, ok, err = codeSlots(ctx, tx, c.codeID); err != nil {
+						if n, ok, err = codeSlots(ctx, tx, c.project, c.codeID); err != nil {
 							return err
 						}
 						if !ok {
@@ -329,16 +342,19 @@ func markLeased(ctx context.Context, tx pgx.Tx, runner string, expires, now int6
 // lease. The rows are put in lease order here, not by the server: with
 // sorting disabled (leasePlanSQL) a sort node costs so much on paper that
 // the planner compiles the statement (JIT), which takes longer than
-// hundreds of leases.
+// hundreds of leases. The rows are updated by their ids, an array, and
+// the status is tested as (status || ”), which no partial index's
+// predicate matches: a lookup in the primary key whatever the plan
+// settings (a join to c was planned as a scan of every task, and the
+// status alone as a scan of a queue index).
 func leaseFastSQL(oneCluster bool) string {
 	return `
 	WITH c AS (
-		SELECT t.id, COALESCE(r.max_concurrency, 0) AS max_conc, ` + projectQuotaSQL("$10") + ` AS proj_max` + leaseQueueSQL(oneCluster) + `
+		SELECT t.id, ` + maxConcSQL + ` AS max_conc, ` + projMaxSQL("$10") + ` AS proj_max` + leaseQueueSQL(oneCluster) + `
 	), u AS (
 		UPDATE tasks SET status = 'preparing', runner_id = $7, attempt = attempt + 1,
 			lease_expires_at = $8, updated_at = $9
-		FROM c
-		WHERE tasks.id = c.id AND tasks.status = 'queued'
+		WHERE tasks.id = ANY(ARRAY(SELECT id FROM c)) AND (tasks.status || '') = 'queued'
 			AND NOT EXISTS (SELECT 1 FROM c WHERE c.max_conc > 0 OR c.proj_max > 0)
 			AND (SELECT count(*) FROM (SELECT 1 FROM queue_projects LIMIT 2) q) < 2
 		RETURNING tasks.*

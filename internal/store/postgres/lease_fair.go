@@ -43,14 +43,11 @@ func fairHeadsSQL(oneCluster bool) string {
 	SELECT q.project_id, h.id, h.code_id, h.priority, h.due_at, h.max_conc, h.proj_max
 	FROM unnest($5::text[]) WITH ORDINALITY AS q(project_id, ord)
 	CROSS JOIN LATERAL (
-		SELECT t.id, t.code_id, t.priority, t.due_at, COALESCE(r.max_concurrency, 0) AS max_conc,
-			` + projectQuotaSQL("$6") + ` AS proj_max
+		SELECT t.id, t.code_id, t.priority, t.due_at, ` + maxConcSQL + ` AS max_conc,
+			` + projMaxSQL("$6") + ` AS proj_max
 		FROM tasks t
-		LEFT JOIN code_revisions r ON r.id = t.code_revision_id
-		LEFT JOIN codes k ON k.id = t.code_id
-		LEFT JOIN projects p ON p.id = t.project_id
 		WHERE t.project_id = q.project_id AND t.status = 'queued' AND ` + cluster + ` AND t.due_at <= $2
-			AND NOT COALESCE(k.paused, FALSE) AND t.id <> ALL($3)
+			AND NOT COALESCE((SELECT k.paused FROM codes k WHERE k.id = t.code_id), FALSE) AND t.id <> ALL($3)
 		ORDER BY -t.priority, t.due_at, t.id
 		LIMIT 1
 		FOR UPDATE OF t SKIP LOCKED
@@ -201,7 +198,7 @@ func fitsLimits(ctx context.Context, tx pgx.Tx, c candidate, active map[string]i
 		if !seen {
 			var ok bool
 			var err error
-			if n, ok, err = codeSlots(ctx, tx, c.codeID); err != nil {
+			if n, ok, err = codeSlots(ctx, tx, c.project, c.codeID); err != nil {
 				return false, err
 			}
 			if !ok {

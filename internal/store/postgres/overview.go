@@ -7,11 +7,16 @@ import (
 )
 
 // The overview's queries, named so the plan test explains the text that
-// runs: tasks_code_status per code of the project for what is unfinished,
-// a range of tasks_project_ended, which covers it, for what ended.
+// runs: for what is unfinished, the project's ranges of tasks_project_queue
+// and of tasks_active, which hold the code id (and the active ones'
+// status: the queued ones' is known), so neither reads the table; for what
+// ended, a range of tasks_project_ended, which covers it.
 const (
-	overviewActive = `SELECT c.name, t.status, COUNT(*) FROM codes c
-		JOIN tasks t ON t.code_id = c.id AND t.status IN ('queued', 'preparing', 'running')
+	overviewActive = `SELECT c.name, t.status, COUNT(*) FROM (
+			SELECT code_id, 'queued' AS status FROM tasks WHERE project_id = $1 AND status = 'queued'
+			UNION ALL
+			SELECT code_id, status FROM tasks WHERE project_id = $1 AND status IN ('preparing', 'running')
+		) t JOIN codes c ON c.id = t.code_id
 		WHERE c.project_id = $1 GROUP BY c.name, t.status`
 	overviewEnded = `SELECT (end_time - $1) / $2, code_name, status, COUNT(*),
 		COUNT(start_time), COALESCE(SUM(start_time - due_at), 0)::BIGINT, COALESCE(MAX(start_time - due_at), 0)

@@ -63,21 +63,26 @@ func (s *Store) SetProgress(ctx context.Context, p store.ProgressParams) error {
 	return nil
 }
 
+// A code's cancel_all: its queued tasks are read through an index of the
+// queue (the project's, or the whole queue's), its active ones through
+// tasks_active.
+const (
+	cancelCodeQueuedSQL = `UPDATE tasks SET status = 'cancelled', msg = 'Cancelled', end_time = $1, updated_at = $1
+		WHERE project_id = $2 AND code_id = $3 AND status = 'queued'`
+	cancelCodeActiveSQL = `UPDATE tasks SET cancel_request = TRUE, updated_at = $1
+		WHERE project_id = $2 AND code_id = $3 AND status IN ('preparing', 'running') AND NOT cancel_request`
+)
+
 func (s *Store) CancelCodeTasks(ctx context.Context, projectID, codeID string, now time.Time) (int, error) {
 	var n int64
 	err := s.withTx(ctx, func(tx pgx.Tx) error {
 		at := micros(now)
-		tag, err := tx.Exec(ctx,
-			`UPDATE tasks SET status = 'cancelled', msg = 'Cancelled', end_time = $1, updated_at = $1
-			 WHERE project_id = $2 AND code_id = $3 AND status = 'queued'`, at, projectID, codeID)
+		tag, err := tx.Exec(ctx, cancelCodeQueuedSQL, at, projectID, codeID)
 		if err != nil {
 			return err
 		}
 		queued := tag.RowsAffected()
-		tag, err = tx.Exec(ctx,
-			`UPDATE tasks SET cancel_request = TRUE, updated_at = $1
-			 WHERE project_id = $2 AND code_id = $3 AND status IN ('preparing', 'running') AND NOT cancel_request`,
-			at, projectID, codeID)
+		tag, err = tx.Exec(ctx, cancelCodeActiveSQL, at, projectID, codeID)
 		if err != nil {
 			return err
 		}
@@ -90,9 +95,17 @@ func (s *Store) CancelCodeTasks(ctx context.Context, projectID, codeID string, n
 	return int(n), nil
 }
 
+// codeStatsSQL counts code $2's tasks by status: a range of
+// tasks_project_code_created (a project's tasks by code name), which holds
+// the code id and the status, so the count reads no table. The name is the
+// code's own: a code is never renamed, and tasks of an older code of the
+// same name are told apart by the id.
+const codeStatsSQL = `SELECT t.status, COUNT(*) FROM codes c
+	JOIN tasks t ON t.project_id = c.project_id AND t.code_name = c.name AND t.code_id = c.id
+	WHERE c.project_id = $1 AND c.id = $2 GROUP BY t.status`
+
 func (s *Store) CodeStats(ctx context.Context, projectID, codeID string) (map[store.Status]int, error) {
-	rows, err := s.pool.Query(ctx,
-		`SELECT status, COUNT(*) FROM tasks WHERE project_id = $1 AND code_id = $2 GROUP BY status`, projectID, codeID)
+	rows, err := s.pool.Query(ctx, codeStatsSQL, projectID, codeID)
 	if err != nil {
 		return nil, fail(err, "stats of code %s", codeID)
 	}

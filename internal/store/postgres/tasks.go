@@ -331,26 +331,35 @@ func (s *Store) CancelTask(ctx context.Context, projectID, taskID string, now ti
 	return task, nil
 }
 
+// The rescue's three updates partition the expired tasks: out of
+// attempts -> killed; else cancel asked -> cancelled; else back to the
+// queue. Each reads the active tasks through tasks_active and checks their
+// expiry in the table: no index holds the expiry, so that a heartbeat,
+// which changes only that, touches no index (a HOT update).
+const (
+	rescueExpired   = `status IN ('preparing', 'running') AND lease_expires_at < $1`
+	rescueKilledSQL = `UPDATE tasks SET status = 'killed',
+				msg = 'Runner lost: lease expired after ' || attempt || ' attempts',
+				end_time = $1, updated_at = $1, lease_expires_at = NULL
+			  WHERE ` + rescueExpired + ` AND attempt >= $2`
+	rescueCancelledSQL = `UPDATE tasks SET status = 'cancelled', msg = 'Cancelled',
+				end_time = $1, updated_at = $1, lease_expires_at = NULL
+			  WHERE ` + rescueExpired + ` AND cancel_request`
+	rescueQueuedSQL = `UPDATE tasks SET status = 'queued', runner_id = '', updated_at = $1, lease_expires_at = NULL
+			  WHERE ` + rescueExpired
+)
+
 func (s *Store) RescueExpired(ctx context.Context, p store.RescueParams) (int, error) {
 	now := micros(p.Now)
-	// The three updates partition the expired tasks: out of attempts ->
-	// killed; else cancel asked -> cancelled; else back to the queue.
-	const expired = `status IN ('preparing', 'running') AND lease_expires_at < $1`
 	var moved int64
 	err := s.withTx(ctx, func(tx pgx.Tx) error {
 		steps := []struct {
 			query string
 			args  []any
 		}{
-			{`UPDATE tasks SET status = 'killed',
-				msg = 'Runner lost: lease expired after ' || attempt || ' attempts',
-				end_time = $1, updated_at = $1, lease_expires_at = NULL
-			  WHERE ` + expired + ` AND attempt >= $2`, []any{now, p.MaxAttempts}},
-			{`UPDATE tasks SET status = 'cancelled', msg = 'Cancelled',
-				end_time = $1, updated_at = $1, lease_expires_at = NULL
-			  WHERE ` + expired + ` AND cancel_request`, []any{now}},
-			{`UPDATE tasks SET status = 'queued', runner_id = '', updated_at = $1, lease_expires_at = NULL
-			  WHERE ` + expired, []any{now}},
+			{rescueKilledSQL, []any{now, p.MaxAttempts}},
+			{rescueCancelledSQL, []any{now}},
+			{rescueQueuedSQL, []any{now}},
 		}
 		for _, st := range steps {
 			tag, err := tx.Exec(ctx, st.query, st.args...)
