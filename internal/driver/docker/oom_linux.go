@@ -45,8 +45,9 @@ type oomWatch struct {
 	seen atomic.Bool
 	done chan struct{} // closed when the watch ended
 	stop chan struct{} // closed by release
-	// fd is the eventfd's file once registered; release closes it to end
-	// a read that would otherwise wait for the removal.
+	once sync.Once     // of release
+	// fd is the eventfd's file once registered; release times out its
+	// read, which would otherwise wait for the cgroup's removal.
 	fd atomic.Pointer[os.File]
 }
 
@@ -170,8 +171,8 @@ func (w *oomWatch) follow(dir string) error {
 	if err != nil {
 		return fmt.Errorf("eventfd: %w", err)
 	}
-	// Nonblocking, so reads go through the runtime's poller and a closed
-	// file ends them.
+	// Nonblocking, so reads go through the runtime's poller (no thread
+	// held per container) and a read deadline ends them.
 	ev := os.NewFile(uintptr(efd), "oom-eventfd")
 	defer ev.Close()
 	reg := fmt.Sprintf("%d %d", efd, ctl.Fd())
@@ -228,14 +229,10 @@ func (w *oomWatch) release() {
 	if w == nil {
 		return
 	}
-	select {
-	case <-w.stop:
-	default:
-		close(w.stop)
-	}
+	w.once.Do(func() { close(w.stop) })
 	if f := w.fd.Load(); f != nil {
-		// Unblocks the read; the watch's own Close after is harmless.
-		f.SetReadDeadline(time.Now())
+		// Ends the read; on a file the watch has closed already, nothing.
+		_ = f.SetReadDeadline(time.Now())
 	}
 }
 
