@@ -22,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
@@ -227,6 +228,20 @@ func (d *Driver) remove(ctx context.Context, id string) (bool, error) {
 	default:
 		return false, fmt.Errorf("remove container %s: %w", shortID(id), err)
 	}
+}
+
+// stoppable is a context that ends after timeout or once stop is closed:
+// for the engine calls of work in the background that a close cuts short.
+func stoppable(stop <-chan struct{}, timeout time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	go func() {
+		select {
+		case <-stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
 }
 
 func shortID(id string) string {

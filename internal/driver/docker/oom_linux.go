@@ -3,7 +3,6 @@ package docker
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -16,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mayfly-run/mayfly/internal/driver"
 )
 
 // The engine learns of an out-of-memory kill from an event its shim sends,
@@ -95,15 +96,8 @@ func (w *oomWatch) run(d *Driver, id string) {
 
 // pid asks the engine for container id's process.
 func (w *oomWatch) pid(d *Driver, id string) (int, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), inspectTimeout)
+	ctx, cancel := stoppable(w.stop, inspectTimeout)
 	defer cancel()
-	go func() {
-		select {
-		case <-w.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	info, err := d.cli.ContainerInspect(ctx, id)
 	if err != nil {
 		return 0, err
@@ -248,17 +242,7 @@ func readAt(f *os.File) ([]byte, error) {
 // oomInControl reports whether a memory.oom_control file's text counts an
 // OOM kill or says the cgroup is under OOM now.
 func oomInControl(data []byte) bool {
-	for _, line := range strings.Split(string(data), "\n") {
-		k, v, ok := strings.Cut(line, " ")
-		if !ok {
-			continue
-		}
-		n, _ := strconv.Atoi(strings.TrimSpace(v))
-		if (k == "oom_kill" || k == "under_oom") && n > 0 {
-			return true
-		}
-	}
-	return false
+	return driver.CgroupValue(data, "oom_kill") > 0 || driver.CgroupValue(data, "under_oom") > 0
 }
 
 // memoryCgroupV1 is the directory of process pid's cgroup v1 memory

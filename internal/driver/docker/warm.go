@@ -456,15 +456,8 @@ func (p *warmPool) fill(sh *warmShape) {
 
 // create makes one warm container of sh's shape.
 func (p *warmPool) create(sh *warmShape) (_ *warmCtr, err error) {
-	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	ctx, cancel := stoppable(p.done, cleanupTimeout)
 	defer cancel()
-	go func() {
-		select {
-		case <-p.done:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	img, err := p.image(ctx, sh.tmpl.Image)
 	if err != nil {
 		return nil, err

@@ -228,18 +228,12 @@ func (d *Driver) oomFile(id string) string {
 
 // oomKills reads the oom_kill count of a memory.events or
 // memory.oom_control file.
-func oomKills(file string) int {
+func oomKills(file string) int64 {
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return 0
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if k, v, ok := strings.Cut(line, " "); ok && k == "oom_kill" {
-			n, _ := strconv.Atoi(strings.TrimSpace(v))
-			return n
-		}
-	}
-	return 0
+	return driver.CgroupValue(data, "oom_kill")
 }
 
 // handle is one started container. Its result is collected once, in the

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/mayfly-run/mayfly/internal/store"
-	"github.com/mayfly-run/mayfly/internal/store/storetest"
 	"github.com/mayfly-run/mayfly/internal/testenv"
 )
 
@@ -26,25 +25,9 @@ func TestGroupedWritesAcknowledgedSurviveKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now().UTC().Truncate(time.Microsecond)
-	p := store.Project{ID: storetest.NewID(), Name: "p", CreatedAt: now}
-	if err := s.CreateProject(ctx, p); err != nil {
-		t.Fatal(err)
-	}
-	code, err := s.PutCodeRevision(ctx, store.CodeRevision{ID: storetest.NewID(), CodeID: storetest.NewID(),
-		ProjectID: p.ID, Name: "c", Runtime: "sh", FileName: "run.sh", Stack: "default", CreatedAt: now})
-	if err != nil {
-		t.Fatal(err)
-	}
+	code := newCode(t, s, now)
 	const n = 2000
-	tasks := make([]store.Task, n)
-	for i := range tasks {
-		tasks[i] = store.Task{ID: storetest.NewID(), ProjectID: p.ID, CodeID: code.CodeID, CodeName: code.Name,
-			CodeRevisionID: code.CodeRevision.ID, CodeRev: code.Rev, Status: store.StatusQueued, Timeout: 60,
-			CreatedAt: now, UpdatedAt: now, DueAt: now}
-	}
-	if err := s.InsertTasks(ctx, tasks); err != nil {
-		t.Fatal(err)
-	}
+	queueTasks(t, s, code, n, now)
 	var leased []store.Task
 	for len(leased) < n {
 		got, err := s.LeaseTasks(ctx, store.LeaseParams{RunnerID: "r1", Max: 500, LeaseDuration: time.Hour, Now: now})
@@ -115,7 +98,7 @@ feed:
 	defer s.Close()
 	lost := 0
 	for _, tk := range leased {
-		got, err := s.GetTask(ctx, p.ID, tk.ID)
+		got, err := s.GetTask(ctx, code.ProjectID, tk.ID)
 		if err != nil {
 			t.Fatalf("get task %s: %v", tk.ID, err)
 		}

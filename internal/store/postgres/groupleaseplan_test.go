@@ -7,9 +7,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/mayfly-run/mayfly/internal/store"
-	"github.com/mayfly-run/mayfly/internal/store/storetest"
 )
 
 // The fault: a server's leases while nothing is queued (an idle runner
@@ -31,15 +28,7 @@ func TestGroupedLeaseReadsOnlyWhatItHandsOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now().UTC()
-	p := store.Project{ID: storetest.NewID(), Name: "p", CreatedAt: now}
-	if err := s.CreateProject(ctx, p); err != nil {
-		t.Fatal(err)
-	}
-	code, err := s.PutCodeRevision(ctx, store.CodeRevision{ID: storetest.NewID(), CodeID: storetest.NewID(),
-		ProjectID: p.ID, Name: "c", Runtime: "sh", FileName: "run.sh", Stack: "default", CreatedAt: now})
-	if err != nil {
-		t.Fatal(err)
-	}
+	code := newCode(t, s, now)
 	tx := planTx(t, s, groupPlanSQL)
 	cases := []struct {
 		clusters []string
@@ -69,17 +58,7 @@ func TestGroupedLeaseReadsOnlyWhatItHandsOut(t *testing.T) {
 			}
 		}
 	}
-	for i := 0; i < 5000; i += 1000 {
-		batch := make([]store.Task, 1000)
-		for j := range batch {
-			batch[j] = store.Task{ID: storetest.NewID(), ProjectID: p.ID, CodeID: code.CodeID, CodeName: code.Name,
-				CodeRevisionID: code.CodeRevision.ID, CodeRev: code.Rev, Status: store.StatusQueued, Timeout: 60,
-				CreatedAt: now, UpdatedAt: now, DueAt: now}
-		}
-		if err := s.InsertTasks(ctx, batch); err != nil {
-			t.Fatal(err)
-		}
-	}
+	queueTasks(t, s, code, 5000, now)
 	for i, c := range cases {
 		name := "grouped_lease_" + string(rune('a'+i))
 		var plan []byte

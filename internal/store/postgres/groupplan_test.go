@@ -4,9 +4,12 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/mayfly-run/mayfly/internal/store"
+	"github.com/mayfly-run/mayfly/internal/store/storetest"
 	"github.com/mayfly-run/mayfly/internal/testenv"
 )
 
@@ -55,6 +58,39 @@ func fillTasks(t *testing.T, s *Store, status, scheduleID, endTime string) {
 		`ANALYZE tasks`,
 	} {
 		if _, err := s.pool.Exec(context.Background(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// newCode makes a project with one code, "c", in s.
+func newCode(t *testing.T, s *Store, now time.Time) store.Code {
+	t.Helper()
+	ctx := context.Background()
+	p := store.Project{ID: storetest.NewID(), Name: "p", CreatedAt: now}
+	if err := s.CreateProject(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	code, err := s.PutCodeRevision(ctx, store.CodeRevision{ID: storetest.NewID(), CodeID: storetest.NewID(),
+		ProjectID: p.ID, Name: "c", Runtime: "sh", FileName: "run.sh", Stack: "default", CreatedAt: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code
+}
+
+// queueTasks queues n tasks of code, due at now, of priorities 0, 1 and 2
+// in turn, a thousand to an insert.
+func queueTasks(t *testing.T, s *Store, code store.Code, n int, now time.Time) {
+	t.Helper()
+	for i := 0; i < n; i += 1000 {
+		batch := make([]store.Task, min(1000, n-i))
+		for j := range batch {
+			batch[j] = store.Task{ID: storetest.NewID(), ProjectID: code.ProjectID, CodeID: code.CodeID, CodeName: code.Name,
+				CodeRevisionID: code.CodeRevision.ID, CodeRev: code.Rev, Status: store.StatusQueued, Timeout: 60,
+				CreatedAt: now, UpdatedAt: now, DueAt: now, Priority: j % 3}
+		}
+		if err := s.InsertTasks(context.Background(), batch); err != nil {
 			t.Fatal(err)
 		}
 	}

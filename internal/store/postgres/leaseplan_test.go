@@ -7,9 +7,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/mayfly-run/mayfly/internal/store"
-	"github.com/mayfly-run/mayfly/internal/store/storetest"
 )
 
 // The fault a benchmark found: statistics taken while the queue was empty
@@ -27,30 +24,13 @@ func TestLeaseReadsTheQueueInIndexOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now().UTC()
-	p := store.Project{ID: storetest.NewID(), Name: "p", CreatedAt: now}
-	if err := s.CreateProject(ctx, p); err != nil {
-		t.Fatal(err)
-	}
-	code, err := s.PutCodeRevision(ctx, store.CodeRevision{ID: storetest.NewID(), CodeID: storetest.NewID(),
-		ProjectID: p.ID, Name: "c", Runtime: "sh", FileName: "run.sh", Stack: "default", CreatedAt: now})
-	if err != nil {
-		t.Fatal(err)
-	}
+	code := newCode(t, s, now)
 	const queued = 20000
-	for i := 0; i < queued; i += 1000 {
-		batch := make([]store.Task, 1000)
-		for j := range batch {
-			batch[j] = store.Task{ID: storetest.NewID(), ProjectID: p.ID, CodeID: code.CodeID, CodeName: code.Name,
-				CodeRevisionID: code.CodeRevision.ID, CodeRev: code.Rev, Status: store.StatusQueued, Timeout: 60,
-				CreatedAt: now, UpdatedAt: now, DueAt: now, Priority: j % 3}
-		}
-		if err := s.InsertTasks(ctx, batch); err != nil {
-			t.Fatal(err)
-		}
-	}
+	queueTasks(t, s, code, queued, now)
 
 	tx := planTx(t, s, leasePlanSQL)
 	var plan []byte
+	var err error
 	// A lease for one cluster reads that cluster's queue alone; one for
 	// several reads the whole queue in order. A lease for a cluster with
 	// nothing queued, behind 20,000 tasks of another, must not read them.
@@ -88,7 +68,7 @@ func TestLeaseReadsTheQueueInIndexOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	var count []byte
-	err = tx.QueryRow(ctx, `EXPLAIN (FORMAT JSON) `+activeCountSQL, p.ID, code.CodeID).Scan(&count)
+	err = tx.QueryRow(ctx, `EXPLAIN (FORMAT JSON) `+activeCountSQL, code.ProjectID, code.CodeID).Scan(&count)
 	if err != nil {
 		t.Fatal(err)
 	}
