@@ -10,12 +10,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/mayfly-run/mayfly/internal/driver/fake"
+	"github.com/mayfly-run/mayfly/internal/id"
 	"github.com/mayfly-run/mayfly/internal/runner"
 	"github.com/mayfly-run/mayfly/internal/service"
 	"github.com/mayfly-run/mayfly/internal/store"
@@ -338,4 +341,116 @@ func TestFakeBurstEveryTaskOnce(t *testing.T) {
 	}
 	t.Logf("%d tasks on the fake driver in %s", n, time.Since(started).Round(time.Millisecond))
 	waitNoContainers(t, drv)
+}
+
+// heldQueue answers no end report until let go, and counts what its
+// leases hand out.
+type heldQueue struct {
+	runner.Queue
+	letGo chan struct{}
+	mu    sync.Mutex
+	maxes []int // of the leases that handed out tasks
+}
+
+func (q *heldQueue) asked() []int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return slices.Clone(q.maxes)
+}
+
+func (q *heldQueue) Finish(ctx context.Context, lease wire.LeaseRef, req wire.FinishRequest) error {
+	select {
+	case <-q.letGo:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return q.Queue.Finish(ctx, lease, req)
+}
+
+func (q *heldQueue) Lease(ctx context.Context, req wire.LeaseRequest) ([]wire.Job, error) {
+	jobs, err := q.Queue.Lease(ctx, req)
+	if len(jobs) > 0 {
+		q.mu.Lock()
+		q.maxes = append(q.maxes, req.Max)
+		q.mu.Unlock()
+	}
+	return jobs, err
+}
+
+// A store may hold an end report a few milliseconds for company: ends
+// waiting for their answers hold no slot, so a runner of two slots runs a
+// dozen tasks while none of their reports has been answered yet.
+func TestFakeUnansweredReportsHoldNoSlots(t *testing.T) {
+	t.Parallel()
+	b, drv := setupFake(t, service.Config{LeaseDuration: 30 * time.Second}, 1)
+	q := &heldQueue{Queue: b.svc, letGo: make(chan struct{})}
+	b.addRunnerVia(q, 2, "held-reports")
+	var once sync.Once
+	letGo := func() { once.Do(func() { close(q.letGo) }) }
+	t.Cleanup(letGo) // before the runner's drain, should the test fail
+	const n = 12
+	reqs := make([]wire.NewTask, n)
+	for i := range reqs {
+		reqs[i] = fakeTask(fake.Behavior{Out: "x\n"})
+		reqs[i].Cluster = "held-reports"
+	}
+	ids := b.queue(reqs...)
+	for deadline := time.Now().Add(20 * time.Second); drv.Stats().Starts < n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d tasks started while no end was answered: unanswered reports hold the slots", drv.Stats().Starts, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	letGo()
+	for _, id := range ids {
+		if tk := b.waitEnd(id); tk.Status != store.StatusComplete || tk.Attempt != 1 {
+			t.Fatalf("task %s: %s attempt %d %q", id, tk.Status, tk.Attempt, tk.Msg)
+		}
+	}
+	waitNoContainers(t, drv)
+}
+
+// Short tasks end a little apart, and a lease that went at the first
+// freed slot would carry one task. Once a slot is free, the runner waits
+// (here without bound) for the other tasks of its last lease to free
+// theirs, and asks for all the free slots at once.
+func TestFakeLeaseWaitsForItsTasksToFreeTheirSlots(t *testing.T) {
+	t.Parallel()
+	b, drv := setupFake(t, service.Config{LeaseDuration: 30 * time.Second}, 1)
+	q := &heldQueue{Queue: b.svc, letGo: make(chan struct{})}
+	close(q.letGo)
+	rid := id.New()
+	r, err := runner.New(runner.Config{
+		ID: rid, Capacity: 4, Clusters: []string{"settle"}, CacheDir: filepath.Join(b.dir, "cache-"+rid),
+		StackImage: b.stackImage, IsLeaseLost: func(err error) bool { return errors.Is(err, service.ErrLeaseLost) },
+		LeaseWait: time.Second, Log: b.quiet, LeaseSettle: time.Hour,
+	}, q, drv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first lease takes the four of priority 2: one ends at once, the
+	// others after 300 ms. The next must ask for four slots, not one.
+	reqs := make([]wire.NewTask, 8)
+	for i := range reqs {
+		bh := fake.Behavior{}
+		if i%4 != 0 && i < 4 {
+			bh.RunMs = 300
+		}
+		reqs[i] = fakeTask(bh)
+		reqs[i].Cluster = "settle"
+		if i < 4 {
+			two := 2
+			reqs[i].Priority = &two
+		}
+	}
+	ids := b.queue(reqs...)
+	b.run(r, rid)
+	for _, id := range ids {
+		if tk := b.waitEnd(id); tk.Status != store.StatusComplete {
+			t.Fatalf("task %s: %s %q", id, tk.Status, tk.Msg)
+		}
+	}
+	if asked := q.asked(); len(asked) != 2 || asked[0] != 4 || asked[1] != 4 {
+		t.Fatalf("leases that handed out tasks asked for %v slots, want [4 4]", asked)
+	}
 }

@@ -75,8 +75,9 @@ func fail(format string, a ...any) outcome {
 // runJob runs one leased task to its end and reports it. release frees its
 // slot as soon as its container has ended: reporting the end (which waits
 // for the server's durable write) and removing the container happen past
-// the slot, so the next task starts meanwhile. Tasks past their slots are
-// bounded by the capacity, so a slow server or engine slows the runner
+// the slot, side by side, so the next task starts meanwhile. Containers
+// being removed are bounded by the capacity, ends being reported by the
+// capacity and reportSlack, so a slow engine or server slows the runner
 // rather than piling work up.
 func (r *Runner) runJob(job wire.Job, release func()) {
 	r.inflight.Store(job.TaskID, struct{}{})
@@ -87,9 +88,19 @@ func (r *Runner) runJob(job wire.Job, release func()) {
 	r.cfg.Metrics.RunnerBusy(1)
 	out := r.execute(ctx, job)
 	r.ending <- struct{}{}
+	r.reporting <- struct{}{}
 	r.cfg.Metrics.RunnerBusy(-1)
 	release()
-	defer func() { <-r.ending }()
+	removed := make(chan struct{})
+	go func() {
+		defer close(removed)
+		defer func() { <-r.ending }()
+		if out.cleanup != nil {
+			out.cleanup()
+		}
+	}()
+	defer func() { <-removed }()
+	defer func() { <-r.reporting }()
 	if out.started != nil {
 		if err := <-out.started; err != nil && r.cfg.IsLeaseLost(err) {
 			out.abandon, out.msg = true, err.Error()
@@ -97,16 +108,13 @@ func (r *Runner) runJob(job wire.Job, release func()) {
 	}
 	if out.abandon {
 		log.Warn("task abandoned", "reason", out.msg)
-	} else {
-		r.finish(job, out)
-		ph := out.phases
-		r.cfg.Metrics.RunnerTaskEnded(job.CodeName, string(out.status),
-			span(ph.leased, ph.prepared), span(ph.prepared, ph.started), span(ph.started, ph.exited))
-		log.Info("task ended", "status", out.status)
+		return
 	}
-	if out.cleanup != nil {
-		out.cleanup()
-	}
+	r.finish(job, out)
+	ph := out.phases
+	r.cfg.Metrics.RunnerTaskEnded(job.CodeName, string(out.status),
+		span(ph.leased, ph.prepared), span(ph.prepared, ph.started), span(ph.started, ph.exited))
+	log.Info("task ended", "status", out.status)
 }
 
 // finish reports the outcome. Passing errors (the server restarting, a

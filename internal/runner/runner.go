@@ -97,6 +97,10 @@ type Config struct {
 	// sooner is recorded at its end only. Until then it is shown as
 	// running with the phase "preparing".
 	RunningMarkDelay time.Duration
+	// LeaseSettle bounds how long the runner, once a slot is free, waits
+	// for the other tasks of its last lease to free theirs before it asks
+	// for more (5ms when zero; see leaseLoop).
+	LeaseSettle time.Duration
 	// ReportRetry is how long the end of a task and its log chunks are
 	// retried while the server cannot be reached (restart, network cut).
 	ReportRetry time.Duration
@@ -130,6 +134,9 @@ func (c *Config) defaults() {
 	}
 	if c.LeaseWait <= 0 {
 		c.LeaseWait = 20 * time.Second
+	}
+	if c.LeaseSettle <= 0 {
+		c.LeaseSettle = 5 * time.Millisecond
 	}
 	if c.RunningMarkDelay <= 0 {
 		c.RunningMarkDelay = 200 * time.Millisecond
@@ -182,8 +189,12 @@ type Runner struct {
 	bakes    singleflight.Group
 	active   sync.Map      // container id -> task id, of the containers this runner tracks
 	inflight sync.Map      // task id -> struct{}, from lease to report
-	ending   chan struct{} // tasks past their slots, being reported and removed; made by Run
-	busy     atomic.Int64  // tasks holding slots
+	ending   chan struct{} // tasks past their slots whose containers are being removed; made by Run
+	// reporting: tasks past their slots whose ends are being reported;
+	// made by Run. Wider than ending: a store may hold an end a few
+	// milliseconds for company (internal/store/postgres/group.go).
+	reporting chan struct{}
+	busy      atomic.Int64 // tasks holding slots
 
 	// imgMu orders a task's use of a code image against its removal by
 	// the cache prune; imageUsed maps code image ref -> last use.
@@ -271,23 +282,29 @@ func (r *Runner) Run(ctx context.Context) error {
 	// Tasks whose containers ended, being reported and removed after their
 	// slots went to the next tasks (see runJob).
 	r.ending = make(chan struct{}, r.cfg.Capacity)
-	// Two lease loops, so that while one waits for its lease's answer,
-	// slots freed meanwhile are filled by the other: with short tasks a
-	// single loop spends most of its time in that round trip. Neither ever
-	// asks for more tasks than it holds free slots, so no task waits on a
-	// runner for a slot.
-	var leasers sync.WaitGroup
-	for range min(2, r.cfg.Capacity) {
-		leasers.Go(func() { r.leaseLoop(ctx, slots) })
-	}
-	leasers.Wait()
+	r.reporting = make(chan struct{}, r.cfg.Capacity+reportSlack)
+	r.leaseLoop(ctx, slots)
 	return nil
 }
 
+// reportSlack is how many more ends than slots may wait for their
+// report's answer before a slot waits for one.
+const reportSlack = 64
+
 // leaseLoop waits for free slots, leases as many tasks as it holds, and
-// starts them, until ctx ends.
+// starts them, until ctx ends. It never asks for more tasks than it holds
+// free slots, so no task waits on a runner for a slot.
+//
+// When the first slot frees, the loop waits up to LeaseSettle for the rest
+// of the tasks its last lease handed out to free theirs: short tasks end
+// a few hundred microseconds apart, and a lease that went at the first
+// would carry one task and leave the others to the next round trip. One
+// lease of eight costs the store about what a lease of two does.
 func (r *Runner) leaseLoop(ctx context.Context, slots chan struct{}) {
 	wait := time.Duration(0)
+	var last *leased
+	settle := time.NewTimer(r.cfg.LeaseSettle)
+	settle.Stop()
 	for {
 		// Wait for at least one free slot, then ask for as many tasks as
 		// there are free slots.
@@ -295,6 +312,15 @@ func (r *Runner) leaseLoop(ctx context.Context, slots chan struct{}) {
 		case <-ctx.Done():
 			return
 		case slots <- struct{}{}:
+		}
+		if last != nil {
+			settle.Reset(r.cfg.LeaseSettle)
+			select {
+			case <-last.done:
+			case <-settle.C:
+			case <-ctx.Done():
+			}
+			settle.Stop()
 		}
 		free := 1
 	fill:
@@ -331,6 +357,12 @@ func (r *Runner) leaseLoop(ctx context.Context, slots chan struct{}) {
 		for i := len(jobs); i < free; i++ {
 			<-slots
 		}
+		last = nil
+		if len(jobs) > 0 {
+			last = &leased{done: make(chan struct{})}
+			last.left.Store(int64(len(jobs)))
+		}
+		batch := last
 		for _, job := range jobs {
 			r.wg.Add(1)
 			r.busy.Add(1)
@@ -338,10 +370,23 @@ func (r *Runner) leaseLoop(ctx context.Context, slots chan struct{}) {
 				defer r.wg.Done()
 				r.runJob(job, func() {
 					r.busy.Add(-1)
+					batch.leave()
 					<-slots
 				})
 			}()
 		}
+	}
+}
+
+// leased counts the tasks of one lease that still hold their slots.
+type leased struct {
+	left atomic.Int64
+	done chan struct{} // closed when none does
+}
+
+func (l *leased) leave() {
+	if l.left.Add(-1) == 0 {
+		close(l.done)
 	}
 }
 

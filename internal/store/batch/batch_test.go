@@ -4,6 +4,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Requests that arrive while a group is being written wait together and
@@ -25,7 +26,7 @@ func TestGroupsInArrivalOrderAndClose(t *testing.T) {
 		mu.Lock()
 		groups = append(groups, slices.Clone(g))
 		mu.Unlock()
-	}, func(int) { t.Error("a request was refused before Close") })
+	})
 	q.Add(0)
 	<-started // the writer holds the first group
 	for i := 1; i <= 5; i++ {
@@ -47,5 +48,115 @@ func TestGroupsInArrivalOrderAndClose(t *testing.T) {
 	want := [][]int{{0}, {1, 2}, {3, 4}, {5}}
 	if !slices.EqualFunc(groups, want, slices.Equal) {
 		t.Fatalf("groups %v, want %v", groups, want)
+	}
+}
+
+// req is a request of the holding tests: held ones are odd.
+type req struct {
+	n     int
+	at    time.Time
+	flush bool
+}
+
+// holding starts a queue of one writer that holds odd requests for d or
+// until count of them wait, and sends each group it writes on the
+// returned channel.
+func holding(count int, d time.Duration) (*Queue[*req], chan []int) {
+	groups := make(chan []int, 100)
+	q := NewHolding(1, func(p []*req) ([]*req, []*req) { return p, nil }, func(g []*req) {
+		var ns []int
+		for _, r := range g {
+			ns = append(ns, r.n)
+		}
+		groups <- ns
+	}, Hold[*req]{
+		Held:  func(r *req) (bool, time.Time) { return r.n%2 == 1, r.at },
+		Flush: func(r *req) bool { return r.flush },
+		Count: count, For: d,
+	})
+	return q, groups
+}
+
+func add(q *Queue[*req], n int) { q.Add(&req{n: n, at: time.Now()}) }
+
+func nextGroup(t *testing.T, groups chan []int, within time.Duration) []int {
+	t.Helper()
+	select {
+	case g := <-groups:
+		return g
+	case <-time.After(within):
+		t.Fatalf("no group written within %v", within)
+		return nil
+	}
+}
+
+func noGroup(t *testing.T, groups chan []int, for_ time.Duration) {
+	t.Helper()
+	select {
+	case g := <-groups:
+		t.Fatalf("group %v written while its requests should wait", g)
+	case <-time.After(for_):
+	}
+}
+
+// A held request waits for its hold to run out; one that is not held
+// does not wait for it, and takes nothing held along.
+func TestHeldWaitForTheirTime(t *testing.T) {
+	q, groups := holding(100, 300*time.Millisecond)
+	defer q.Close()
+	t0 := time.Now()
+	add(q, 1)
+	add(q, 2)
+	if g := nextGroup(t, groups, 5*time.Second); !slices.Equal(g, []int{2}) {
+		t.Fatalf("first group %v, want [2] (the held 1 waits)", g)
+	}
+	noGroup(t, groups, 100*time.Millisecond)
+	add(q, 3)
+	if g := nextGroup(t, groups, 5*time.Second); !slices.Equal(g, []int{1, 3}) {
+		t.Fatalf("second group %v, want [1 3]", g)
+	}
+	if waited := time.Since(t0); waited < 300*time.Millisecond {
+		t.Fatalf("held requests written after %v, before their hold of 300ms", waited)
+	}
+}
+
+// Enough held requests go at once, without waiting for the time.
+func TestHeldGoWhenEnoughWait(t *testing.T) {
+	q, groups := holding(3, time.Hour)
+	defer q.Close()
+	add(q, 1)
+	add(q, 3)
+	noGroup(t, groups, 50*time.Millisecond)
+	add(q, 5)
+	if g := nextGroup(t, groups, 5*time.Second); !slices.Equal(g, []int{1, 3, 5}) {
+		t.Fatalf("group %v, want [1 3 5]", g)
+	}
+}
+
+// A flush takes every held request along.
+func TestFlushTakesTheHeld(t *testing.T) {
+	q, groups := holding(100, time.Hour)
+	defer q.Close()
+	add(q, 1)
+	add(q, 3)
+	noGroup(t, groups, 50*time.Millisecond)
+	q.Add(&req{n: 4, flush: true})
+	if g := nextGroup(t, groups, 5*time.Second); !slices.Equal(g, []int{1, 3, 4}) {
+		t.Fatalf("group %v, want [1 3 4]", g)
+	}
+}
+
+// Close writes the held requests rather than leaving or refusing them:
+// their callers wait for an answer.
+func TestCloseWritesTheHeld(t *testing.T) {
+	q, groups := holding(100, time.Hour)
+	add(q, 1)
+	add(q, 3)
+	q.Close()
+	if g := nextGroup(t, groups, 5*time.Second); !slices.Equal(g, []int{1, 3}) {
+		t.Fatalf("group %v at close, want [1 3]", g)
+	}
+	if q.Add(&req{n: 5}) {
+		t.Fatal("Add after Close was taken")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -32,9 +33,18 @@ import (
 //
 // A group the server refuses (a deadlock with a rescue running at the same
 // time, say) rolled back whole; its requests are then run one by one, so
-// each gets the answer it would have had alone. Under load the groups grow
-// by themselves (requests pile up during a commit); alone, a request is
-// one statement, as before.
+// each gets the answer it would have had alone.
+//
+// Reports (running marks, finishes, heartbeats) wait for company: they
+// are taken once reportBatch of them wait or the oldest has waited
+// reportHold, as River's completer gathers completions. A runner frees a
+// task's slot before its report is answered, so the wait costs it no
+// slot; what it saves is a statement and a commit per few tasks (at 2,500
+// tasks/s, 12 ends a statement instead of 2.6). Leases never wait: a
+// lease is what a runner's free slots wait on. A lease that finds nothing
+// by the one-statement path flushes the reports first (kindFlush), so the
+// paths that count running tasks (max_concurrency, quotas, fair share)
+// count those that ended as ended.
 
 const (
 	// maxGroup bounds one group, so one commit's answers are not held
@@ -46,6 +56,11 @@ const (
 	// groupTimeout bounds one group's round trip, so a server that stops
 	// answering does not hold every caller for ever.
 	groupTimeout = time.Minute
+	// reportHold and reportBatch bound how long and for how many others
+	// a report waits: 5 ms is a few lease round trips, and far below the
+	// seconds a lease lasts.
+	reportHold  = 5 * time.Millisecond
+	reportBatch = 128
 )
 
 type writeKind int
@@ -54,9 +69,11 @@ const (
 	kindStart writeKind = iota
 	kindFinish
 	kindHeartbeat
-	// kindLease is a lease's first try (leaseFastSQL): leases share their
-	// group's commit with the finishes that freed the slots they fill.
+	// kindLease is a lease's first try (leaseFastSQL).
 	kindLease
+	// kindFlush writes nothing: it takes the held reports along, and is
+	// answered once they are committed.
+	kindFlush
 )
 
 type writeRequest struct {
@@ -67,6 +84,7 @@ type writeRequest struct {
 	beat   store.HeartbeatParams
 	lease  leaseRequest
 	asked  time.Time        // heartbeats: when it was asked for (store.LeaseStart)
+	queued time.Time        // when it was queued, for the reports' hold
 	done   chan writeResult // buffered 1
 }
 
@@ -89,16 +107,35 @@ type writeResult struct {
 }
 
 type groupWriter struct {
-	s *Store
-	q *batch.Queue[*writeRequest]
+	s       *Store
+	q       *batch.Queue[*writeRequest]
+	written atomic.Int64 // groups written, for tests
 }
 
 var errStoreClosed = errors.New("postgres store is closed")
 
-func newGroupWriter(s *Store) *groupWriter {
+func newGroupWriter(s *Store, hold time.Duration) *groupWriter {
 	g := &groupWriter{s: s}
-	g.q = batch.New(groupWriters, takeGroup, g.write, func(r *writeRequest) { r.done <- writeResult{err: errStoreClosed} })
+	g.q = batch.NewHolding(groupWriters, takeGroup, g.write, batch.Hold[*writeRequest]{
+		Held:  func(r *writeRequest) (bool, time.Time) { return r.isReport(), r.queued },
+		Flush: func(r *writeRequest) bool { return r.kind == kindFlush },
+		Count: reportBatch, For: hold,
+	})
 	return g
+}
+
+// isReport is whether r may wait for company (see reportHold).
+func (r *writeRequest) isReport() bool {
+	return r.kind == kindStart || r.kind == kindFinish || r.kind == kindHeartbeat
+}
+
+// flush returns once the reports waiting now are committed (or failed:
+// their callers hear why).
+func (g *groupWriter) flush(ctx context.Context) error {
+	if g.q.Waiting() == 0 {
+		return nil
+	}
+	return g.do(ctx, &writeRequest{kind: kindFlush}).err
 }
 
 // do queues r and waits for its answer, or for ctx: a request abandoned
@@ -107,7 +144,7 @@ func (g *groupWriter) do(ctx context.Context, r *writeRequest) writeResult {
 	if err := ctx.Err(); err != nil {
 		return writeResult{err: err}
 	}
-	r.done = make(chan writeResult, 1)
+	r.done, r.queued = make(chan writeResult, 1), time.Now()
 	if !g.q.Add(r) {
 		return writeResult{err: errStoreClosed}
 	}
@@ -120,11 +157,12 @@ func (g *groupWriter) do(ctx context.Context, r *writeRequest) writeResult {
 }
 
 // takeGroup is the next group: up to maxGroup requests in arrival order,
-// at most one per task (leases name no task: any number of them).
+// at most one per task (leases and flushes name no task: any number of
+// them).
 func takeGroup(pending []*writeRequest) (group, rest []*writeRequest) {
 	seen := make(map[string]bool, min(len(pending), maxGroup))
 	for _, r := range pending {
-		if len(group) == maxGroup || (r.kind != kindLease && seen[r.taskID]) {
+		if len(group) == maxGroup || (r.isReport() && seen[r.taskID]) {
 			rest = append(rest, r)
 			continue
 		}
@@ -134,7 +172,7 @@ func takeGroup(pending []*writeRequest) (group, rest []*writeRequest) {
 	return group, rest
 }
 
-// close stops the writers once the groups in flight are answered.
+// close stops the writers once what waits is written and answered.
 func (g *groupWriter) close() { g.q.Close() }
 
 // groupPlanSQL fixes the plans of the group's statements, until the
@@ -175,6 +213,7 @@ const groupHeartbeatSQL = `UPDATE tasks t SET lease_expires_at = u.expires
 // write runs one group in one implicit transaction and answers each of its
 // requests once that has committed.
 func (g *groupWriter) write(group []*writeRequest) {
+	g.written.Add(1)
 	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
 	defer cancel()
 	var (
@@ -191,6 +230,13 @@ func (g *groupWriter) write(group []*writeRequest) {
 		case kindLease:
 			leases = append(leases, r)
 		}
+	}
+	if len(starts)+len(finishes)+len(beats)+len(leases) == 0 {
+		// Flushes alone: the reports they waited for went before.
+		for _, r := range group {
+			r.done <- writeResult{}
+		}
+		return
 	}
 	b := &pgx.Batch{}
 	b.Queue(groupPlanSQL)
@@ -301,8 +347,12 @@ func (g *groupWriter) write(group []*writeRequest) {
 		return
 	}
 	for _, r := range group {
-		if r.kind == kindLease {
+		switch r.kind {
+		case kindLease:
 			r.done <- writeResult{tasks: leased[r]}
+			continue
+		case kindFlush:
+			r.done <- writeResult{}
 			continue
 		}
 		cancel, ok := matched[r.taskID]
@@ -331,6 +381,8 @@ func (s *Store) writeAlone(ctx context.Context, r *writeRequest) writeResult {
 		now, expires := l.times()
 		tasks, _, err := s.leaseFast(ctx, l.p, l.clusters, now, expires)
 		return writeResult{tasks: tasks, err: err}
+	case kindFlush:
+		return writeResult{}
 	}
 	return writeResult{err: fmt.Errorf("unknown write kind %d", r.kind)}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mayfly-run/mayfly/internal/store"
+	"github.com/mayfly-run/mayfly/internal/store/storetest"
 	"github.com/mayfly-run/mayfly/internal/testenv"
 )
 
@@ -129,5 +130,114 @@ func TestGroupedWriteAfterClose(t *testing.T) {
 	err = s.MarkRunning(context.Background(), store.StartParams{TaskID: "x", RunnerID: "r", Attempt: 1, Now: time.Now()})
 	if !errors.Is(err, errStoreClosed) {
 		t.Fatalf("mark after close: %v, want %v", err, errStoreClosed)
+	}
+}
+
+// holdReports makes s hold reports for d instead of reportHold.
+func holdReports(s *Store, d time.Duration) {
+	s.group.close()
+	s.group = newGroupWriter(s, d)
+}
+
+// Ends that arrive a little apart wait for each other and share one
+// statement and one commit, each answered only once it is committed.
+// Without the hold each went alone: the writers were idle when it came.
+func TestEndsHeldForCompany(t *testing.T) {
+	t.Parallel()
+	s, err := Open(context.Background(), testenv.Postgres(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	holdReports(s, 2*time.Second)
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	code := newCode(t, s, now)
+	const n = 10
+	queueTasks(t, s, code, n, now)
+	leased, err := s.LeaseTasks(ctx, store.LeaseParams{RunnerID: "r1", Max: n, LeaseDuration: time.Hour, Now: now})
+	if err != nil || len(leased) != n {
+		t.Fatalf("lease: %d tasks, %v", len(leased), err)
+	}
+	before := s.group.written.Load()
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	for _, tk := range leased {
+		wg.Go(func() {
+			err := s.FinishTask(ctx, store.FinishParams{TaskID: tk.ID, RunnerID: "r1", Attempt: tk.Attempt,
+				Status: store.StatusComplete, Now: now})
+			if err != nil {
+				t.Errorf("finish %s: %v", tk.ID, err)
+			}
+		})
+		time.Sleep(3 * time.Millisecond)
+	}
+	wg.Wait()
+	if groups := s.group.written.Load() - before; groups != 1 {
+		t.Fatalf("%d ends arriving 3 ms apart written in %d groups, want 1", n, groups)
+	}
+	if waited := time.Since(t0); waited < 2*time.Second {
+		t.Fatalf("ends answered after %v, before the hold of 2s ran out", waited)
+	}
+	for _, tk := range leased {
+		if got, err := s.GetTask(ctx, code.ProjectID, tk.ID); err != nil || got.Status != store.StatusComplete {
+			t.Fatalf("task %s after its end was answered: %v %v", tk.ID, got.Status, err)
+		}
+	}
+}
+
+// A lease that counts running tasks (here for a code's max_concurrency)
+// first has the held ends written: the slot an end freed is free.
+// Without it the lease saw the ended task running and handed out nothing
+// while the end waited for company.
+func TestLeaseCountingRunningTasksWritesHeldEnds(t *testing.T) {
+	t.Parallel()
+	s, err := Open(context.Background(), testenv.Postgres(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	holdReports(s, time.Hour)
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	code := newCode(t, s, now)
+	code, err = s.PutCodeRevision(ctx, store.CodeRevision{ID: storetest.NewID(), CodeID: code.CodeID,
+		ProjectID: code.ProjectID, Name: code.Name, Runtime: "sh", FileName: "run.sh", Stack: "default", CreatedAt: now, MaxConcurrency: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	queueTasks(t, s, code, 2, now)
+	lease := func() []store.Task {
+		got, err := s.LeaseTasks(ctx, store.LeaseParams{RunnerID: "r1", Max: 2, LeaseDuration: time.Hour, Now: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	first := lease()
+	if len(first) != 1 {
+		t.Fatalf("max_concurrency 1: leased %d", len(first))
+	}
+	ended := make(chan error, 1)
+	go func() {
+		ended <- s.FinishTask(ctx, store.FinishParams{TaskID: first[0].ID, RunnerID: "r1", Attempt: first[0].Attempt,
+			Status: store.StatusComplete, Now: now})
+	}()
+	for deadline := time.Now().Add(10 * time.Second); s.group.q.Waiting() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the end was never held")
+		}
+	}
+	second := lease()
+	if len(second) != 1 || second[0].ID == first[0].ID {
+		t.Fatalf("after the first task's end, leased %v: the held end was not written first", second)
+	}
+	select {
+	case err := <-ended:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the end the lease wrote was never answered")
 	}
 }

@@ -211,6 +211,11 @@ func (s *Store) LeaseTasks(ctx context.Context, p store.LeaseParams) ([]store.Ta
 	if len(res.tasks) > 0 {
 		return sortLeased(res.tasks), nil
 	}
+	// The paths below count running tasks: the ends held for company
+	// (group.go) go first, so that a slot they freed is seen free.
+	if err := s.group.flush(ctx); err != nil {
+		return nil, fail(err, "lease tasks for runner %s: write the reports waiting", p.RunnerID)
+	}
 	now, expires := micros(p.Now), micros(store.LeaseStart(p.Now, asked, p.LeaseDuration).Add(p.LeaseDuration))
 	if leased, ok, err := s.leaseFair(ctx, p, clusters, now, expires); err != nil {
 		return nil, fail(err, "lease tasks for runner %s", p.RunnerID)

@@ -67,7 +67,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		return nil, fmt.Errorf("open postgres store %s: %w", where, err)
 	}
 	s := &Store{pool: pool}
-	s.group = newGroupWriter(s)
+	s.group = newGroupWriter(s, reportHold)
 	return s, nil
 }
 

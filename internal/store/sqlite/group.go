@@ -45,7 +45,7 @@ func newGroupWriter(s *Store) *groupWriter {
 	g.q = batch.New(1, func(pending []*txRequest) (group, rest []*txRequest) {
 		n := min(len(pending), maxGroup)
 		return pending[:n:n], pending[n:]
-	}, g.commit, func(r *txRequest) { r.done <- errStoreClosed })
+	}, g.commit)
 	return g
 }
 
@@ -64,7 +64,8 @@ func (g *groupWriter) do(ctx context.Context, fn func(tx *querier) error) error 
 	return <-r.done
 }
 
-// close stops the writer once the requests already waiting are answered.
+// close stops the writer once the requests already waiting are written
+// and answered.
 func (g *groupWriter) close() { g.q.Close() }
 
 func (g *groupWriter) commit(group []*txRequest) {
