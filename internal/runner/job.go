@@ -50,8 +50,9 @@ type outcome struct {
 	msg      string
 	exitCode *int
 	abandon  bool
-	// cleanup removes the container; it runs after the end is reported,
-	// so removal is off the task's critical path.
+	// cleanup removes the container and the task's socket directory; it
+	// runs past the task's slot, beside the end's report, so removal is
+	// off the task's critical path.
 	cleanup func()
 	phases  phases
 	// started, when not nil, answers the task's running mark, still on its
@@ -188,7 +189,18 @@ func (r *Runner) execute(ctx context.Context, job wire.Job) (out outcome) {
 	if err != nil {
 		return fail("Could not prepare the task's API socket: %v", err)
 	}
-	defer sock.Close()
+	// The socket and its directory go with the container, past the slot
+	// (runJob): closing them is a dozen system calls that the next lease
+	// need not wait for.
+	defer func() {
+		destroy := out.cleanup
+		out.cleanup = func() {
+			if destroy != nil {
+				destroy()
+			}
+			sock.Close()
+		}
+	}()
 	if err := taskFiles(sock.dir, job); err != nil {
 		return fail("Could not write the task's payload: %v", err)
 	}
