@@ -79,14 +79,16 @@ func holding(count int, d time.Duration) (*Queue[*req], chan []int) {
 
 func add(q *Queue[*req], n int) { q.Add(&req{n: n, at: time.Now()}) }
 
-func nextGroup(t *testing.T, groups chan []int, within time.Duration) []int {
+// wantGroup fails unless the next group written is want.
+func wantGroup(t *testing.T, groups chan []int, want ...int) {
 	t.Helper()
 	select {
 	case g := <-groups:
-		return g
-	case <-time.After(within):
-		t.Fatalf("no group written within %v", within)
-		return nil
+		if !slices.Equal(g, want) {
+			t.Fatalf("group %v, want %v", g, want)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no group written within 5s, want %v", want)
 	}
 }
 
@@ -107,55 +109,44 @@ func TestHeldWaitForTheirTime(t *testing.T) {
 	t0 := time.Now()
 	add(q, 1)
 	add(q, 2)
-	if g := nextGroup(t, groups, 5*time.Second); !slices.Equal(g, []int{2}) {
-		t.Fatalf("first group %v, want [2] (the held 1 waits)", g)
-	}
+	wantGroup(t, groups, 2) // the held 1 waits
 	noGroup(t, groups, 100*time.Millisecond)
 	add(q, 3)
-	if g := nextGroup(t, groups, 5*time.Second); !slices.Equal(g, []int{1, 3}) {
-		t.Fatalf("second group %v, want [1 3]", g)
-	}
+	wantGroup(t, groups, 1, 3)
 	if waited := time.Since(t0); waited < 300*time.Millisecond {
 		t.Fatalf("held requests written after %v, before their hold of 300ms", waited)
 	}
 }
 
-// Enough held requests go at once, without waiting for the time.
-func TestHeldGoWhenEnoughWait(t *testing.T) {
-	q, groups := holding(3, time.Hour)
-	defer q.Close()
-	add(q, 1)
-	add(q, 3)
-	noGroup(t, groups, 50*time.Millisecond)
-	add(q, 5)
-	if g := nextGroup(t, groups, 5*time.Second); !slices.Equal(g, []int{1, 3, 5}) {
-		t.Fatalf("group %v, want [1 3 5]", g)
+// Held requests go at once when enough of them wait, or with a flush;
+// Close writes them rather than leaving or refusing them, as their
+// callers wait for an answer.
+func TestHeldGoWithoutWaitingForTheirTime(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		then func(q *Queue[*req])
+		want []int
+	}{
+		{"enough wait", func(q *Queue[*req]) { add(q, 5) }, []int{1, 3, 5}},
+		{"a flush", func(q *Queue[*req]) { q.Add(&req{n: 4, flush: true}) }, []int{1, 3, 4}},
+		{"close", func(q *Queue[*req]) { q.Close() }, []int{1, 3}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q, groups := holding(3, time.Hour)
+			defer q.Close()
+			add(q, 1)
+			add(q, 3)
+			noGroup(t, groups, 50*time.Millisecond)
+			tc.then(q)
+			wantGroup(t, groups, tc.want...)
+		})
 	}
 }
 
-// A flush takes every held request along.
-func TestFlushTakesTheHeld(t *testing.T) {
-	q, groups := holding(100, time.Hour)
-	defer q.Close()
-	add(q, 1)
-	add(q, 3)
-	noGroup(t, groups, 50*time.Millisecond)
-	q.Add(&req{n: 4, flush: true})
-	if g := nextGroup(t, groups, 5*time.Second); !slices.Equal(g, []int{1, 3, 4}) {
-		t.Fatalf("group %v, want [1 3 4]", g)
-	}
-}
-
-// Close writes the held requests rather than leaving or refusing them:
-// their callers wait for an answer.
-func TestCloseWritesTheHeld(t *testing.T) {
-	q, groups := holding(100, time.Hour)
-	add(q, 1)
-	add(q, 3)
+// Nothing is taken after Close.
+func TestNoAddAfterClose(t *testing.T) {
+	q, _ := holding(3, time.Hour)
 	q.Close()
-	if g := nextGroup(t, groups, 5*time.Second); !slices.Equal(g, []int{1, 3}) {
-		t.Fatalf("group %v at close, want [1 3]", g)
-	}
 	if q.Add(&req{n: 5}) {
 		t.Fatal("Add after Close was taken")
 	}

@@ -133,10 +133,18 @@ func TestGroupedWriteAfterClose(t *testing.T) {
 	}
 }
 
-// holdReports makes s hold reports for d instead of reportHold.
-func holdReports(s *Store, d time.Duration) {
+// holdingStore opens a store on the tests' PostgreSQL that holds
+// reports for d instead of reportHold, closed when the test ends.
+func holdingStore(t *testing.T, d time.Duration) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), testenv.Postgres(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
 	s.group.close()
 	s.group = newGroupWriter(s, d)
+	return s
 }
 
 // Ends that arrive a little apart wait for each other and share one
@@ -144,12 +152,7 @@ func holdReports(s *Store, d time.Duration) {
 // Without the hold each went alone: the writers were idle when it came.
 func TestEndsHeldForCompany(t *testing.T) {
 	t.Parallel()
-	s, err := Open(context.Background(), testenv.Postgres(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	holdReports(s, 2*time.Second)
+	s := holdingStore(t, 2*time.Second)
 	ctx := context.Background()
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	code := newCode(t, s, now)
@@ -192,16 +195,11 @@ func TestEndsHeldForCompany(t *testing.T) {
 // while the end waited for company.
 func TestLeaseCountingRunningTasksWritesHeldEnds(t *testing.T) {
 	t.Parallel()
-	s, err := Open(context.Background(), testenv.Postgres(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	holdReports(s, time.Hour)
+	s := holdingStore(t, time.Hour)
 	ctx := context.Background()
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	code := newCode(t, s, now)
-	code, err = s.PutCodeRevision(ctx, store.CodeRevision{ID: storetest.NewID(), CodeID: code.CodeID,
+	code, err := s.PutCodeRevision(ctx, store.CodeRevision{ID: storetest.NewID(), CodeID: code.CodeID,
 		ProjectID: code.ProjectID, Name: code.Name, Runtime: "sh", FileName: "run.sh", Stack: "default", CreatedAt: now, MaxConcurrency: 1})
 	if err != nil {
 		t.Fatal(err)
