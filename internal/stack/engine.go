@@ -59,7 +59,34 @@ func (e engine) digestOf(ctx context.Context, ref string) (imageState, error) {
 	return st, nil
 }
 
-func (e engine) build(ctx context.Context, buildContext io.Reader, ref string, labels map[string]string, args map[string]*string, noCache bool, out io.Writer) error {
+// buildTries bounds the builds of one stack that meet an image removed
+// under them (see build).
+const buildTries = 3
+
+// build builds the recipe in tarball as ref. The classic builder looks
+// for a cached step among every image made from the same parent, and an
+// image removed meanwhile (a runner pruning the code images it baked on a
+// stack, a rebuild dropping the image it replaced) fails the build with
+// "unable to find image" and the id of that image, which is no fault of
+// the recipe: such a build is tried again.
+func (e engine) build(ctx context.Context, tarball []byte, ref string, labels map[string]string, args map[string]*string, noCache bool, out io.Writer) error {
+	var err error
+	for try := 1; try <= buildTries; try++ {
+		if err = e.buildOnce(ctx, bytes.NewReader(tarball), ref, labels, args, noCache, out); err == nil || !removedUnder(err) || ctx.Err() != nil {
+			return err
+		}
+		fmt.Fprintf(out, "an image the build was reading was removed under it (%v); building again (try %d of %d)\n", err, try+1, buildTries)
+	}
+	return err
+}
+
+// removedUnder tells a build that met an image removed while it ran, named
+// by its id, from one whose recipe names an image that is not there.
+func removedUnder(err error) bool {
+	return strings.Contains(err.Error(), `unable to find image "sha256:`)
+}
+
+func (e engine) buildOnce(ctx context.Context, buildContext io.Reader, ref string, labels map[string]string, args map[string]*string, noCache bool, out io.Writer) error {
 	resp, err := e.cli.ImageBuild(ctx, buildContext, build.ImageBuildOptions{
 		Tags:        []string{ref},
 		Labels:      labels,

@@ -317,7 +317,7 @@ func buildFrom(ctx context.Context, fsys fs.FS, hostRoot, name string, out io.Wr
 	}
 	// force also skips the build cache: whoever forces a build wants it
 	// done again.
-	if err := e.build(ctx, bytes.NewReader(tarball), ref, labels, args, force, out); err != nil {
+	if err := e.build(ctx, tarball, ref, labels, args, force, out); err != nil {
 		return "", false, fmt.Errorf("build stack %s: %w", name, err)
 	}
 	if base != "" {
