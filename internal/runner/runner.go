@@ -279,8 +279,8 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	slots := make(chan struct{}, r.cfg.Capacity)
 	r.cfg.Metrics.RunnerCapacity(r.cfg.Capacity)
-	// Tasks whose containers ended, being reported and removed after their
-	// slots went to the next tasks (see runJob).
+	// Tasks past their slots: their containers being removed, their ends
+	// being reported (see runJob).
 	r.ending = make(chan struct{}, r.cfg.Capacity)
 	r.reporting = make(chan struct{}, r.cfg.Capacity+reportSlack)
 	r.leaseLoop(ctx, slots)
@@ -357,12 +357,8 @@ func (r *Runner) leaseLoop(ctx context.Context, slots chan struct{}) {
 		for i := len(jobs); i < free; i++ {
 			<-slots
 		}
-		last = nil
-		if len(jobs) > 0 {
-			last = &leased{done: make(chan struct{})}
-			last.left.Store(int64(len(jobs)))
-		}
-		batch := last
+		batch := newLeased(len(jobs))
+		last = batch
 		for _, job := range jobs {
 			r.wg.Add(1)
 			r.busy.Add(1)
@@ -382,6 +378,16 @@ func (r *Runner) leaseLoop(ctx context.Context, slots chan struct{}) {
 type leased struct {
 	left atomic.Int64
 	done chan struct{} // closed when none does
+}
+
+// newLeased counts n tasks; nil for none, which there is nothing to wait for.
+func newLeased(n int) *leased {
+	if n == 0 {
+		return nil
+	}
+	l := &leased{done: make(chan struct{})}
+	l.left.Store(int64(n))
+	return l
 }
 
 func (l *leased) leave() {

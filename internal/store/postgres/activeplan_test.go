@@ -7,11 +7,11 @@ import (
 	"time"
 )
 
-// fillCode adds the code 'c' and its revision 'r' of fillTasks' project,
-// which fillTasks' tasks name.
+// fillCode adds the code 'c' and its revision 'r' of fillProject, which
+// fillTasks' tasks name.
 func fillCode(t *testing.T, s *Store) {
 	t.Helper()
-	const project = "0123456789abcdef01234567"
+	const project = fillProject
 	for _, q := range []string{
 		`INSERT INTO codes (id, project_id, name, latest_revision_id, created_at, updated_at)
 			VALUES ('c', '` + project + `', 'c', 'r', 0, 0)`,
@@ -19,6 +19,24 @@ func fillCode(t *testing.T, s *Store) {
 			config, env_vars, max_concurrency, retries, retries_delay, default_priority, package_key, package_sha256,
 			package_size, created_at)
 			VALUES ('r', 'c', '` + project + `', 'c', 1, 'sh', 'run.sh', 'default', '', '', '', '{}', 0, 0, 0, 0, '', '', 0, 0)`,
+	} {
+		if _, err := s.pool.Exec(context.Background(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// spreadOverCodes adds fillCode's code and leaves one in 50 of
+// fillTasks' tasks to it (those whose number is a multiple of 50), the
+// others to 49 other codes of the project; then vacuums the table, whose
+// pages are all-visible after it, as a table long past its writes is:
+// what lets a count be answered from an index alone.
+func spreadOverCodes(t *testing.T, s *Store) {
+	t.Helper()
+	fillCode(t, s)
+	for _, q := range []string{
+		`UPDATE tasks SET code_id = 'c' || (id::bigint % 50), code_name = 'c' || (id::bigint % 50) WHERE id::bigint % 50 <> 0`,
+		`VACUUM ANALYZE tasks`,
 	} {
 		if _, err := s.pool.Exec(context.Background(), q); err != nil {
 			t.Fatal(err)
@@ -38,23 +56,11 @@ func TestActiveTaskQueriesReadTheirIndexes(t *testing.T) {
 	s := planStore(t)
 	fillTasks(t, s, "CASE WHEN i % 1000 = 0 THEN 'running' ELSE 'complete' END", "''",
 		"CASE WHEN i % 1000 = 0 THEN NULL ELSE i END")
-	fillCode(t, s)
-	// The running tasks and one task in 50 are of the code 'c', the others
-	// of 49 other codes of the project.
-	for _, q := range []string{
-		`UPDATE tasks SET lease_expires_at = id::bigint WHERE status = 'running'`,
-		`UPDATE tasks SET code_id = 'c' || (id::bigint % 50), code_name = 'c' || (id::bigint % 50) WHERE id::bigint % 50 <> 0`,
-	} {
-		if _, err := s.pool.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// All-visible pages, as a table long past its writes has: what lets a
-	// count be answered from the index alone.
-	if _, err := s.pool.Exec(ctx, `VACUUM ANALYZE tasks`); err != nil {
+	if _, err := s.pool.Exec(ctx, `UPDATE tasks SET lease_expires_at = id::bigint WHERE status = 'running'`); err != nil {
 		t.Fatal(err)
 	}
-	const project = "0123456789abcdef01234567"
+	spreadOverCodes(t, s) // the running tasks among the code 'c''s
+	const project = fillProject
 	for _, c := range []struct {
 		name, query string
 		args        []any
@@ -137,15 +143,8 @@ func TestCancelCodeTasksReadsTheQueue(t *testing.T) {
 	ctx := context.Background()
 	s := planStore(t)
 	fillTasks(t, s, "CASE WHEN i % 20 = 0 THEN 'queued' ELSE 'complete' END", "''", "CASE WHEN i % 20 = 0 THEN NULL ELSE i END")
-	fillCode(t, s)
-	if _, err := s.pool.Exec(ctx,
-		`UPDATE tasks SET code_id = 'c' || (id::bigint % 50), code_name = 'c' || (id::bigint % 50) WHERE id::bigint % 50 <> 0`); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.pool.Exec(ctx, `VACUUM ANALYZE tasks`); err != nil {
-		t.Fatal(err)
-	}
-	const project = "0123456789abcdef01234567"
+	spreadOverCodes(t, s)
+	const project = fillProject
 	for name, q := range map[string]string{"queued": cancelCodeQueuedSQL, "active": cancelCodeActiveSQL} {
 		plan := explainText(t, s.pool, q, int64(1), project, "c")
 		if !strings.Contains(plan, "Index") || strings.Contains(plan, "Seq Scan on tasks") {

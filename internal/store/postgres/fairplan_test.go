@@ -69,7 +69,7 @@ func TestFairHeadsOfOneClusterStepOverNoOtherCluster(t *testing.T) {
 	var plan []byte
 	clusters := []string{"gpu"}
 	err := tx.QueryRow(ctx, `EXPLAIN (ANALYZE, FORMAT JSON) `+leaseSQL(clusters).fairHeads,
-		clusters, int64(math.MaxInt64/2), []string{}, 1, []string{"0123456789abcdef01234567"}, int64(0)).Scan(&plan)
+		clusters, int64(math.MaxInt64/2), []string{}, 1, []string{fillProject}, int64(0)).Scan(&plan)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,12 +41,15 @@ func planTx(t *testing.T, s *Store, setup string) pgx.Tx {
 	return tx
 }
 
-// fillTasks puts 20,000 tasks (i = 1..20000) of one project in s, their
+// fillProject is the project of fillTasks' tasks.
+const fillProject = "0123456789abcdef01234567"
+
+// fillTasks puts 20,000 tasks (i = 1..20000) of fillProject in s, their
 // status, schedule id and end time the SQL expressions given, and
 // analyzes the table.
 func fillTasks(t *testing.T, s *Store, status, scheduleID, endTime string) {
 	t.Helper()
-	const project = "0123456789abcdef01234567"
+	const project = fillProject
 	for _, q := range []string{
 		`INSERT INTO projects (id, name, created_at) VALUES ('` + project + `', 'p', 0)`,
 		`INSERT INTO tasks (id, project_id, code_id, code_name, code_revision_id, code_rev, status, priority, payload,

@@ -16,7 +16,7 @@ func TestOverviewUsesIndexes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s := planStore(t)
-	const project, n = "0123456789abcdef01234567", 200_000
+	const project, n = fillProject, 200_000
 	now := time.Now()
 	span := int64(30 * 24 * time.Hour / time.Microsecond)
 	for _, q := range []string{
