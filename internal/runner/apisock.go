@@ -3,20 +3,14 @@ package runner
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/mayfly-run/mayfly/internal/netcap"
 	"github.com/mayfly-run/mayfly/internal/wire"
 )
 
@@ -57,90 +51,69 @@ var defaultSockLimits = sockLimits{
 	ProgressEvery:     time.Second,
 }
 
-type apiSocket struct {
-	dir      string
-	srv      *http.Server
-	ln       *netcap.Listener
-	progress *progressGate
+// sockTask is the task a home's socket serves now; each task gets its
+// own, with its own progress gate, so nothing of one task's reports can
+// reach another's.
+type sockTask struct {
+	job   wire.Job
+	route string
+	gate  *progressGate
+
+	mu    sync.Mutex
+	ended bool
+	reqs  sync.WaitGroup // requests under way
 }
 
-func (r *Runner) openAPISocket(job wire.Job) (*apiSocket, error) {
-	dir := filepath.Join(r.cfg.RunDir, job.TaskID)
-	err := os.Mkdir(dir, 0o755)
-	if errors.Is(err, fs.ErrExist) {
-		// A socket left by an earlier attempt of this task on this
-		// runner (a crash leaves them) would make the listen fail.
-		if err := os.RemoveAll(dir); err != nil {
-			return nil, fmt.Errorf("clear task socket directory: %w", err)
-		}
-		err = os.Mkdir(dir, 0o755)
+// enter admits a request of the task, unless it has ended.
+func (t *sockTask) enter() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ended {
+		return false
 	}
-	if err != nil {
-		return nil, fmt.Errorf("create task socket directory: %w", err)
+	t.reqs.Add(1)
+	return true
+}
+
+func (h *taskHome) serveHTTP(w http.ResponseWriter, req *http.Request) {
+	if req.Method != http.MethodPost || !progressPath(req.URL.Path) {
+		sockError(w, http.StatusNotFound, "From inside a task only POST /2/projects/{project}/tasks/{id}/progress is served")
+		return
 	}
-	// The task user must reach the socket, whatever the umask.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("open task socket directory: %w", err)
+	t := h.task.Load()
+	if t == nil || !t.enter() {
+		sockError(w, http.StatusServiceUnavailable, "No task runs on this socket now")
+		return
 	}
-	sock := filepath.Join(dir, "api.sock")
-	uln, err := net.Listen("unix", sock)
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("listen on task socket: %w", err)
+	defer t.reqs.Done()
+	if req.URL.Path != t.route {
+		sockError(w, http.StatusForbidden, "From inside a task only that task's own progress can be reported")
+		return
 	}
-	if err := os.Chmod(sock, 0o666); err != nil {
-		uln.Close()
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("open task socket: %w", err)
+	var p wire.Progress
+	if err := json.NewDecoder(io.LimitReader(req.Body, 64<<10)).Decode(&p); err != nil {
+		sockError(w, http.StatusBadRequest, "Malformed JSON: "+err.Error())
+		return
 	}
-	lim := r.sock
-	log := r.log.With("task_id", job.TaskID)
-	ln := netcap.Wrap(uln, lim.MaxConns, 0, nil)
-	gate := &progressGate{every: lim.ProgressEvery, log: log,
-		send: func(ctx context.Context, p wire.Progress) error {
-			return r.queue.ReportProgress(ctx, job.TaskToken, job.TaskID, p)
-		}}
-	// One route, matched by hand: a ServeMux per task cost more to build
-	// than the rest of the socket.
-	route := "/2/projects/" + job.ProjectID + "/tasks/" + job.TaskID + "/progress"
-	handler := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if req.Method != http.MethodPost || !progressPath(req.URL.Path) {
-			sockError(w, http.StatusNotFound, "From inside a task only POST /2/projects/{project}/tasks/{id}/progress is served")
-			return
-		}
-		if req.URL.Path != route {
-			sockError(w, http.StatusForbidden, "From inside a task only that task's own progress can be reported")
-			return
-		}
-		var p wire.Progress
-		if err := json.NewDecoder(io.LimitReader(req.Body, 64<<10)).Decode(&p); err != nil {
-			sockError(w, http.StatusBadRequest, "Malformed JSON: "+err.Error())
-			return
-		}
-		// The socket is private to this task's container, so it is
-		// credential enough; a token, when sent, must still be the task's
-		// own, which is the only one the server takes for its progress.
-		if tok := bearer(req); tok != "" && tok != job.TaskToken {
-			sockError(w, http.StatusUnauthorized, "Invalid task token")
-			return
-		}
-		// Checked here, as the server would, so that a bad report is told
-		// so at once and never replaces a good one waiting its turn.
-		if err := checkProgress(p); err != nil {
-			sockError(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		if err := gate.report(req.Context(), p); err != nil {
-			sockError(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"msg":"Progress set"}`+"\n")
-	})
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: lim.ReadHeaderTimeout, ReadTimeout: lim.ReadTimeout,
-		WriteTimeout: lim.WriteTimeout, IdleTimeout: lim.IdleTimeout, MaxHeaderBytes: 64 << 10}
-	go srv.Serve(ln)
-	return &apiSocket{dir: dir, srv: srv, ln: ln, progress: gate}, nil
+	// The socket is private to this task's container, so it is
+	// credential enough; a token, when sent, must still be the task's
+	// own, which is the only one the server takes for its progress.
+	if tok := bearer(req); tok != "" && tok != t.job.TaskToken {
+		sockError(w, http.StatusUnauthorized, "Invalid task token")
+		return
+	}
+	// Checked here, as the server would, so that a bad report is told
+	// so at once and never replaces a good one waiting its turn.
+	if err := checkProgress(p); err != nil {
+		sockError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := t.gate.report(req.Context(), p); err != nil {
+		sockError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	io.WriteString(w, `{"msg":"Progress set"}`+"\n")
 }
 
 // progressPath reports whether path has the shape
@@ -149,31 +122,6 @@ func progressPath(path string) bool {
 	parts := strings.Split(path, "/")
 	return len(parts) == 7 && parts[0] == "" && parts[1] == "2" && parts[2] == "projects" && parts[3] != "" &&
 		parts[4] == "tasks" && parts[5] != "" && parts[6] == "progress"
-}
-
-// taskDirFiles are what a task directory holds; Close removes them by
-// name, which costs less than walking the directory.
-var taskDirFiles = []string{"api.sock", "payload.json", "config.json"}
-
-// Close stops serving the task and writes the last progress it reported,
-// so the task's final word is in before its end is.
-func (a *apiSocket) Close() {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	if err := a.srv.Shutdown(ctx); err != nil {
-		a.srv.Close()
-	}
-	cancel()
-	fctx, fcancel := context.WithTimeout(context.Background(), 10*time.Second)
-	if err := a.progress.flush(fctx); err != nil {
-		a.progress.log.Warn("could not write the task's last progress", "err", err)
-	}
-	fcancel()
-	for _, name := range taskDirFiles {
-		os.Remove(filepath.Join(a.dir, name))
-	}
-	if err := os.Remove(a.dir); err != nil {
-		os.RemoveAll(a.dir)
-	}
 }
 
 // progressGate lets one progress write through per interval; reports in

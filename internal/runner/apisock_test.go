@@ -44,26 +44,62 @@ func (q *progressCounter) get() (int, wire.Progress) {
 	return q.writes, q.last
 }
 
-func openTestSocket(t *testing.T, lim sockLimits) (*apiSocket, *progressCounter, wire.Job) {
+// testSocket is a task's home serving one task.
+type testSocket struct {
+	*taskHome
+	task *sockTask
+}
+
+// Close ends the task, as its container's end does, and closes the home.
+func (a testSocket) Close() {
+	a.end(a.task)
+	a.close()
+}
+
+// shortTempDir is a directory for unix sockets, whose paths are short;
+// t.TempDir's can be too long.
+func shortTempDir(t *testing.T) string {
 	t.Helper()
-	// Unix socket paths are short; t.TempDir's can be too long.
 	dir, err := os.MkdirTemp("", "mfs")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	q := &progressCounter{}
-	r := &Runner{cfg: Config{RunDir: dir}, queue: q, log: slog.New(slog.NewTextHandler(io.Discard, nil)), sock: lim}
-	job := wire.Job{TaskID: "5f0000000000000000000001", ProjectID: "5f00000000000000000000aa", TaskToken: "tok"}
-	a, err := r.openAPISocket(job)
+	return dir
+}
+
+var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func testJob(n int) wire.Job {
+	return wire.Job{TaskID: fmt.Sprintf("5f00000000000000000000%02d", n), ProjectID: "5f00000000000000000000aa",
+		TaskToken: fmt.Sprintf("tok%d", n), Payload: fmt.Sprintf(`{"n":%d}`, n), Code: wire.JobCode{Config: "{}"}}
+}
+
+// beginTest makes job the home's task, its progress going to q.
+func beginTest(t *testing.T, h *taskHome, job wire.Job, lim sockLimits, q Queue) *sockTask {
+	t.Helper()
+	task, err := h.begin(job, lim.ProgressEvery, func(ctx context.Context, p wire.Progress) error {
+		return q.ReportProgress(ctx, job.TaskToken, job.TaskID, p)
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return a, q, job
+	return task
 }
 
-func sockClient(a *apiSocket) *http.Client {
-	sock := filepath.Join(a.dir, "api.sock")
+func openTestSocket(t *testing.T, lim sockLimits) (testSocket, *progressCounter, wire.Job) {
+	t.Helper()
+	h, err := openHome(filepath.Join(shortTempDir(t), "t1"), lim, quietLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := &progressCounter{}
+	job := testJob(1)
+	return testSocket{h, beginTest(t, h, job, lim, q)}, q, job
+}
+
+func sockClient(h *taskHome) *http.Client {
+	sock := filepath.Join(h.dir, "api.sock")
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
@@ -129,7 +165,7 @@ func TestTaskSocketConnectionFlood(t *testing.T) {
 		c.Close()
 	}
 	conns = nil
-	if st, body, err := postProgress(sockClient(a), job, 50, "still here"); err != nil || st != 200 {
+	if st, body, err := postProgress(sockClient(a.taskHome), job, 50, "still here"); err != nil || st != 200 {
 		t.Fatalf("progress after the flood: %d %s %v", st, body, err)
 	}
 }
@@ -142,7 +178,7 @@ func TestTaskSocketProgressFlood(t *testing.T) {
 	lim := defaultSockLimits
 	lim.ProgressEvery = 200 * time.Millisecond
 	a, q, job := openTestSocket(t, lim)
-	c := sockClient(a)
+	c := sockClient(a.taskHome)
 
 	var posted atomic.Int64
 	stop := time.Now().Add(2 * time.Second)
@@ -187,7 +223,7 @@ func TestTaskSocketProgressFlood(t *testing.T) {
 // Bad reports are refused at once and never take the place of a good one.
 func TestTaskSocketRefusesBadProgress(t *testing.T) {
 	a, q, job := openTestSocket(t, defaultSockLimits)
-	c := sockClient(a)
+	c := sockClient(a.taskHome)
 	if st, _, err := postProgress(c, job, 10, "ok"); err != nil || st != 200 {
 		t.Fatalf("first: %d %v", st, err)
 	}

@@ -454,3 +454,42 @@ func TestFakeLeaseWaitsForItsTasksToFreeTheirSlots(t *testing.T) {
 		t.Fatalf("leases that handed out tasks asked for %v slots, want [4 4]", asked)
 	}
 }
+
+// slowProgressQueue writes progress as a slow server would.
+type slowProgressQueue struct {
+	runner.Queue
+	delay time.Duration
+}
+
+func (q *slowProgressQueue) ReportProgress(ctx context.Context, token, taskID string, p wire.Progress) error {
+	time.Sleep(q.delay)
+	return q.Queue.ReportProgress(ctx, token, taskID, p)
+}
+
+// The fault: a task reports "done" right after another report, so the
+// runner holds it for the second it may not write more often than, and the
+// task exits. The held report must be written before the end is: a
+// progress write after the end is refused, and the task would keep its
+// earlier message. Writing it only with the container's removal, beside
+// the end's report, lost it to a server slower to write progress than
+// ends.
+func TestFakeLastProgressWrittenBeforeTheEnd(t *testing.T) {
+	t.Parallel()
+	b, _ := setupFake(t, service.Config{}, 1)
+	b.addRunnerVia(&slowProgressQueue{Queue: b.svc, delay: 300 * time.Millisecond}, 1, "slow-progress")
+	var ids []string
+	for range 3 {
+		task := fakeTask(fake.Behavior{Progress: []fake.Progress{{Percent: 50, Msg: "half"}, {Percent: 100, Msg: "done"}}})
+		task.Cluster = "slow-progress"
+		ids = append(ids, b.queue(task)...)
+	}
+	for _, id := range ids {
+		tk := b.waitEnd(id)
+		if l := b.log(id); l != "progress 200\nprogress 200\n" {
+			t.Fatalf("task %s: answers %q", id, l)
+		}
+		if tk.Status != store.StatusComplete || tk.Percent != 100 || tk.Msg != "done" {
+			t.Fatalf("task %s ended %s at %d%% %q: its last report was lost", id, tk.Status, tk.Percent, tk.Msg)
+		}
+	}
+}

@@ -230,14 +230,3 @@ func zipHas(p, name string) (bool, error) {
 	}
 	return false, nil
 }
-
-// taskFiles writes the payload and config into the task's host directory,
-// which is mounted read-only at /mnt/mayfly.
-func taskFiles(dir string, job wire.Job) error {
-	for name, data := range map[string]string{"payload.json": job.Payload, "config.json": job.Code.Config} {
-		if err := os.WriteFile(dir+"/"+name, []byte(data), 0o644); err != nil {
-			return fmt.Errorf("write %s: %w", name, err)
-		}
-	}
-	return nil
-}

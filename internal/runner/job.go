@@ -50,7 +50,7 @@ type outcome struct {
 	msg      string
 	exitCode *int
 	abandon  bool
-	// cleanup removes the container and the task's socket directory; it
+	// cleanup removes the container and gives the task's home back; it
 	// runs past the task's slot, beside the end's report, so removal is
 	// off the task's critical path.
 	cleanup func()
@@ -185,31 +185,40 @@ func (r *Runner) execute(ctx context.Context, job wire.Job) (out outcome) {
 	defer logs.Close()
 	tail := &tailBuffer{max: 2048}
 
-	sock, err := r.openAPISocket(job)
+	home, err := r.homes.take()
 	if err != nil {
 		return fail("Could not prepare the task's API socket: %v", err)
 	}
-	// The socket and its directory go with the container, past the slot
-	// (runJob): closing them is a dozen system calls that the next lease
-	// need not wait for.
-	defer func() {
-		destroy := out.cleanup
-		out.cleanup = func() {
-			if destroy != nil {
-				destroy()
-			}
-			sock.Close()
-		}
-	}()
-	if err := taskFiles(sock.dir, job); err != nil {
+	var h driver.Handle
+	startTried := false
+	// The home is the task's until its container has ended: then its
+	// socket stops serving the task and writes its last progress, before
+	// the end is reported. It goes back to the pool past the slot
+	// (runJob), beside the container's removal, and is kept only if no
+	// container can see it any more.
+	sock, err := home.begin(job, r.sock.ProgressEvery, func(ctx context.Context, p wire.Progress) error {
+		return r.queue.ReportProgress(ctx, job.TaskToken, job.TaskID, p)
+	})
+	if err != nil {
+		r.homes.give(home, true)
 		return fail("Could not write the task's payload: %v", err)
 	}
+	defer func() {
+		home.end(sock)
+		out.cleanup = func() {
+			keep := !startTried
+			if h != nil {
+				keep = r.destroy(h, job.TaskID)
+			}
+			r.homes.give(home, keep)
+		}
+	}()
 
 	spec := driver.Spec{
 		TaskID: job.TaskID, RunnerID: r.cfg.ID, Image: prep.image,
 		Entrypoint: entrypoint, Cmd: cmd, Env: env(job), WorkDir: TaskDir, User: r.cfg.User,
 		Network: r.cfg.Network, MemoryBytes: r.cfg.MemoryBytes,
-		Mounts:    []driver.Mount{{Source: sock.dir, Target: TaskFilesDir, ReadOnly: true}},
+		Mounts:    []driver.Mount{{Source: home.dir, Target: TaskFilesDir, ReadOnly: true}},
 		PidsLimit: r.cfg.PidsLimit, NanoCPUs: r.cfg.NanoCPUs, NoFile: r.cfg.NoFile,
 		ReadOnlyRoot: true,
 		Tmpfs: []driver.Tmpfs{
@@ -231,13 +240,16 @@ func (r *Runner) execute(ctx context.Context, job wire.Job) (out outcome) {
 		return outcome{abandon: true, msg: "lease lost while preparing"}
 	}
 	ph.mark(&ph.prepared)
-	h, err := r.driver.Start(ctx, spec)
+	startTried = true
+	h, err = r.driver.Start(ctx, spec)
 	if err != nil {
+		// h stays nil: a driver whose start failed may still have made a
+		// container that sees the home, so the home is not kept.
+		h = nil
 		return r.failOrAbandon(ctx, fmt.Errorf("Could not start the container: %v", err))
 	}
 	ph.mark(&ph.started)
 	r.active.Store(h.ID(), job.TaskID)
-	defer func() { out.cleanup = func() { r.destroy(h, job.TaskID) } }()
 	if werr != nil {
 		if perr := <-werr; perr != nil {
 			// The container did not get the whole package.

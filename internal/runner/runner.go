@@ -212,7 +212,8 @@ type Runner struct {
 	hardStop context.CancelFunc
 	hardCtx  context.Context
 	// sock bounds what a task can do to the runner through its socket.
-	sock sockLimits
+	sock  sockLimits
+	homes *homes
 }
 
 // warmCounter is a driver that keeps warm containers (docker's), whose
@@ -250,8 +251,10 @@ func New(cfg Config, q Queue, d driver.Driver) (*Runner, error) {
 		cfg.Metrics.WatchWarm(wc.WarmCounts)
 	}
 	hardCtx, hardStop := context.WithCancel(context.Background())
-	return &Runner{cfg: cfg, queue: q, driver: d, log: cfg.Log.With("runner_id", cfg.ID), cache: cache, policy: policy,
-		hardCtx: hardCtx, hardStop: hardStop, imageUsed: map[string]time.Time{}, sock: defaultSockLimits}, nil
+	log := cfg.Log.With("runner_id", cfg.ID)
+	return &Runner{cfg: cfg, queue: q, driver: d, log: log, cache: cache, policy: policy,
+		hardCtx: hardCtx, hardStop: hardStop, imageUsed: map[string]time.Time{}, sock: defaultSockLimits,
+		homes: newHomes(cfg.RunDir, defaultSockLimits, cfg.Capacity, log)}, nil
 }
 
 // Run leases and runs tasks until ctx ends, then returns without waiting
@@ -442,10 +445,10 @@ func (r *Runner) waitEngine(ctx context.Context) error {
 	}
 }
 
-// destroy removes a task's container. While the engine is away it keeps
-// trying in the background for a few minutes; the orphan sweep is the
-// last resort.
-func (r *Runner) destroy(h driver.Handle, taskID string) {
+// destroy removes a task's container and says whether it is gone. While
+// the engine is away it keeps trying in the background for a few
+// minutes; the orphan sweep is the last resort.
+func (r *Runner) destroy(h driver.Handle, taskID string) (removed bool) {
 	try := func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -454,7 +457,7 @@ func (r *Runner) destroy(h driver.Handle, taskID string) {
 	err := try()
 	if err == nil {
 		r.active.Delete(h.ID())
-		return
+		return true
 	}
 	r.log.Warn("could not remove container; will retry", "task_id", taskID, "container", h.ID(), "err", err)
 	r.wg.Add(1)
@@ -475,6 +478,7 @@ func (r *Runner) destroy(h driver.Handle, taskID string) {
 		}
 		r.log.Error("gave up removing container; the orphan sweep will", "task_id", taskID, "container", h.ID())
 	}()
+	return false
 }
 
 // sweepOrphans removes, every SweepInterval, containers of this runner that no
@@ -508,8 +512,9 @@ func (r *Runner) Drain(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		r.wg.Wait()
-		// Every task has taken its files away; a run directory in memory
-		// (one per runner id) must not outlive its runner empty.
+		// Every task has left its home; a run directory in memory (one
+		// per runner id) must not outlive its runner empty.
+		r.homes.close()
 		os.Remove(r.cfg.RunDir)
 		close(done)
 	}()

@@ -16,13 +16,18 @@
 package fake
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,6 +55,16 @@ type Behavior struct {
 	// twice at once. A container whose process is killed writes no end:
 	// it ended with the process (PID).
 	Stamps string `json:"stamps,omitempty"`
+	// Progress is reported, in order, through the task's API socket just
+	// before the container exits, as a task reports how far it got; each
+	// answer goes to the output as a line "progress STATUS".
+	Progress []Progress `json:"progress,omitempty"`
+}
+
+// Progress is one report of a Behavior.
+type Progress struct {
+	Percent int    `json:"percent"`
+	Msg     string `json:"msg,omitempty"`
 }
 
 // PayloadFile is where the runner puts the payload on the host side: the
@@ -58,6 +73,7 @@ type Behavior struct {
 const (
 	taskFilesTarget = "/mnt/mayfly"
 	payloadName     = "payload.json"
+	socketName      = "api.sock"
 )
 
 // FromPayload reads a Behavior from a payload {"fake": {...}}; any other
@@ -139,12 +155,21 @@ func (d *Driver) Ping(context.Context) error {
 	return nil
 }
 
-func payloadOf(spec driver.Spec) []byte {
+// taskFile is the host path of a file the runner put in the task's
+// directory, or "".
+func taskFile(spec driver.Spec, name string) string {
 	for _, m := range spec.Mounts {
 		if m.Target == taskFilesTarget {
-			b, _ := os.ReadFile(filepath.Join(m.Source, payloadName))
-			return b
+			return filepath.Join(m.Source, name)
 		}
+	}
+	return ""
+}
+
+func payloadOf(spec driver.Spec) []byte {
+	if path := taskFile(spec, payloadName); path != "" {
+		b, _ := os.ReadFile(path)
+		return b
 	}
 	return nil
 }
@@ -272,6 +297,9 @@ func (c *container) run() {
 			}
 		}
 	}
+	for _, p := range c.b.Progress {
+		write(c.spec.Output, "progress "+c.report(p)+"\n")
+	}
 	var runFor <-chan time.Time
 	if !c.b.Hang {
 		runFor = time.After(time.Duration(c.b.RunMs) * time.Millisecond)
@@ -296,6 +324,39 @@ func (c *container) run() {
 		}
 		c.res = driver.Result{ExitCode: 143}
 	}
+}
+
+// report posts p to the task's API socket as a task would, with the
+// task's token, and returns the answer's status.
+func (c *container) report(p Progress) string {
+	env := map[string]string{}
+	for _, kv := range c.spec.Env {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	sock := taskFile(c.spec, socketName)
+	if sock == "" {
+		return "no socket"
+	}
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		}}}
+	defer client.CloseIdleConnections()
+	body, _ := json.Marshal(p)
+	req, err := http.NewRequest(http.MethodPost, "http://mayfly/2/projects/"+env["PROJECT_ID"]+"/tasks/"+env["TASK_ID"]+"/progress",
+		bytes.NewReader(body))
+	if err != nil {
+		return err.Error()
+	}
+	req.Header.Set("Authorization", "OAuth "+env["MAYFLY_TASK_TOKEN"])
+	resp, err := client.Do(req)
+	if err != nil {
+		return err.Error()
+	}
+	resp.Body.Close()
+	return strconv.Itoa(resp.StatusCode)
 }
 
 // stamp appends one line to the task's stamp file: one write of a short
