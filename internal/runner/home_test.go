@@ -23,6 +23,7 @@ func TestTaskHomeServesOnlyItsTask(t *testing.T) {
 	}
 	q := &progressCounter{}
 	first, second := testJob(1), testJob(2)
+	first.Payload = `{"secret":"` + strings.Repeat("x", 100) + `"}`
 	task := beginTest(t, h, first, lim, q)
 	if b, err := os.ReadFile(filepath.Join(h.dir, "payload.json")); err != nil || string(b) != first.Payload {
 		t.Fatalf("first payload %q %v", b, err)
@@ -38,8 +39,8 @@ func TestTaskHomeServesOnlyItsTask(t *testing.T) {
 	}
 	p.give(h, true)
 	for _, name := range taskFileNames {
-		if _, err := os.Stat(filepath.Join(h.dir, name)); !os.IsNotExist(err) {
-			t.Fatalf("%s of the first task left in its home: %v", name, err)
+		if b, err := os.ReadFile(filepath.Join(h.dir, name)); err != nil || len(b) != 0 {
+			t.Fatalf("%s of the first task left in its home: %q %v", name, b, err)
 		}
 	}
 	again, err := p.take()
