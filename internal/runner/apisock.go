@@ -59,9 +59,10 @@ type sockTask struct {
 	route string
 	gate  *progressGate
 
-	mu    sync.Mutex
-	ended bool
-	reqs  sync.WaitGroup // requests under way
+	mu      sync.Mutex
+	ended   bool
+	active  int           // requests under way
+	drained chan struct{} // made by an end that waits for them
 }
 
 // enter admits a request of the task, unless it has ended.
@@ -71,8 +72,28 @@ func (t *sockTask) enter() bool {
 	if t.ended {
 		return false
 	}
-	t.reqs.Add(1)
+	t.active++
 	return true
+}
+
+func (t *sockTask) leave() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.active--; t.active == 0 && t.drained != nil {
+		close(t.drained)
+	}
+}
+
+// stop admits no more requests, and returns a channel closed once those
+// under way are done, or nil when there are none.
+func (t *sockTask) stop() <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.ended = true
+	if t.active > 0 && t.drained == nil {
+		t.drained = make(chan struct{})
+	}
+	return t.drained
 }
 
 func (h *taskHome) serveHTTP(w http.ResponseWriter, req *http.Request) {
@@ -85,7 +106,7 @@ func (h *taskHome) serveHTTP(w http.ResponseWriter, req *http.Request) {
 		sockError(w, http.StatusServiceUnavailable, "No task runs on this socket now")
 		return
 	}
-	defer t.reqs.Done()
+	defer t.leave()
 	if req.URL.Path != t.route {
 		sockError(w, http.StatusForbidden, "From inside a task only that task's own progress can be reported")
 		return

@@ -59,11 +59,12 @@ type homes struct {
 	max     int           // idle homes kept
 	idleFor time.Duration // how long a home is kept idle
 
-	mu     sync.Mutex
-	free   []*taskHome // oldest first
-	seq    int
-	timer  *time.Timer
-	closed bool
+	mu      sync.Mutex
+	free    []*taskHome // oldest first
+	seq     int
+	timer   *time.Timer
+	closed  bool
+	closing sync.WaitGroup // expired homes being closed
 }
 
 func newHomes(dir string, lim sockLimits, max int, log *slog.Logger) *homes {
@@ -119,13 +120,17 @@ func (p *homes) expire() {
 	if len(p.free) > 0 && !p.closed {
 		p.timer = time.AfterFunc(time.Until(p.free[0].idle.Add(p.idleFor)), p.expire)
 	}
+	p.closing.Add(1)
 	p.mu.Unlock()
+	defer p.closing.Done()
 	for _, h := range old {
 		h.close()
 	}
 }
 
-// close closes the idle homes; homes given back later are closed then.
+// close closes the idle homes, and waits for those that expired to be
+// gone, so that the run directory can go too; homes given back later are
+// closed then.
 func (p *homes) close() {
 	p.mu.Lock()
 	p.closed = true
@@ -139,6 +144,7 @@ func (p *homes) close() {
 	for _, h := range old {
 		h.close()
 	}
+	p.closing.Wait()
 }
 
 // idleCount is how many homes wait in the pool.
@@ -240,15 +246,12 @@ func writeAll(fd int, data string) error {
 // in before its end is.
 func (h *taskHome) end(t *sockTask) {
 	h.task.CompareAndSwap(t, nil)
-	t.mu.Lock()
-	t.ended = true
-	t.mu.Unlock()
-	done := make(chan struct{})
-	go func() { t.reqs.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(2 * time.Second):
-		t.gate.log.Warn("a progress report of the task was still under way at its end")
+	if drained := t.stop(); drained != nil {
+		select {
+		case <-drained:
+		case <-time.After(2 * time.Second):
+			t.gate.log.Warn("a progress report of the task was still under way at its end")
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

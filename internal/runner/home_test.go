@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mayfly-run/mayfly/internal/wire"
 )
 
 // The attack: a task's home serves the runner's next task, so what a
@@ -117,5 +120,53 @@ func TestTaskHomesKeptOnlyWhileSafeAndWanted(t *testing.T) {
 	p.give(d, true)
 	if !gone(d) {
 		t.Fatal("a home given to a closed pool was kept")
+	}
+}
+
+// slowProgress is a Queue whose progress writes take a while.
+type slowProgress struct {
+	progressCounter
+	delay time.Duration
+}
+
+func (q *slowProgress) ReportProgress(ctx context.Context, token, taskID string, p wire.Progress) error {
+	time.Sleep(q.delay)
+	return q.progressCounter.ReportProgress(ctx, token, taskID, p)
+}
+
+// A report under way when the container ends is written before the end
+// is reported: the end waits for it.
+func TestTaskHomeEndWaitsForReportsUnderWay(t *testing.T) {
+	lim := defaultSockLimits
+	h, err := openHome(filepath.Join(shortTempDir(t), "t1"), lim, quietLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.close()
+	q := &slowProgress{delay: 300 * time.Millisecond}
+	job := testJob(1)
+	task := beginTest(t, h, job, lim, q)
+	answered := make(chan int, 1)
+	go func() {
+		st, _, _ := postProgress(sockClient(h), job, 70, "nearly")
+		answered <- st
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		task.mu.Lock()
+		active := task.active
+		task.mu.Unlock()
+		if active > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the report never reached the socket")
+		}
+	}
+	h.end(task)
+	if writes, last := q.get(); writes != 1 || *last.Percent != 70 {
+		t.Fatalf("after the end: %d writes, last %+v; want the report under way written", writes, last)
+	}
+	if st := <-answered; st != 200 {
+		t.Fatalf("report under way answered %d", st)
 	}
 }
