@@ -36,4 +36,6 @@ func main() {
 	post(id, `{"percent":42,"msg":"almost half"}`, os.Getenv("MAYFLY_TASK_TOKEN"))
 	post("000000000000000000000000", `{"percent":1}`, os.Getenv("MAYFLY_TASK_TOKEN"))
 	post(id, `{"percent":43}`, "mtt.forged.token.1.x")
+	// Within a second of the first: held, and written before the end.
+	post(id, `{"percent":100,"msg":"done"}`, "")
 }
