@@ -23,7 +23,7 @@ func TestCrashRecovery(t *testing.T) {
 	t.Parallel()
 	testenv.Docker(t)
 	testenv.StackImage(t, "busybox")
-	const project, token = "5f00000000000000000000c1", "crash-test-secret-token"
+	const project, token = "5f00000000000000000000c2", "crash-test-secret-token"
 	env := []string{"MAYFLY_BOOTSTRAP_PROJECT=" + project, "MAYFLY_BOOTSTRAP_TOKEN=" + token,
 		"MAYFLY_LEASE_DURATION=2s", "MAYFLY_RUNNER_CAPACITY=3"}
 	srv := startServer(t, env...)
@@ -108,7 +108,7 @@ func TestDrainOnSIGTERM(t *testing.T) {
 	t.Parallel()
 	testenv.Docker(t)
 	testenv.StackImage(t, "busybox")
-	const project, token = "5f00000000000000000000d1", "drain-test-secret-token"
+	const project, token = "5f00000000000000000000d4", "drain-test-secret-token"
 	env := []string{"MAYFLY_BOOTSTRAP_PROJECT=" + project, "MAYFLY_BOOTSTRAP_TOKEN=" + token}
 	srv := startServer(t, env...)
 	ctx := context.Background()

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mayfly-run/mayfly/internal/client"
 	"github.com/mayfly-run/mayfly/internal/testenv"
 )
 
@@ -103,6 +104,13 @@ func TestIronWorkerNodeClient(t *testing.T) {
 	out, err := cmd.Output()
 	t.Logf("client output:\n%s", out)
 	if err != nil {
+		// What the server says of each task: a client that timed out
+		// waiting says nothing of why.
+		if tasks, lerr := client.New("http://"+srv.addr, token, project).ListTasks(ctx, client.TaskFilter{PerPage: 100}); lerr == nil {
+			for _, tk := range tasks {
+				t.Logf("task %s: %s %q", tk.ID, tk.Status, tk.Msg)
+			}
+		}
 		t.Fatalf("node client_test.js: %v\nstderr:\n%s", err, stderr.String())
 	}
 

@@ -98,9 +98,30 @@ func startServerAt(t *testing.T, addr, dataDir string, env ...string) *serverPro
 	return startServerBin(t, mayflyBin(t), addr, dataDir, env...)
 }
 
+// projectOwners maps each bootstrap project id to the test that uses it.
+// A server's cleanup removes the code images of its bootstrap project,
+// so two tests sharing an id remove each other's images mid-run: a task
+// of the other then fails at once with "No such image".
+var projectOwners sync.Map
+
+// claimProject makes the bootstrap project of env the test's own, and
+// fails the test if another test of this process has it.
+func claimProject(t *testing.T, env []string) {
+	t.Helper()
+	for _, e := range env {
+		if p, ok := strings.CutPrefix(e, "MAYFLY_BOOTSTRAP_PROJECT="); ok && p != "" {
+			test, _, _ := strings.Cut(t.Name(), "/")
+			if owner, _ := projectOwners.LoadOrStore(p, test); owner != test {
+				t.Fatalf("bootstrap project %s is %s's too: each test needs a project of its own, since a server's cleanup removes its project's code images", p, owner)
+			}
+		}
+	}
+}
+
 // startServerBin starts the server of the binary bin.
 func startServerBin(t *testing.T, bin, addr, dataDir string, env ...string) *serverProc {
 	t.Helper()
+	claimProject(t, env)
 	s := &serverProc{addr: addr, dataDir: dataDir, done: make(chan error, 1)}
 	s.cmd = exec.Command(bin, "server", "--listen", s.addr, "--data-dir", s.dataDir, "--drain-grace", "5s")
 	s.cmd.Env = append(os.Environ(), env...)

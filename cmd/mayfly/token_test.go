@@ -17,7 +17,7 @@ import (
 func TestTokenCLI(t *testing.T) {
 	t.Parallel()
 	testenv.Docker(t)
-	const project, token = "5f00000000000000000000e1", "token-cli-secret-token"
+	const project, token = "5f00000000000000000000e8", "token-cli-secret-token"
 	srv := startServer(t, "MAYFLY_BOOTSTRAP_PROJECT="+project, "MAYFLY_BOOTSTRAP_TOKEN="+token)
 	cli := func(args ...string) cliResult { return runBin(t, srv, token, project, args...) }
 

@@ -115,7 +115,11 @@ func (r *Runner) runJob(job wire.Job, release func()) {
 	ph := out.phases
 	r.cfg.Metrics.RunnerTaskEnded(job.CodeName, string(out.status),
 		span(ph.leased, ph.prepared), span(ph.prepared, ph.started), span(ph.started, ph.exited))
-	log.Info("task ended", "status", out.status)
+	if out.status == mayfly.StatusComplete {
+		log.Info("task ended", "status", out.status)
+	} else {
+		log.Info("task ended", "status", out.status, "msg", out.msg)
+	}
 }
 
 // finish reports the outcome. Passing errors (the server restarting, a
