@@ -247,8 +247,8 @@ func (r *Runner) execute(ctx context.Context, job wire.Job) (out outcome) {
 	startTried = true
 	h, err = r.driver.Start(ctx, spec)
 	if err != nil {
-		// h stays nil: a driver whose start failed may still have made a
-		// container that sees the home, so the home is not kept.
+		// Without a handle the home is not kept: a driver whose start
+		// failed may still have made a container that sees it.
 		h = nil
 		return r.failOrAbandon(ctx, fmt.Errorf("Could not start the container: %v", err))
 	}
