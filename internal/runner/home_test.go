@@ -170,3 +170,48 @@ func TestTaskHomeEndWaitsForReportsUnderWay(t *testing.T) {
 		t.Fatalf("report under way answered %d", st)
 	}
 }
+
+// BenchmarkTaskHome is what a task's home costs the runner per task: made
+// for the task and closed after it (Fresh), or taken from the pool and
+// given back (Reused). Compare the two from the same run:
+//
+//	go test -run '^$' -bench TaskHome ./internal/runner/
+func BenchmarkTaskHome(b *testing.B) {
+	lim := defaultSockLimits
+	send := func(context.Context, wire.Progress) error { return nil }
+	job := testJob(1)
+	dir, err := os.MkdirTemp("", "mfb")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	task := func(b *testing.B, h *taskHome) {
+		t, err := h.begin(job, lim.ProgressEvery, send)
+		if err != nil {
+			b.Fatal(err)
+		}
+		h.end(t)
+	}
+	b.Run("Fresh", func(b *testing.B) {
+		for i := range b.N {
+			h, err := openHome(filepath.Join(dir, fmt.Sprintf("f%d", i)), lim, quietLog)
+			if err != nil {
+				b.Fatal(err)
+			}
+			task(b, h)
+			h.close()
+		}
+	})
+	b.Run("Reused", func(b *testing.B) {
+		p := newHomes(dir, lim, 1, quietLog)
+		defer p.close()
+		for range b.N {
+			h, err := p.take()
+			if err != nil {
+				b.Fatal(err)
+			}
+			task(b, h)
+			p.give(h, true)
+		}
+	})
+}
