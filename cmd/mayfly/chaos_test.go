@@ -852,6 +852,14 @@ func (h *chaosHarness) run() {
 			t.Fatal("the warm-up tasks did not end within 2 minutes")
 		}
 	}
+	// A runner keeps the directories of its last tasks (with their
+	// sockets and files open) for the next ones, for 10 s: the witnesses
+	// are sampled once they are gone, so that none can hide a leak.
+	for deadline := time.Now().Add(time.Minute); h.holdings().TaskDirs > 0; time.Sleep(500 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("task directories still held a minute after the warm-up: %+v", h.holdings())
+		}
+	}
 	serverBefore, runnerBefore := h.quietSample()
 	heldBefore := h.holdings()
 	t.Logf("before: server %+v, runner %+v, %+v", serverBefore, runnerBefore, heldBefore)
