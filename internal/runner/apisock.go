@@ -220,9 +220,10 @@ func (g *progressGate) write(ctx context.Context, q queuedProgress) error {
 	return g.send(ctx, q.p)
 }
 
-// flush writes the report still waiting, if any, and waits for a timer
-// write under way; reports after it are written at once.
-func (g *progressGate) flush(ctx context.Context) error {
+// flush writes the report still waiting, if any, within timeout, and
+// waits for a timer write under way; reports after it are written at
+// once. With nothing waiting (most tasks) it costs two locks.
+func (g *progressGate) flush(timeout time.Duration) error {
 	g.mu.Lock()
 	g.closed = true
 	if g.timer != nil && g.timer.Stop() {
@@ -236,6 +237,8 @@ func (g *progressGate) flush(ctx context.Context) error {
 	if q == nil {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
 	return g.write(ctx, *q)
 }
 

@@ -76,9 +76,9 @@ func testJob(n int) wire.Job {
 }
 
 // beginTest makes job the home's task, its progress going to q.
-func beginTest(t *testing.T, h *taskHome, job wire.Job, lim sockLimits, q Queue) *sockTask {
+func beginTest(t *testing.T, h *taskHome, job wire.Job, q Queue) *sockTask {
 	t.Helper()
-	task, err := h.begin(job, lim.ProgressEvery, func(ctx context.Context, p wire.Progress) error {
+	task, err := h.begin(job, func(ctx context.Context, p wire.Progress) error {
 		return q.ReportProgress(ctx, job.TaskToken, job.TaskID, p)
 	})
 	if err != nil {
@@ -95,7 +95,7 @@ func openTestSocket(t *testing.T, lim sockLimits) (testSocket, *progressCounter,
 	}
 	q := &progressCounter{}
 	job := testJob(1)
-	return testSocket{h, beginTest(t, h, job, lim, q)}, q, job
+	return testSocket{h, beginTest(t, h, job, q)}, q, job
 }
 
 func sockClient(h *taskHome) *http.Client {

@@ -43,6 +43,7 @@ var taskFileNames = [...]string{"payload.json", "config.json"}
 
 type taskHome struct {
 	dir   string
+	every time.Duration           // at most one progress write per task this often
 	files [len(taskFileNames)]int // open for writing
 	srv   *http.Server
 	ln    *netcap.Listener
@@ -173,7 +174,7 @@ func openHome(dir string, lim sockLimits, log *slog.Logger) (*taskHome, error) {
 		os.Remove(dir)
 		return nil, fmt.Errorf("open task directory: %w", err)
 	}
-	h := &taskHome{dir: dir, log: log}
+	h := &taskHome{dir: dir, every: lim.ProgressEvery, log: log}
 	for i, name := range taskFileNames {
 		fd, err := syscall.Open(dir+"/"+name, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_EXCL|syscall.O_CLOEXEC, 0o644)
 		if err != nil {
@@ -213,9 +214,9 @@ func openHome(dir string, lim sockLimits, log *slog.Logger) (*taskHome, error) {
 
 // begin makes the home job's: its payload and config are written and its
 // socket serves the job's progress.
-func (h *taskHome) begin(job wire.Job, every time.Duration, send func(context.Context, wire.Progress) error) (*sockTask, error) {
+func (h *taskHome) begin(job wire.Job, send func(context.Context, wire.Progress) error) (*sockTask, error) {
 	t := &sockTask{job: job, route: "/2/projects/" + job.ProjectID + "/tasks/" + job.TaskID + "/progress",
-		gate: &progressGate{every: every, log: h.log.With("task_id", job.TaskID), send: send}}
+		gate: &progressGate{every: h.every, log: h.log.With("task_id", job.TaskID), send: send}}
 	for i, data := range [...]string{job.Payload, job.Code.Config} {
 		if err := writeAll(h.files[i], data); err != nil {
 			return nil, fmt.Errorf("write %s: %w", taskFileNames[i], err)
@@ -253,9 +254,7 @@ func (h *taskHome) end(t *sockTask) {
 			t.gate.log.Warn("a progress report of the task was still under way at its end")
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := t.gate.flush(ctx); err != nil {
+	if err := t.gate.flush(10 * time.Second); err != nil {
 		t.gate.log.Warn("could not write the task's last progress", "err", err)
 	}
 }

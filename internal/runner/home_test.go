@@ -27,7 +27,7 @@ func TestTaskHomeServesOnlyItsTask(t *testing.T) {
 	q := &progressCounter{}
 	first, second := testJob(1), testJob(2)
 	first.Payload = `{"secret":"` + strings.Repeat("x", 100) + `"}`
-	task := beginTest(t, h, first, lim, q)
+	task := beginTest(t, h, first, q)
 	if b, err := os.ReadFile(filepath.Join(h.dir, "payload.json")); err != nil || string(b) != first.Payload {
 		t.Fatalf("first payload %q %v", b, err)
 	}
@@ -50,7 +50,7 @@ func TestTaskHomeServesOnlyItsTask(t *testing.T) {
 	if err != nil || again != h {
 		t.Fatalf("the idle home was not taken again: %v", err)
 	}
-	beginTest(t, h, second, lim, q)
+	beginTest(t, h, second, q)
 	if b, _ := os.ReadFile(filepath.Join(h.dir, "payload.json")); string(b) != second.Payload {
 		t.Fatalf("second payload %q", b)
 	}
@@ -145,7 +145,7 @@ func TestTaskHomeEndWaitsForReportsUnderWay(t *testing.T) {
 	defer h.close()
 	q := &slowProgress{delay: 300 * time.Millisecond}
 	job := testJob(1)
-	task := beginTest(t, h, job, lim, q)
+	task := beginTest(t, h, job, q)
 	answered := make(chan int, 1)
 	go func() {
 		st, _, _ := postProgress(sockClient(h), job, 70, "nearly")
@@ -186,7 +186,7 @@ func BenchmarkTaskHome(b *testing.B) {
 	}
 	defer os.RemoveAll(dir)
 	task := func(b *testing.B, h *taskHome) {
-		t, err := h.begin(job, lim.ProgressEvery, send)
+		t, err := h.begin(job, send)
 		if err != nil {
 			b.Fatal(err)
 		}

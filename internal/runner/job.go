@@ -200,7 +200,7 @@ func (r *Runner) execute(ctx context.Context, job wire.Job) (out outcome) {
 	// the end is reported. It goes back to the pool past the slot
 	// (runJob), beside the container's removal, and is kept only if no
 	// container can see it any more.
-	sock, err := home.begin(job, r.sock.ProgressEvery, func(ctx context.Context, p wire.Progress) error {
+	sock, err := home.begin(job, func(ctx context.Context, p wire.Progress) error {
 		return r.queue.ReportProgress(ctx, job.TaskToken, job.TaskID, p)
 	})
 	if err != nil {

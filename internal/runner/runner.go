@@ -211,8 +211,8 @@ type Runner struct {
 	// run out.
 	hardStop context.CancelFunc
 	hardCtx  context.Context
-	// sock bounds what a task can do to the runner through its socket.
-	sock  sockLimits
+	// homes are the tasks' directories and sockets, kept for the next
+	// tasks; defaultSockLimits bound what a task can do through them.
 	homes *homes
 }
 
@@ -253,7 +253,7 @@ func New(cfg Config, q Queue, d driver.Driver) (*Runner, error) {
 	hardCtx, hardStop := context.WithCancel(context.Background())
 	log := cfg.Log.With("runner_id", cfg.ID)
 	return &Runner{cfg: cfg, queue: q, driver: d, log: log, cache: cache, policy: policy,
-		hardCtx: hardCtx, hardStop: hardStop, imageUsed: map[string]time.Time{}, sock: defaultSockLimits,
+		hardCtx: hardCtx, hardStop: hardStop, imageUsed: map[string]time.Time{},
 		homes: newHomes(cfg.RunDir, defaultSockLimits, cfg.Capacity, log)}, nil
 }
 
